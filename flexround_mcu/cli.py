@@ -1,0 +1,121 @@
+"""The flexround-mcu command line. It orchestrates the package's pieces and holds no algorithm of its own.
+
+Bad input raises UserError anywhere below; `main` prints it as one line on stderr and exits with code 2.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from .errors import UserError
+
+DATASET_CHOICES = ("cifar10-test-5000", "ic01", "kws01", "cifar10-test-first20", "cifar10-test-full")
+
+
+def _progress(total: int, desc: str):
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit="input", leave=False, file=sys.stderr, dynamic_ncols=True,
+                disable=None)  # disable=None: no bar when stderr is not a terminal (CI logs)
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    """Write through a temporary file in the same folder, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.replace(path)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="flexround-mcu")
+def cli():
+    """FlexRound post-training quantization for Arm Cortex-M, with a bit-exact integer simulator."""
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--dataset", required=True, type=click.Choice(DATASET_CHOICES), help="Inputs and labels to run.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N inputs.")
+@click.option("--compare", type=click.Choice(["tflm"]), default=None,
+              help="Also run the tflite_micro interpreter and count mismatching int8 values in every tensor.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the results as JSON to this file.")
+def simulate(model: Path, dataset: str, limit: int | None, compare: str | None, json_path: Path | None):
+    """Run an int8 .tflite MODEL through the integer simulator on real data and print its accuracy.
+
+    The last line reads `mismatches: N over T tensors, accuracy: A` with --compare tflm, else `accuracy: A`.
+    """
+    import numpy as np
+
+    from .data import load_dataset
+    from .frontends.tflite import load_tflite
+    from .sim.runner import Simulator
+
+    graph = load_tflite(model)
+    data = load_dataset(dataset, limit=limit)
+    tin = graph.tensors[graph.inputs[0]]
+    x = data.quantize_input(float(tin.scale[0]), int(tin.zero_point[0]))
+    if tuple(x.shape[1:]) != tin.shape[1:]:
+        raise UserError(f"dataset {dataset} gives inputs of shape {tuple(x.shape[1:])}, but {model} expects "
+                        f"{tin.shape[1:]}: pick the dataset this model was trained for")
+    click.echo(f"model: {model} ({len(graph.ops)} ops), dataset: {dataset} ({len(data)} inputs)")
+
+    sim = Simulator(graph)
+    t0 = time.perf_counter()
+    with _progress(len(x), "simulator") as bar:
+        values = sim.run(x, keep_all=compare is not None, progress=bar.update)
+    sim_s = time.perf_counter() - t0
+    logits = values[graph.outputs[0]].reshape(len(x), -1)
+    accuracy = float(np.mean(np.argmax(logits, axis=1) == data.y))
+    click.echo(f"simulator: accuracy {accuracy:.2%}, {len(x) / sim_s:.0f} inputs/s")
+    result = {"model": str(model), "dataset": dataset, "n": len(x), "accuracy": {"int_sim": accuracy},
+              "time_s": {"simulator": round(sim_s, 3)}}
+
+    if compare == "tflm":
+        from .tflm import compare_with_tflm
+        t0 = time.perf_counter()
+        with _progress(len(x), "tflite_micro") as bar:
+            cmp = compare_with_tflm(graph, model, x, values, progress=bar.update)
+        tflm_s = time.perf_counter() - t0
+        tflm_acc = float(np.mean(np.argmax(cmp.tflm_outputs, axis=1) == data.y))
+        click.echo(f"tflite_micro: accuracy {tflm_acc:.2%}, {len(x) / tflm_s:.0f} inputs/s")
+        click.echo(f"{'tensor':>6}  {'produced by':<18} {'shape':<18} {'mismatches':>10} {'max |diff|':>10}")
+        for d in cmp.tensors:
+            click.echo(f"{d.index:>6}  {d.producer:<18} {str(d.shape):<18} {d.mismatches:>10} {d.max_abs_diff:>10}")
+        result["accuracy"]["tflm"] = tflm_acc
+        result["time_s"]["tflm"] = round(tflm_s, 3)
+        result["compare"] = {"against": "tflite_micro", "inputs": len(x), "tensors": len(cmp.tensors),
+                             "mismatches": cmp.mismatches,
+                             "per_tensor": [{"index": d.index, "name": d.name, "producer": d.producer,
+                                             "shape": list(d.shape), "mismatches": d.mismatches,
+                                             "max_abs_diff": d.max_abs_diff} for d in cmp.tensors]}
+    if json_path is not None:
+        _write_json(json_path, result)
+    if compare == "tflm":
+        click.echo(f"mismatches: {result['compare']['mismatches']} over {len(cmp.tensors)} tensors, "
+                   f"accuracy: {accuracy:.2%}")
+    else:
+        click.echo(f"accuracy: {accuracy:.2%}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cli.main(args=argv, prog_name="flexround-mcu", standalone_mode=False)
+    except UserError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:  # usage errors: click's own one-line message, exit 2
+        exc.show()
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
