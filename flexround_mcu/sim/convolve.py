@@ -29,6 +29,9 @@ def accumulation_dtype(depth: int, max_abs_weight: int):
     raise ValueError(f"a dot product over {depth} terms cannot be accumulated exactly")
 
 
+CACHE_ELEMENTS = 1 << 17  # patch-matrix elements per block: 512 KiB of float32
+
+
 @dataclass
 class PreparedFilter:
     """The weights as a (K, C_out) matrix in the exact accumulation type, and the per-channel int64 term
@@ -104,8 +107,13 @@ def convolve_s8_prepared(x, prep: PreparedFilter, requant: Requantizer, kernel_h
     oh = _out_size(h, padding[0] + padding[2], kh, stride[0], dilation[0])
     ow = _out_size(w, padding[1] + padding[3], kw, stride[1], dilation[1])
     xp = _padded(x, padding, -input_offset, prep.matrix.dtype)
-    y = requant(im2col(xp, kh, kw, stride, dilation, oh, ow) @ prep.matrix, prep.offset_term)
-    return y.reshape(n, oh, ow, -1)
+    # A few images at a time, so that the patches, their product and the requantization stay in cache.
+    step = max(1, CACHE_ELEMENTS // (oh * ow * prep.matrix.shape[0]))
+    y = np.empty((n, oh, ow, prep.matrix.shape[1]), np.int8)
+    for s in range(0, n, step):
+        cols = im2col(xp[s:s + step], kh, kw, stride, dilation, oh, ow)
+        y[s:s + step] = requant(cols @ prep.matrix, prep.offset_term).reshape(-1, oh, ow, y.shape[3])
+    return y
 
 
 def convolve_s8(x, w, bias, input_offset, output_offset, stride, dilation, padding, act_min, act_max,
