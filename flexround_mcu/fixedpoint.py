@@ -105,7 +105,7 @@ class Requantizer:
         t = (a*M + 2**30) >> 31;  y = (t + 2**(n-1) - [t < 0]) >> n        (n = right shift > 0)
           = (a*M + 2**30 + 2**(n-1) * 2**31 - [a*M + 2**30 < 0] * 2**31) >> (31 + n)
     and a left shift folds into the multiplier (TFLM computes a << left in int32, so a*(M << left) < 2**62).
-    Every intermediate stays below 2**63; tests/test_fixedpoint.py checks it against `requantize`.
+    Every intermediate stays below 2**63; tests/test_ir.py checks it against `requantize`.
     """
 
     BLOCK = 1 << 18  # elements per pass: the int64 temporaries stay in cache

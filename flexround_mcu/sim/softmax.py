@@ -17,7 +17,7 @@ Evaluation (``softmax_s8``, ``reference_ops::Softmax<int8_t, int8_t>``):
     headroom  = CLZ(uint32(sum));  num_bits_over_unit = 12 - headroom
     recip     = one_over_one_plus_x_for_x_in_0_1(uint32(sum) << headroom - 2**31)     Q0.31, = 2**nbou / sum
     out       = RoundingDivideByPOT(SRDHM(recip, e), num_bits_over_unit + 31 - 8) - 128, clamped to [-128, 127]
-    (TFLM TFLITE_CHECKs 0 <= num_bits_over_unit + 23 <= 31, i.e. the row sum of exps < 512; we raise instead.)
+    (gemmlowp asserts 0 <= num_bits_over_unit + 23 <= 31, i.e. the row sum of exps < 512; we raise instead.)
 
 gemmlowp pieces (fixedpoint.h), all int32 two's complement:
     SRDHM(a, b)  = floor((a*b + 2**30) / 2**31), saturating a == b == INT32_MIN to INT32_MAX
@@ -201,7 +201,8 @@ def softmax_s8(x: np.ndarray, params: SoftmaxParams) -> np.ndarray:
     shifted_scale, num_bits_over_unit = _get_reciprocal(sum_of_exps, ACCUMULATION_INTEGER_BITS)
     exponent = num_bits_over_unit + 31 - _OUTPUT_BITS
     if np.any((exponent < 0) | (exponent > 31)):
-        raise ValueError("TFLM would abort: the sum of exps of a row is >= 512 (TFLITE_CHECK on the exponent)")
+        raise ValueError("the sum of exps of a row is >= 512, which TFLM does not support "
+                         "(gemmlowp asserts on the exponent)")
 
     unsat = rounding_divide_by_pot(_srdhm(shifted_scale[:, None], exp_q0_31), exponent[:, None])
     out = np.clip(unsat + OUTPUT_ZERO_POINT, -128, 127)
