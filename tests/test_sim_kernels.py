@@ -552,19 +552,26 @@ def test_fully_connected_s8_4d_input(quant):
     check_fc(c)
 
 
-@pytest.mark.parametrize("k", [1032, 1033, 2000])
+@pytest.mark.parametrize("k", [1032, 1033, 2001])
 def test_fully_connected_s8_float32_float64_boundary(k):
-    """Depth 1032 is the last one accumulated in float32 (1032*128*127 <= 2**24); 1033 switches to float64."""
+    """Depth 1032 is the last one accumulated in float32 (1032*128*127 <= 2**24); 1033 switches to float64.
+    At 2001, x = w = 127 gives the odd dot product 2001 * 127**2 > 2**24, which float32 cannot hold. The bias
+    cancels batch 0's accumulator down to a small value and (2**30, 1) is the identity multiplier, so an error of
+    one in the accumulator shows in the output."""
     assert accumulation_dtype(k, 127) is (np.float32 if k <= 1032 else np.float64)
+    assert requantize(12345, 2**30, 1) == 12345
+    input_offset = 5
     for xv, wv in [(-128, -127), (127, 127), (-128, 127)]:
         x = np.full((2, k), xv, np.int8)
         x[1, ::2] = -xv - 1 if xv < 0 else -xv
         w = np.full((3, k), wv, np.int8)
         w[1, ::3] = -wv
         w[2, -1] = 1
-        c = dict(x=x, w=w, bias=np.array([1, -1, 0], np.int32), input_offset=5, output_offset=0, act_min=-128,
-                 act_max=127, multiplier=np.array([2**30, 2**31 - 1, 1234567891], np.int32),
-                 shift=np.array([-24, -24, -25], np.int32))
+        exact = [sum(int(wi) * (int(xi) + input_offset) for wi, xi in zip(w[c], x[0])) for c in range(3)]
+        bias = np.array([-a + 3 * c - 3 for c, a in enumerate(exact)], np.int32)
+        c = dict(x=x, w=w, bias=bias, input_offset=input_offset, output_offset=0, act_min=-128, act_max=127,
+                 multiplier=2**30, shift=1)
+        np.testing.assert_array_equal(fully_connected_s8(**c)[0], [-3, 0, 3])
         check_fc(c)
 
 
