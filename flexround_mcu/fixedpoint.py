@@ -100,15 +100,17 @@ def requantize(acc, multiplier, shift):
 class Requantizer:
     """`requantize` + output offset + clamp to int8, prepared once per op and applied in place, block by block.
 
-    The two roundings fold into one shift of the 64-bit product (floor(floor(a / 2**31) / 2**n) is
-    floor(a / 2**(31+n)), and adding c before the first floor is adding c * 2**31 before the combined one):
+    The two roundings fold into one shift of the 64-bit product (floor(floor(v / 2**31) / 2**n) is
+    floor(v / 2**(31+n)), and adding c before the first floor is adding c * 2**31 before the combined one):
         t = (a*M + 2**30) >> 31;  y = (t + 2**(n-1) - [t < 0]) >> n        (n = right shift > 0)
-          = (a*M + 2**30 + 2**(n-1) * 2**31 - [a*M + 2**30 < 0] * 2**31) >> (31 + n)
-    and a left shift folds into the multiplier (TFLM computes a << left in int32, so a*(M << left) < 2**62).
-    Every intermediate stays below 2**63; tests/test_ir.py checks it against `requantize`.
+          = (a*M + 2**30 + 2**(n-1) * 2**31 - [a*M < 0] * 2**31) >> (31 + n)
+    The tie rule may test a*M < 0 instead of t < 0: they differ only where t == 0, and there both give 0.
+    A left shift folds into the multiplier (TFLM computes a << left in int32, so a*(M << left) < 2**62), and the
+    output offset rides along as offset * 2**(31+n), a multiple of the divisor, while n <= 23 keeps every
+    intermediate below 2**63. tests/test_ir.py checks all of it against `requantize`.
     """
 
-    BLOCK = 1 << 18  # elements per pass: the int64 temporaries stay in cache
+    BLOCK = 1 << 15  # elements per pass: the int64 temporaries stay in cache
 
     def __init__(self, multiplier, shift, output_offset: int, act_min: int, act_max: int):
         multiplier = np.atleast_1d(np.asarray(multiplier, dtype=np.int64))
@@ -121,24 +123,29 @@ class Requantizer:
         self.nudge = (np.int64(1) << 30) + (half << 31)
         self.negative_mask = np.where(right > 0, np.int64(1) << 31, 0)  # RDBPOT's tie rule for t < 0
         self.output_offset = int(output_offset)
+        self.offset_folded = bool(np.all(right <= 23))
+        self.nudge_with_offset = self.nudge + (self.output_offset << self.total_shift if self.offset_folded else 0)
         self.act_min, self.act_max = int(act_min), int(act_max)
 
-    def scale_(self, a: np.ndarray) -> np.ndarray:
-        """In place on an int64 array: a = requantize(a, multiplier, shift) (no offset, no clamp)."""
+    def _round_shift_(self, a: np.ndarray, nudge) -> np.ndarray:
         a *= self.multiplier
-        neg = a + (1 << 30)
-        neg >>= 63  # -1 where t < 0
+        neg = a >> 63  # -1 where a*M < 0
         neg &= self.negative_mask
-        a += self.nudge
         a -= neg
+        a += nudge
         a >>= self.total_shift
         return a
 
+    def scale_(self, a: np.ndarray) -> np.ndarray:
+        """In place on an int64 array: a = requantize(a, multiplier, shift) (no offset, no clamp)."""
+        return self._round_shift_(a, self.nudge)
+
     def finish_(self, a: np.ndarray, out: np.ndarray) -> None:
-        """In place: add the output offset, clamp to [act_min, act_max] and store into the int8 `out`."""
-        a += self.output_offset
-        np.clip(a, self.act_min, self.act_max, out=a)
-        out[...] = a
+        """In place on int64 `a`: requantize, add the output offset, clamp, store into the int8 `out`."""
+        self._round_shift_(a, self.nudge_with_offset)
+        if not self.offset_folded:
+            a += self.output_offset
+        np.clip(a, self.act_min, self.act_max, out=out, casting="unsafe")
 
     def __call__(self, acc: np.ndarray, offset_term=None) -> np.ndarray:
         """acc (..., C) integers (any int or exactly-integral float dtype) -> int8; offset_term (C,) is added."""
@@ -147,8 +154,9 @@ class Requantizer:
         out = np.empty(flat.shape, np.int8)
         rows = max(1, self.BLOCK // flat.shape[1])
         for s in range(0, flat.shape[0], rows):
-            a = flat[s:s + rows].astype(np.int64)
-            if offset_term is not None:
-                a += offset_term
-            self.finish_(self.scale_(a), out[s:s + rows])
+            if offset_term is None:
+                a = flat[s:s + rows].astype(np.int64)
+            else:  # conversion and addition in one pass
+                a = np.add(flat[s:s + rows], offset_term, dtype=np.int64, casting="unsafe")
+            self.finish_(a, out[s:s + rows])
         return out.reshape(shape)
