@@ -102,6 +102,46 @@ def simulate(model: Path, dataset: str, limit: int | None, compare: str | None, 
         click.echo(f"accuracy: {accuracy:.2%}")
 
 
+@cli.command()
+@click.argument("model")
+@click.option("--target", type=click.Choice(["host"]), default="host", show_default=True,
+              help="Where the C code runs (Cortex-M boards come with the firmware issue).")
+@click.option("--method", type=click.Choice(["rtn"]), default="rtn", show_default=True,
+              help="Weight rounding: round to nearest (AdaRound and FlexRound come next).")
+@click.option("--wbits", type=click.Choice(["8", "4", "3", "2"]), default="8", show_default=True,
+              help="Weight bits (first and last layers stay at 8 unless --no-first-last-8bit).")
+@click.option("--abits", type=click.Choice(["8"]), default="8", show_default=True, help="Activation bits.")
+@click.option("--granularity", type=click.Choice(["tensor", "channel"]), default="tensor", show_default=True,
+              help="One weight scale per tensor, or one per output channel.")
+@click.option("--first-last-8bit/--no-first-last-8bit", default=True, show_default=True)
+@click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Weights file (default: the data folder, the cache, then a checked download).")
+@click.option("--calib-size", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="Calibration images, drawn from the training images with --seed.")
+@click.option("--eval-size", type=click.IntRange(min=1), default=None, help="Evaluate on the first N test images.")
+@click.option("--test-inputs", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Inputs embedded in the C harness and compared bit for bit.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (default out/MODEL-METHOD-wBITS-GRANULARITY-TARGET).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--force", is_flag=True, help="Replace an existing output folder that is not a previous export.")
+def export(model, target, method, wbits, abits, granularity, first_last_8bit, weights, calib_size, eval_size,
+           test_inputs, out, seed, force):
+    """Quantize zoo MODEL, write its C project and report.json, build it for TARGET and check it bit for bit."""
+    from .workflow import ExportOptions, run_export, summary_table
+
+    report = run_export(ExportOptions(model=model, target=target, method=method, wbits=int(wbits),
+                                      abits=int(abits), granularity=granularity, first_last_8bit=first_last_8bit,
+                                      weights=str(weights) if weights else None, calib_size=calib_size,
+                                      eval_size=eval_size, test_inputs=test_inputs, out=out, seed=seed,
+                                      force=force))
+    click.echo(summary_table(report))
+    host = report["bitexact"]["host_c"]
+    if host is not None and host["mismatches"]:
+        raise UserError(f"the host C build disagrees with the simulator on {host['mismatches']} of "
+                        f"{host['inputs']} inputs (see {report['out']}/report.json)")
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         cli.main(args=argv, prog_name="flexround-mcu", standalone_mode=False)
@@ -111,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130
-    except click.ClickException as exc:  # usage errors: click's own one-line message, exit 2
-        exc.show()
+    except click.ClickException as exc:  # usage errors: one line, exit 2
+        click.echo(f"error: {exc.format_message()} (see --help)", err=True)
         return exc.exit_code
     return 0
 

@@ -1,0 +1,79 @@
+/*
+ * frk_convolve_s8.c - CONV_2D, int8 NHWC activations, symmetric int8 filter, per-channel requantization.
+ * Twin: flexround_mcu/sim/convolve.py convolve_s8; spec: docs/arithmetic.md 4.1.
+ */
+#include "frk_nn.h"
+#include "frk_nn_support.h"
+
+/*
+ * For every output element (n, oy, ox, c), with iy = oy*stride_h - pad_top + i*dilation_h and
+ * ix = ox*stride_w - pad_left + j*dilation_w:
+ *
+ *   acc = bias[c] + sum over i < KH, j < KW, k < C_in of  w[c, i, j, k] * (x[n, iy, ix, k] + input_offset)
+ *   y   = clamp(requantize(acc, multiplier[c], shift[c]) + output_offset, act_min, act_max)
+ *
+ * Taps whose (iy, ix) falls outside the input are skipped: in real terms padding is an exact zero. Only the
+ * top/left padding is a parameter; the bottom/right padding is implied by output_dims. A NULL bias is 0.
+ *
+ * acc is int32 like TFLM's; it is exact while |bias| + KH*KW*C_in*255*127 < 2^31 (K up to ~66,000), which
+ * the caller guarantees. Filter layout [C_out, KH, KW, C_in] (filter_dims n, h, w, c); filter_dims->c must
+ * equal input_dims->c (no grouped convolution). params->depth_multiplier is not used.
+ */
+void frk_convolve_s8(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
+                     const frk_dims *input_dims, const int8_t *input, const frk_dims *filter_dims,
+                     const int8_t *filter, const int32_t *bias, const frk_dims *output_dims, int8_t *output)
+{
+    const int32_t batches = input_dims->n;
+    const int32_t in_h = input_dims->h;
+    const int32_t in_w = input_dims->w;
+    const int32_t in_c = input_dims->c;
+    const int32_t k_h = filter_dims->h;
+    const int32_t k_w = filter_dims->w;
+    const int32_t out_h = output_dims->h;
+    const int32_t out_w = output_dims->w;
+    const int32_t out_c = output_dims->c;
+    const int32_t input_offset = params->input_offset;
+    const int32_t output_offset = params->output_offset;
+    /* The clamp bounds with the output offset taken out (see frk__output_stage). */
+    const int32_t lo = params->act_min - output_offset;
+    const int32_t hi = params->act_max - output_offset;
+    const int32_t filter_size = k_h * k_w * in_c; /* elements of one output channel's filter */
+    int32_t b, oy, ox, oc, ky, kx, ic;
+
+    for (b = 0; b < batches; ++b) {
+        for (oy = 0; oy < out_h; ++oy) {
+            const int32_t iy_origin = oy * params->stride_h - params->pad_top;
+            for (ox = 0; ox < out_w; ++ox) {
+                const int32_t ix_origin = ox * params->stride_w - params->pad_left;
+                for (oc = 0; oc < out_c; ++oc) {
+                    const int8_t *w_c = filter + oc * filter_size;
+                    int32_t acc = 0;
+                    for (ky = 0; ky < k_h; ++ky) {
+                        const int32_t iy = iy_origin + ky * params->dilation_h;
+                        if (iy < 0 || iy >= in_h) {
+                            continue; /* padding row: contributes nothing */
+                        }
+                        for (kx = 0; kx < k_w; ++kx) {
+                            const int32_t ix = ix_origin + kx * params->dilation_w;
+                            const int8_t *x_p;
+                            const int8_t *w_p;
+                            if (ix < 0 || ix >= in_w) {
+                                continue; /* padding column */
+                            }
+                            /* One tap: C_in contiguous input channels against C_in contiguous weights. */
+                            x_p = input + ((b * in_h + iy) * in_w + ix) * in_c;
+                            w_p = w_c + (ky * k_w + kx) * in_c;
+                            for (ic = 0; ic < in_c; ++ic) {
+                                acc += (int32_t)w_p[ic] * ((int32_t)x_p[ic] + input_offset);
+                            }
+                        }
+                    }
+                    if (bias != NULL) {
+                        acc += bias[oc];
+                    }
+                    *output++ = frk__output_stage(acc, multiplier[oc], shift[oc], output_offset, lo, hi);
+                }
+            }
+        }
+    }
+}

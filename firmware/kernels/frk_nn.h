@@ -1,0 +1,101 @@
+/*
+ * frk_nn.h - flexround-mcu integer kernels: CMSIS-NN-style int8 operators in portable C99.
+ *
+ * Each function mirrors the numpy twin of the same name in flexround_mcu/sim/ (without the frk_ prefix), and
+ * both follow docs/arithmetic.md: TFLite Micro's int8 arithmetic with double rounding. Activations are NHWC
+ * int8; input_offset = -input zero point, output_offset = +output zero point; filters are symmetric (zero
+ * point 0). Conv and depthwise take one (multiplier, shift) pair per output channel (per-tensor quantization
+ * repeats the pair); fully connected takes one pair, or one per output channel when per_channel is set.
+ * Padding is given as (top, left); the bottom/right padding follows from the output size.
+ */
+#ifndef FRK_NN_H
+#define FRK_NN_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    int32_t n, h, w, c;
+} frk_dims;
+
+typedef struct {
+    int32_t input_offset;  /* -zp_in, in [-127, 128] */
+    int32_t output_offset; /* +zp_out, in [-128, 127] */
+    int32_t stride_h, stride_w;
+    int32_t dilation_h, dilation_w;
+    int32_t pad_top, pad_left;
+    int32_t act_min, act_max;
+    int32_t depth_multiplier; /* depthwise only; 1 otherwise */
+} frk_conv_params;
+
+typedef struct {
+    int32_t input_offset;
+    int32_t output_offset;
+    int32_t act_min, act_max;
+} frk_fc_params;
+
+typedef struct {
+    int32_t stride_h, stride_w;
+    int32_t pad_top, pad_left;
+    int32_t act_min, act_max;
+} frk_pool_params;
+
+typedef struct {
+    int32_t input1_offset, input1_multiplier, input1_shift;
+    int32_t input2_offset, input2_multiplier, input2_shift;
+    int32_t left_shift;
+    int32_t output_offset, output_multiplier, output_shift;
+    int32_t act_min, act_max;
+} frk_add_params;
+
+typedef struct {
+    int32_t input_multiplier;
+    int32_t input_left_shift;
+    int32_t diff_min;
+} frk_softmax_params;
+
+/* Fixed point (frk_support.c) */
+int32_t frk_doubling_high_mult(int32_t a, int32_t multiplier);
+int32_t frk_rounding_divide_by_pot(int32_t x, int32_t exponent);
+int32_t frk_requantize(int32_t acc, int32_t multiplier, int32_t shift);
+
+/* CONV_2D: filter [C_out, KH, KW, C_in] (filter_dims n=C_out, h=KH, w=KW, c=C_in); bias may be NULL. */
+void frk_convolve_s8(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
+                     const frk_dims *input_dims, const int8_t *input, const frk_dims *filter_dims,
+                     const int8_t *filter, const int32_t *bias, const frk_dims *output_dims, int8_t *output);
+
+/* DEPTHWISE_CONV_2D: filter [1, KH, KW, C_out], C_out = C_in * depth_multiplier; output channel
+ * c_in * depth_multiplier + m reads input channel c_in. */
+void frk_depthwise_conv_s8(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
+                           const frk_dims *input_dims, const int8_t *input, const frk_dims *filter_dims,
+                           const int8_t *filter, const int32_t *bias, const frk_dims *output_dims,
+                           int8_t *output);
+
+/* FULLY_CONNECTED: input [batch, depth], filter [C_out, depth], output [batch, C_out]. */
+void frk_fully_connected_s8(const frk_fc_params *params, const int32_t *multiplier, const int32_t *shift,
+                            int32_t per_channel, int32_t batch, int32_t depth, const int8_t *input,
+                            const int8_t *filter, const int32_t *bias, int32_t out_channels, int8_t *output);
+
+/* ADD of two tensors of `size` elements (no broadcasting). */
+void frk_elementwise_add_s8(const frk_add_params *params, const int8_t *input1, const int8_t *input2,
+                            int32_t size, int8_t *output);
+
+/* AVERAGE_POOL_2D / MAX_POOL_2D: input and output share scale and zero point. */
+void frk_avgpool_s8(const frk_pool_params *params, const frk_dims *input_dims, const int8_t *input,
+                    int32_t filter_h, int32_t filter_w, const frk_dims *output_dims, int8_t *output);
+void frk_max_pool_s8(const frk_pool_params *params, const frk_dims *input_dims, const int8_t *input,
+                     int32_t filter_h, int32_t filter_w, const frk_dims *output_dims, int8_t *output);
+
+/* SOFTMAX over the last axis of `rows` rows of `depth` values; output scale 1/256, zero point -128.
+ * Returns 0, or -1 if a row's sum of exponentials is out of the kernel's range (TFLM does not support it). */
+int32_t frk_softmax_s8(const frk_softmax_params *params, int32_t rows, int32_t depth, const int8_t *input,
+                       int8_t *output);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FRK_NN_H */

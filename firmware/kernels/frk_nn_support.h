@@ -1,0 +1,102 @@
+/*
+ * frk_nn_support.h - internal fixed-point helpers shared by the frk_*.c kernels. Not part of the API
+ * (frk_nn.h); the exported frk_doubling_high_mult / frk_rounding_divide_by_pot / frk_requantize in
+ * frk_support.c are thin wrappers around these.
+ *
+ * They are `static inline` so that each kernel's per-output requantization is inlined without link-time
+ * optimisation. Everything here is defined behaviour in C99 for every input: negative numbers are shifted
+ * right through frk__asr*, and int32 sums that gemmlowp writes as plain (wrapping) adds go through uint32.
+ * The arithmetic is docs/arithmetic.md section 3 (double rounding, TFLM's default build).
+ */
+#ifndef FRK_NN_SUPPORT_H
+#define FRK_NN_SUPPORT_H
+
+#include <stddef.h> /* NULL */
+#include <stdint.h>
+
+/* floor(x / 2^n) for 0 <= n <= 63. C99 leaves `x >> n` implementation-defined when x < 0; ~x is then
+ * non-negative, and ~(~x >> n) is the floor. GCC and Clang emit a single arithmetic shift for this. */
+static inline int64_t frk__asr64(int64_t x, int32_t n)
+{
+    return x < 0 ? ~(~x >> n) : x >> n;
+}
+
+static inline int32_t frk__asr32(int32_t x, int32_t n)
+{
+    return x < 0 ? ~(~x >> n) : x >> n;
+}
+
+/* The int32 with the same 32 bits as u (two's complement), without the implementation-defined conversion
+ * of an out-of-range unsigned value to a signed type. Compiles to nothing. */
+static inline int32_t frk__from_u32(uint32_t u)
+{
+    return u <= (uint32_t)INT32_MAX ? (int32_t)u : (int32_t)(u - 0x80000000u) + INT32_MIN;
+}
+
+/* a + b and a - b wrapping modulo 2^32, i.e. gemmlowp's non-saturating int32 add/sub without the undefined
+ * behaviour of signed overflow. Softmax only; they never actually wrap for valid parameters. */
+static inline int32_t frk__add_wrap(int32_t a, int32_t b)
+{
+    return frk__from_u32((uint32_t)a + (uint32_t)b);
+}
+
+static inline int32_t frk__sub_wrap(int32_t a, int32_t b)
+{
+    return frk__from_u32((uint32_t)a - (uint32_t)b);
+}
+
+/* Doubling high multiply, multiplier >= 0 (the requantization case): floor((a*M + 2^30) / 2^31), the
+ * product a*M / 2^31 rounded to nearest with ties toward +infinity. |a*M| < 2^62, so the int64 sum cannot
+ * overflow, and the result fits int32 because M < 2^31. */
+static inline int32_t frk__dhm_nonneg(int32_t a, int32_t multiplier)
+{
+    return (int32_t)frk__asr64((int64_t)a * multiplier + ((int64_t)1 << 30), 31);
+}
+
+/* gemmlowp SaturatingRoundingDoublingHighMul for any signs: the same floor form, which equals gemmlowp's
+ * sign-dependent nudge with truncating division; the one product that does not fit, INT32_MIN^2, saturates. */
+static inline int32_t frk__dhm(int32_t a, int32_t b)
+{
+    if (a == INT32_MIN && b == INT32_MIN) {
+        return INT32_MAX;
+    }
+    return (int32_t)frk__asr64((int64_t)a * b + ((int64_t)1 << 30), 31);
+}
+
+/* gemmlowp RoundingDivideByPOT, 0 <= n <= 31: x / 2^n rounded to nearest, ties away from zero.
+ * mask = 2^n - 1; result = floor(x / 2^n) + [(x & mask) > (mask >> 1) + [x < 0]]. */
+static inline int32_t frk__rdbpot(int32_t x, int32_t n)
+{
+    const int32_t mask = (int32_t)(((uint32_t)1 << n) - 1u);
+    const int32_t remainder = x & mask;
+    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return frk__asr32(x, n) + (remainder > threshold ? 1 : 0);
+}
+
+/* TFLM MultiplyByQuantizedMultiplier (double rounding), M in {0} U [2^30, 2^31), shift in [-31, 30]:
+ *   RDBPOT(DHM(acc * 2^max(shift, 0), M), max(-shift, 0)).
+ * Precondition (as in TFLM): acc * 2^max(shift, 0) fits int32. If it does not, the product wraps modulo
+ * 2^32 here (defined behaviour, where TFLM's int32 multiply is undefined) instead of being exact. */
+static inline int32_t frk__requantize(int32_t acc, int32_t multiplier, int32_t shift)
+{
+    const int32_t left = shift > 0 ? shift : 0;
+    const int32_t right = shift > 0 ? 0 : -shift;
+    const int32_t scaled = frk__from_u32((uint32_t)acc << left);
+    return frk__rdbpot(frk__dhm_nonneg(scaled, multiplier), right);
+}
+
+/* The output stage of conv / depthwise / fully connected / add:
+ *   clamp(requantize(acc, M, shift) + output_offset, act_min, act_max)
+ * written as clamp(requantize(...), act_min - output_offset, act_max - output_offset) + output_offset, which is
+ * the same integer but cannot overflow int32 when requantize returns a value near INT32_MAX.
+ * lo/hi are the shifted bounds, computed once per kernel call. */
+static inline int8_t frk__output_stage(int32_t acc, int32_t multiplier, int32_t shift, int32_t output_offset,
+                                       int32_t lo, int32_t hi)
+{
+    int32_t y = frk__requantize(acc, multiplier, shift);
+    y = y < lo ? lo : y;
+    y = y > hi ? hi : y;
+    return (int8_t)(y + output_offset);
+}
+
+#endif /* FRK_NN_SUPPORT_H */

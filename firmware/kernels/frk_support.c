@@ -1,0 +1,45 @@
+/*
+ * frk_support.c - the fixed-point primitives of docs/arithmetic.md section 3, exported for tests and for
+ * callers outside the kernels. The kernels themselves use the inline versions in frk_nn_support.h, which
+ * these functions wrap, so both are one implementation.
+ */
+#include "frk_nn.h"
+#include "frk_nn_support.h"
+
+/*
+ * frk_doubling_high_mult - gemmlowp SaturatingRoundingDoublingHighMul.
+ *   result = floor((a * multiplier + 2^30) / 2^31), computed on the exact 64-bit product,
+ * i.e. a * multiplier / 2^31 rounded to nearest with ties toward +infinity. Valid for every sign of both
+ * operands; the single case whose result would not fit, a == multiplier == INT32_MIN, returns INT32_MAX.
+ * For multiplier >= 0 this is the doubling high multiply of requantization (CMSIS-NN's _no_sat variant).
+ */
+int32_t frk_doubling_high_mult(int32_t a, int32_t multiplier)
+{
+    return frk__dhm(a, multiplier);
+}
+
+/*
+ * frk_rounding_divide_by_pot - gemmlowp RoundingDivideByPOT, for 0 <= exponent <= 31.
+ *   mask = 2^exponent - 1
+ *   result = floor(x / 2^exponent) + [(x & mask) > (mask >> 1) + [x < 0]]
+ * i.e. x / 2^exponent rounded to nearest with ties away from zero. Exponents outside [0, 31] are not
+ * supported (the shift would be undefined).
+ */
+int32_t frk_rounding_divide_by_pot(int32_t x, int32_t exponent)
+{
+    return frk__rdbpot(x, exponent);
+}
+
+/*
+ * frk_requantize - TFLM MultiplyByQuantizedMultiplier / CMSIS-NN arm_nn_requantize, double rounding:
+ *   left = max(shift, 0), right = max(-shift, 0)
+ *   result = frk_rounding_divide_by_pot(frk_doubling_high_mult(acc * 2^left, multiplier), right)
+ * Two roundings in a row (ties to +infinity, then ties away from zero); this is deliberately NOT the
+ * single-rounding variant. Preconditions: multiplier is 0 or in [2^30, 2^31), shift in [-31, 30], and
+ * acc * 2^left fits int32 (TFLM needs the same; here an overflowing product wraps instead of being undefined).
+ * Worked example (r = 0.375 -> M = 3 * 2^29, shift = -1): acc = 6 -> 3, acc = -10 -> -4.
+ */
+int32_t frk_requantize(int32_t acc, int32_t multiplier, int32_t shift)
+{
+    return frk__requantize(acc, multiplier, shift);
+}

@@ -1,0 +1,444 @@
+"""Export a QGraph as a self-contained C project: weights, a static-arena model, test data and a test harness.
+
+TFLM's prepare step happens here, in Python: every kernel parameter (offsets, per-channel multiplier and shift
+tables, padding, dims, activation range) becomes a `static const` struct or a `const` array, and
+`frk_model_invoke` is a straight list of kernel calls on fixed arena offsets. The output is deterministic: the
+same graph and data give byte-identical files (no timestamps, no float formatting, graph order throughout).
+
+The project is written into a temporary folder next to `out_dir` and renamed into place only when complete.
+"""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from ..ir import OpKind, QGraph
+from .arena import ArenaPlan, plan_arena
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES_DIR = ROOT / "templates"
+KERNELS_DIR = ROOT / "firmware" / "kernels"
+MARKER = ".flexround-mcu-project"
+MARKER_TEXT = "flexround-mcu C project: export_c_project() may replace this folder.\n"
+TARGETS = ("host",)  # Cortex-M targets come later (the Makefile has a marked place for them)
+VALUES_PER_LINE = 16
+ARENA_ALIGNMENT = 16
+
+# Files rendered from templates/<name>.j2, in this order.
+TEMPLATE_FILES = ("weights.h", "weights.c", "model.h", "model.c", "test_data.h", "test_data.c", "main.c",
+                  "Makefile", "README.txt")
+
+_KIND_SHORT = {
+    OpKind.CONV_2D: "conv",
+    OpKind.DEPTHWISE_CONV_2D: "dwconv",
+    OpKind.FULLY_CONNECTED: "fc",
+    OpKind.ADD: "add",
+    OpKind.AVERAGE_POOL_2D: "avgpool",
+    OpKind.MAX_POOL_2D: "maxpool",
+    OpKind.RESHAPE: "reshape",
+    OpKind.SOFTMAX: "softmax",
+}
+_CTYPES = {"int8": "int8_t", "int32": "int32_t"}
+_INT32_MIN = -(1 << 31)
+
+
+# ------------------------------------------------------------------------------------------------ C helpers
+def c_identifier(text: str) -> str:
+    """A valid C identifier from any text: other characters become '_', a leading digit gets a '_' prefix."""
+    s = re.sub(r"[^A-Za-z0-9_]", "_", text) or "_"
+    return "_" + s if s[0].isdigit() else s
+
+
+def c_comment(text: str) -> str:
+    """Text safe inside /* ... */: printable ASCII only, no comment delimiters, no trigraphs, one line."""
+    s = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in str(text))
+    s = s.replace("*/", "* /").replace("/*", "/ *")
+    while "??" in s:
+        s = s.replace("??", "? ?")
+    return s
+
+
+def c_int(v: int) -> str:
+    v = int(v)
+    return "(-2147483647 - 1)" if v == _INT32_MIN else str(v)
+
+
+def format_values(values: np.ndarray, per_line: int = VALUES_PER_LINE, indent: str = "    ") -> str:
+    """C initializer lines: `per_line` right-aligned values each, comma separated (trailing comma allowed)."""
+    flat = np.asarray(values).reshape(-1).astype(np.int64)
+    if flat.size == 0:
+        return indent + "0"
+    width = max(len(c_int(flat.min())), len(c_int(flat.max())))
+    items = [c_int(v).rjust(width) for v in flat.tolist()]
+    return "\n".join(indent + ", ".join(items[i:i + per_line]) + ","
+                     for i in range(0, len(items), per_line))
+
+
+def _shape(shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def _call(fn: str, args: list[str], indent: str = "    ", width: int = 116) -> str:
+    """`fn(args);` on one line, or wrapped with continuation lines aligned after the parenthesis."""
+    one = f"{indent}{fn}({', '.join(args)});"
+    if len(one) <= width:
+        return one
+    lines, cur = [], f"{indent}{fn}("
+    pad = " " * len(cur)
+    for i, a in enumerate(args):
+        piece = a + (");" if i == len(args) - 1 else ",")
+        if cur.strip() and not cur.endswith("(") and len(cur) + 1 + len(piece) > width:
+            lines.append(cur)
+            cur = pad + piece
+        else:
+            cur += ("" if cur.endswith("(") else " ") + piece
+    lines.append(cur)
+    return "\n".join(lines)
+
+
+# -------------------------------------------------------------------------------------------- the C model
+@dataclass
+class CArray:
+    name: str
+    ctype: str
+    values: np.ndarray
+    comment: str
+    align: int = 4
+
+    @property
+    def length(self) -> int:
+        return max(int(self.values.size), 1)
+
+    @property
+    def body(self) -> str:
+        return format_values(self.values)
+
+
+@dataclass
+class COp:
+    index: int
+    kind: str
+    comment: str
+    decls: list[str] = field(default_factory=list)
+    statement: str = ""
+
+
+class _Lowering:
+    """Turns a QGraph plus its arena plan into C arrays, parameter structs and one statement per op."""
+
+    def __init__(self, graph: QGraph, plan: ArenaPlan):
+        self.g, self.plan = graph, plan
+        self.arrays: list[CArray] = []
+        self.const_names: dict[int, str] = {}
+        self.names: set[str] = set()
+        self.producer = {op.outputs[0]: k for k, op in enumerate(graph.ops)}
+        self.ops = [self.lower(k, op) for k, op in enumerate(graph.ops)]
+
+    # names and pointers
+    def root(self, t: int) -> int:
+        while t in self.producer and self.g.ops[self.producer[t]].kind == OpKind.RESHAPE:
+            t = self.g.ops[self.producer[t]].inputs[0]
+        return t
+
+    def add_array(self, name: str, ctype: str, values: np.ndarray, comment: str) -> str:
+        name = c_identifier(name)
+        base, n = name, 2
+        while name in self.names:
+            name, n = f"{base}_{n}", n + 1
+        self.names.add(name)
+        self.arrays.append(CArray(name, ctype, np.asarray(values), c_comment(comment)))
+        return name
+
+    def const_tensor(self, t: int, name: str) -> str:
+        """The C array of constant tensor t, emitted once (named after the first op that uses it)."""
+        if t not in self.const_names:
+            tensor = self.g.tensors[t]
+            if tensor.dtype not in _CTYPES:
+                raise UserError(f"{self.g.name}: tensor {t} ({tensor.name}) has dtype {tensor.dtype}, which the C "
+                                f"export does not support yet (int8 and int32 only): re-quantize to int8 weights")
+            self.const_names[t] = self.add_array(
+                name, _CTYPES[tensor.dtype], tensor.data,
+                f"tensor {t}: {tensor.name} {tensor.dtype} [{_shape(tensor.shape)}]")
+        return self.const_names[t]
+
+    def ptr(self, t: int, op_name: str, role: str) -> str:
+        r = self.root(t)
+        if r in self.g.inputs:
+            return "input"
+        if self.g.tensors[r].is_constant:
+            return self.const_tensor(r, f"{op_name}_{role}")
+        return f"frk_arena + {self.plan.offsets[t]}"
+
+    # ops
+    def lower(self, k: int, op) -> COp:
+        g, p = self.g, op.params
+        x = g.tensors[op.inputs[0]]
+        y = g.tensors[op.outputs[0]]
+        short = _KIND_SHORT[op.kind]
+        name = f"op{k}_{short}"
+        shapes = f"[{_shape(x.shape)}] -> [{_shape(y.shape)}]"
+        if op.kind == OpKind.ADD:
+            shapes = f"[{_shape(x.shape)}] + [{_shape(g.tensors[op.inputs[1]].shape)}] -> [{_shape(y.shape)}]"
+        c = COp(k, op.kind.value, c_comment(f"op {k}: {op.kind.value} {shapes}"))
+        label = c_comment(f"op {k}: {op.kind.value}" + (f" ({op.name})" if op.name else ""))
+        x_ptr = self.ptr(op.inputs[0], name, "input")
+        y_ptr = self.ptr(op.outputs[0], name, "output")
+        zp_in, zp_out = int(x.zero_point[0]), int(y.zero_point[0])
+
+        if op.kind in (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED):
+            w_idx, b_idx = op.inputs[1], op.inputs[2]
+            w = g.tensors[w_idx]
+            if w.dtype != "int8":
+                raise UserError(f"{g.name}: op {k} ({op.kind.value}) has {w.dtype} weights (tensor {w_idx}, "
+                                f"{w.name}); the C export supports int8 weights only for now")
+            filt = self.const_tensor(w_idx, f"{name}_filter")
+            bias = self.const_tensor(b_idx, f"{name}_bias") if b_idx != -1 else "NULL"
+            cout = w.shape[0] if op.kind != OpKind.DEPTHWISE_CONV_2D else w.shape[3]
+            mult = np.atleast_1d(np.asarray(p.multiplier, dtype=np.int64))
+            shift = np.atleast_1d(np.asarray(p.shift, dtype=np.int64))
+            if op.kind != OpKind.FULLY_CONNECTED and mult.size == 1:  # the conv API takes per-channel arrays
+                mult, shift = np.repeat(mult, cout), np.repeat(shift, cout)
+            m_name = self.add_array(f"{name}_multiplier", "int32_t", mult, f"op {k}: requantization multipliers")
+            s_name = self.add_array(f"{name}_shift", "int32_t", shift, f"op {k}: requantization shifts")
+            if op.kind == OpKind.FULLY_CONNECTED:
+                depth = w.shape[1]
+                batch = x.size // depth
+                c.decls.append(_struct("frk_fc_params", f"op{k}_params", label, [
+                    ("input_offset", -zp_in), ("output_offset", zp_out),
+                    ("act_min", p.act_min), ("act_max", p.act_max)]))
+                c.statement = _call("frk_fully_connected_s8", [
+                    f"&op{k}_params", m_name, s_name, str(int(mult.size > 1)), str(batch), str(depth), x_ptr,
+                    filt, bias, str(w.shape[0]), y_ptr])
+                return c
+            c.decls.append(_struct("frk_conv_params", f"op{k}_params", label, [
+                ("input_offset", -zp_in), ("output_offset", zp_out),
+                ("stride_h", p.stride[0]), ("stride_w", p.stride[1]),
+                ("dilation_h", p.dilation[0]), ("dilation_w", p.dilation[1]),
+                ("pad_top", p.padding[0]), ("pad_left", p.padding[1]),
+                ("act_min", p.act_min), ("act_max", p.act_max),
+                ("depth_multiplier", p.depth_multiplier if op.kind == OpKind.DEPTHWISE_CONV_2D else 1)]))
+            c.decls += [_dims(f"op{k}_input_dims", x.shape), _dims(f"op{k}_filter_dims", w.shape),
+                        _dims(f"op{k}_output_dims", y.shape)]
+            fn = "frk_convolve_s8" if op.kind == OpKind.CONV_2D else "frk_depthwise_conv_s8"
+            c.statement = _call(fn, [f"&op{k}_params", m_name, s_name, f"&op{k}_input_dims", x_ptr,
+                                     f"&op{k}_filter_dims", filt, bias, f"&op{k}_output_dims", y_ptr])
+            return c
+
+        if op.kind == OpKind.ADD:
+            x2 = g.tensors[op.inputs[1]]
+            x2_ptr = self.ptr(op.inputs[1], name, "input2")
+            c.decls.append(_struct("frk_add_params", f"op{k}_params", label, [
+                ("input1_offset", -zp_in), ("input1_multiplier", p.input1_multiplier),
+                ("input1_shift", p.input1_shift),
+                ("input2_offset", -int(x2.zero_point[0])), ("input2_multiplier", p.input2_multiplier),
+                ("input2_shift", p.input2_shift),
+                ("left_shift", p.left_shift),
+                ("output_offset", zp_out), ("output_multiplier", p.output_multiplier),
+                ("output_shift", p.output_shift),
+                ("act_min", p.act_min), ("act_max", p.act_max)]))
+            c.statement = _call("frk_elementwise_add_s8", [f"&op{k}_params", x_ptr, x2_ptr, str(y.size), y_ptr])
+            return c
+
+        if op.kind in (OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D):
+            c.decls.append(_struct("frk_pool_params", f"op{k}_params", label, [
+                ("stride_h", p.stride[0]), ("stride_w", p.stride[1]),
+                ("pad_top", p.padding[0]), ("pad_left", p.padding[1]),
+                ("act_min", p.act_min), ("act_max", p.act_max)]))
+            c.decls += [_dims(f"op{k}_input_dims", x.shape), _dims(f"op{k}_output_dims", y.shape)]
+            fn = "frk_avgpool_s8" if op.kind == OpKind.AVERAGE_POOL_2D else "frk_max_pool_s8"
+            c.statement = _call(fn, [f"&op{k}_params", f"&op{k}_input_dims", x_ptr, str(p.filter[0]),
+                                     str(p.filter[1]), f"&op{k}_output_dims", y_ptr])
+            return c
+
+        if op.kind == OpKind.SOFTMAX:
+            depth = y.shape[-1]
+            c.decls.append(_struct("frk_softmax_params", f"op{k}_params", label, [
+                ("input_multiplier", p.input_multiplier), ("input_left_shift", p.input_left_shift),
+                ("diff_min", p.diff_min)]))
+            call = _call("frk_softmax_s8", [f"&op{k}_params", str(y.size // depth), str(depth), x_ptr, y_ptr],
+                         indent="")
+            c.statement = f"    if ({call[:-1]} != 0) {{\n        return -1; /* softmax out of range */\n    }}"
+            return c
+
+        if op.kind == OpKind.RESHAPE:
+            where = "the caller's input" if x_ptr == "input" else x_ptr
+            c.statement = f"    /* no code: the output aliases the input bytes ({c_comment(where)}) */"
+            return c
+        raise NotImplementedError(op.kind)  # unreachable: QGraph.validate admits only the kinds above
+
+
+def _struct(ctype: str, name: str, comment: str, fields: list[tuple[str, int]]) -> str:
+    body = "\n".join(f"    .{f} = {c_int(v)}," for f, v in fields)
+    return f"/* {comment} */\nstatic const {ctype} {name} = {{\n{body}\n}};"
+
+
+def _dims(name: str, shape) -> str:
+    n, h, w, ch = (int(d) for d in shape)
+    return f"static const frk_dims {name} = {{ .n = {n}, .h = {h}, .w = {w}, .c = {ch} }};"
+
+
+# ---------------------------------------------------------------------------------------------- the export
+def _check_graph(graph: QGraph) -> None:
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise UserError(f"{graph.name}: the C export needs exactly one graph input and one output, got "
+                        f"{len(graph.inputs)} and {len(graph.outputs)}")
+    for role, t in (("input", graph.inputs[0]), ("output", graph.outputs[0])):
+        tensor = graph.tensors[t]
+        if tensor.dtype != "int8" or tensor.is_constant:
+            raise UserError(f"{graph.name}: graph {role} tensor {t} ({tensor.name}) must be an int8 activation, "
+                            f"got {tensor.dtype}{' constant' if tensor.is_constant else ''}")
+        if tensor.shape[0] != 1:
+            raise UserError(f"{graph.name}: graph {role} tensor {t} ({tensor.name}) has batch {tensor.shape[0]}; "
+                            f"the C export runs one input per invoke: export the model with batch 1")
+
+
+def _check_data(graph: QGraph, test_inputs, expected_outputs) -> tuple[np.ndarray, np.ndarray]:
+    t_in, t_out = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
+    x, y = np.asarray(test_inputs), np.asarray(expected_outputs)
+    for what, arr, t in (("test_inputs", x, t_in), ("expected_outputs", y, t_out)):
+        if arr.dtype != np.int8:
+            raise UserError(f"{what} must be int8, got {arr.dtype}")
+        shapes = {(t.size,), tuple(t.shape[1:])}
+        if arr.ndim < 2 or len(arr) == 0 or tuple(arr.shape[1:]) not in shapes:
+            raise UserError(f"{what} must have shape (N, {t.size}) or (N, {', '.join(map(str, t.shape[1:]))}) "
+                            f"with N >= 1 for tensor {t.name}, got {tuple(arr.shape)}")
+    if len(x) != len(y):
+        raise UserError(f"test_inputs has {len(x)} inputs but expected_outputs has {len(y)} rows: pass one "
+                        f"expected output per input")
+    return x.reshape(len(x), -1), y.reshape(len(y), -1)
+
+
+def _kernel_files() -> list[Path]:
+    header = KERNELS_DIR / "frk_nn.h"
+    sources = sorted(KERNELS_DIR.glob("frk_*.c"))
+    if not header.is_file() or not sources:
+        raise UserError(f"kernel sources not found in {KERNELS_DIR} (need frk_nn.h and frk_*.c): "
+                        f"restore firmware/kernels/ from the repository")
+    return sorted(set(KERNELS_DIR.glob("frk_*.h")) | {header}) + sources
+
+
+def _check_destination(out_dir: Path, force: bool) -> None:
+    if not os.path.lexists(out_dir):
+        return
+    ours = out_dir.is_dir() and not out_dir.is_symlink() and (out_dir / MARKER).is_file()
+    if ours:
+        return
+    if not force:
+        raise UserError(f"{out_dir} already exists and is not a flexround-mcu C project (no {MARKER} in it): "
+                        f"choose another folder, or pass force=True to replace it")
+    resolved = out_dir.resolve()
+    if resolved == Path(resolved.anchor) or resolved == Path.home().resolve() or resolved in ROOT.parents \
+            or resolved == ROOT:
+        raise UserError(f"refusing to replace {out_dir}: it is the file system root, the home folder or holds "
+                        f"this repository; choose a dedicated output folder")
+
+
+def _environment():
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)), undefined=jinja2.StrictUndefined,
+                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                              autoescape=False)
+
+
+def render_project(graph: QGraph, test_inputs: np.ndarray, expected_outputs: np.ndarray,
+                   target: str = "host") -> dict[str, bytes]:
+    """The generated files (relative path -> bytes), kernels included, without writing anything."""
+    if target not in TARGETS:
+        raise UserError(f"unknown target {target!r}: choose one of {', '.join(TARGETS)} "
+                        f"(Cortex-M targets are not available yet)")
+    _check_graph(graph)
+    x, y = _check_data(graph, test_inputs, expected_outputs)
+    kernels = _kernel_files()
+    plan = plan_arena(graph, ARENA_ALIGNMENT)
+    low = _Lowering(graph, plan)
+    t_in, t_out = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
+    out_ptr = low.ptr(graph.outputs[0], "model", "output")
+    model_name = c_comment(graph.name)
+    ctx = dict(
+        model_name=model_name,
+        num_ops=len(graph.ops),
+        input_size=t_in.size, output_size=t_out.size,
+        input_desc=c_comment(f"tensor {graph.inputs[0]} ({t_in.name}) [{_shape(t_in.shape)}] int8, "
+                             f"zero point {int(t_in.zero_point[0])}"),
+        output_desc=c_comment(f"tensor {graph.outputs[0]} ({t_out.name}) [{_shape(t_out.shape)}] int8, "
+                              f"zero point {int(t_out.zero_point[0])}"),
+        input_zero_point=int(t_in.zero_point[0]), output_zero_point=int(t_out.zero_point[0]),
+        arena_size=plan.arena_size, arena_floor=plan.floor, arena_alignment=plan.alignment,
+        arena_table=[c_comment(line) for line in plan.table().splitlines()],
+        arrays=low.arrays, ops=low.ops, output_ptr=out_ptr,
+        weight_bytes=sum(a.values.size * (1 if a.ctype == "int8_t" else 4) for a in low.arrays),
+        test_count=len(x),
+        test_inputs=[format_values(row) for row in x],
+        expected_outputs=[format_values(row) for row in y],
+        target=target,
+        kernel_sources=[f"kernels/{p.name}" for p in kernels if p.suffix == ".c"],
+        kernel_headers=[f"kernels/{p.name}" for p in kernels if p.suffix == ".h"],
+    )
+    env = _environment()
+    files = {name: env.get_template(name + ".j2").render(**ctx).encode("ascii") for name in TEMPLATE_FILES}
+    for p in kernels:
+        files[f"kernels/{p.name}"] = p.read_bytes()
+    files[MARKER] = MARKER_TEXT.encode("ascii")
+    return files
+
+
+def export_c_project(graph: QGraph, out_dir, test_inputs: np.ndarray, expected_outputs: np.ndarray,
+                     target: str = "host", force: bool = False) -> Path:
+    """Write the C project for `graph` to `out_dir` (see the module docstring); returns its path.
+
+    test_inputs: int8 (N, ...) graph inputs; expected_outputs: int8 (N, output size), e.g. the simulator's.
+    An existing out_dir is replaced only if it is a previous export (it holds the marker file) or force=True.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.name in ("", ".", ".."):
+        out_dir = out_dir.resolve()
+    _check_destination(out_dir, force)
+    files = render_project(graph, test_inputs, expected_outputs, target)
+
+    parent = out_dir.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create {parent}: {e.strerror}: choose a writable output folder") from None
+    tmp = parent / f".{out_dir.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    old = None
+    try:
+        tmp.mkdir()
+        for rel in sorted(files):
+            if rel == MARKER:
+                continue
+            path = tmp / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(files[rel])
+        (tmp / MARKER).write_bytes(files[MARKER])  # last: only a complete project carries the marker
+        _check_destination(out_dir, force)  # again: something may have appeared while we rendered
+        if os.path.lexists(out_dir):
+            old = parent / f".{out_dir.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
+            os.replace(out_dir, old)
+        try:
+            os.replace(tmp, out_dir)
+        except OSError:
+            if old is not None:
+                os.replace(old, out_dir)
+            raise
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(f"cannot write the C project to {out_dir}: {e.strerror or e}: check the folder's "
+                        f"permissions and free space") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+    return out_dir

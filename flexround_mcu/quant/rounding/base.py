@@ -1,0 +1,68 @@
+"""The interface every rounding method implements, and the grid (scale) search they share."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+VALID_BITS = (2, 3, 4, 8)
+
+
+def qmax_for(bits: int) -> int:
+    """Symmetric narrow range [-qmax, qmax]: int8 [-127, 127], 4 bits [-7, 7], 3 bits [-3, 3], 2 bits [-1, 1]."""
+    if bits not in VALID_BITS:
+        raise ValueError(f"weight bits must be one of {VALID_BITS}, got {bits}")
+    return (1 << (bits - 1)) - 1
+
+
+def _channel_view(w: torch.Tensor, per_channel: bool) -> torch.Tensor:
+    return w.reshape(w.shape[0], -1) if per_channel else w.reshape(1, -1)
+
+
+def search_scale(w: torch.Tensor, bits: int, per_channel: bool, grid: str = "mse", p: float = 2.4,
+                 candidates: int = 100) -> torch.Tensor:
+    """Scale per tensor (shape (1,)) or per output channel (shape (C_out,)).
+
+    minmax: max|W| / qmax. mse: BRECQ's shrink search, the s = (1 - 0.01 i) max|W| / qmax (i < candidates)
+    with the least sum |W - W_hat|^p, p = 2.4 (an Lp score between MSE and max error)."""
+    qmax = qmax_for(bits)
+    v = _channel_view(w.detach().float(), per_channel)
+    amax = v.abs().amax(dim=1).clamp_min(1e-12)
+    if grid == "minmax":
+        return (amax / qmax).float()
+    if grid != "mse":
+        raise ValueError(f"unknown weight grid {grid!r}")
+    best = amax / qmax
+    best_err = torch.full_like(amax, float("inf"))
+    for i in range(candidates):
+        s = (1.0 - 0.01 * i) * amax / qmax
+        err = ((torch.clamp(torch.round(v / s[:, None]), -qmax, qmax) * s[:, None] - v).abs() ** p).sum(dim=1)
+        better = err < best_err
+        best = torch.where(better, s, best)
+        best_err = torch.where(better, err, best_err)
+    return best.float()
+
+
+class WeightQuantizer(nn.Module):
+    """Symmetric weight quantization of one layer: W_hat = s * clip(round_method(W / s), -qmax, qmax).
+
+    Subclasses define how W / s is rounded (and may learn parameters); `integers()` is what the exporter
+    stores, `scale` the per-tensor or per-channel step, in float32.
+    """
+
+    learnable = False
+
+    def __init__(self, weight: torch.Tensor, bits: int, per_channel: bool, grid: str = "mse"):
+        super().__init__()
+        self.bits = bits
+        self.qmax = qmax_for(bits)
+        self.per_channel = per_channel
+        self.register_buffer("scale", search_scale(weight, bits, per_channel, grid))
+
+    def scale_like(self, w: torch.Tensor) -> torch.Tensor:
+        return self.scale.reshape((-1,) + (1,) * (w.dim() - 1))
+
+    def integers(self, w: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return self.integers(w) * self.scale_like(w)

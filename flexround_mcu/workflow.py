@@ -1,0 +1,208 @@
+"""The export workflow: float model -> quantized model -> QGraph -> C project, built and checked bit for bit.
+
+Each stage is a call into its own package; this module only sequences them, measures them and writes the
+report (design.md's report.json contract: a field whose stage did not run is null). Everything is written into
+a staging folder next to the output and moved into place only when complete.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+
+MARKER = ".flexround-mcu-project"
+
+
+@dataclass
+class ExportOptions:
+    model: str
+    target: str = "host"
+    method: str = "rtn"
+    wbits: int = 8
+    abits: int = 8
+    granularity: str = "tensor"
+    first_last_8bit: bool = True
+    weights: str | None = None
+    calib_size: int = 1024
+    eval_size: int | None = None
+    test_inputs: int = 100
+    out: Path | None = None
+    seed: int = 0
+    force: bool = False
+
+
+def _bar(total: int, desc: str, unit: str = "img"):
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit=unit, leave=False, file=sys.stderr, dynamic_ncols=True, disable=None)
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def check_output_folder(out: Path, force: bool) -> None:
+    """An existing folder is replaced only if it is one of our exports, or with --force."""
+    if os.path.lexists(out) and not (out / MARKER).is_file() and not force:
+        raise UserError(f"{out} exists and is not a flexround-mcu export (no {MARKER} in it): choose another "
+                        f"--out, or pass --force to replace it")
+
+
+def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(np.argmax(logits.reshape(len(labels), -1), axis=1) == labels))
+
+
+def torch_accuracy(fn, x_nchw, labels, desc: str, batch: int = 500) -> float:
+    import torch
+    outs = []
+    with _bar(len(labels), desc) as bar, torch.no_grad():
+        for i in range(0, len(labels), batch):
+            outs.append(fn(x_nchw[i:i + batch]).numpy())
+            bar.update(min(batch, len(labels) - i))
+    return _accuracy(np.concatenate(outs), labels)
+
+
+def weight_bytes(graph, bits: dict[str, int]) -> dict:
+    """Bytes of weights as stored today (int8 containers) and as packed int4 would store them."""
+    from .ir import OpKind
+    container = packed = 0
+    per_layer = []
+    for op in graph.ops:
+        if op.kind not in (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED):
+            continue
+        w = graph.tensors[op.inputs[1]]
+        b = graph.tensors[op.inputs[2]] if op.inputs[2] != -1 else None
+        nbits = bits.get(op.name, 8)
+        extra = (b.size * 4 if b is not None else 0) + 8 * np.atleast_1d(op.params.multiplier).size
+        layer_container = w.size + extra
+        layer_packed = (w.size if nbits == 8 else (w.size + 1) // 2) + extra
+        container += layer_container
+        packed += layer_packed
+        per_layer.append({"layer": op.name, "bits": nbits, "weights": w.size, "bytes": layer_container,
+                          "bytes_packed": layer_packed})
+    return {"container": container, "packed": packed, "per_layer": per_layer}
+
+
+def run_export(opt: ExportOptions) -> dict:
+    """Run the whole export; returns the report (also written to OUT/report.json)."""
+    t_start = time.perf_counter()
+    out = Path(opt.out or f"out/{opt.model}-{opt.method}-w{opt.wbits}-{opt.granularity}-{opt.target}")
+    check_output_folder(out, opt.force)  # fail before spending minutes on quantization
+
+    import torch
+
+    from .codegen.render import export_c_project
+    from .codegen.arena import plan_arena
+    from .data import load_dataset
+    from .frontends.zoo_graph import resnet8_to_graph
+    from .lower import lower
+    from .quant.fakequant import quantize_model
+    from .quant.graph import GraphModule
+    from .sim.runner import Simulator
+    from .toolchain.host import build_host, run_host
+    from .zoo import build as build_zoo
+    from .zoo.resnet8 import to_nchw
+
+    torch.manual_seed(opt.seed)
+    model, info = build_zoo(opt.model, weights=opt.weights)
+    _say(f"model: {opt.model} (weights: {info.weights})")
+    graph = resnet8_to_graph(model)
+
+    eval_set = load_dataset(info.eval_dataset, limit=opt.eval_size)
+    calib_all = load_dataset(info.calib_dataset)
+    if opt.calib_size > len(calib_all):
+        raise UserError(f"--calib-size {opt.calib_size} is more than the {len(calib_all)} calibration images of "
+                        f"{info.calib_dataset}: pass at most {len(calib_all)}")
+    pick = np.sort(np.random.default_rng(opt.seed).choice(len(calib_all), opt.calib_size, replace=False))
+    calib_x = to_nchw(calib_all.x[pick])
+    eval_x = to_nchw(eval_set.x)
+
+    float_module = GraphModule(graph).eval()
+    acc_float = torch_accuracy(lambda x: float_module(x, upto=graph.logits), eval_x, eval_set.y, "float model")
+
+    t_q = time.perf_counter()
+    with _bar(len(calib_x), "calibration") as bar:
+        qm = quantize_model(graph, [calib_x[i:i + 128] for i in range(0, len(calib_x), 128)], opt.method,
+                            opt.wbits, opt.granularity, opt.first_last_8bit, progress=bar.update)
+    quantize_s = time.perf_counter() - t_q
+    acc_fake = torch_accuracy(lambda x: qm.module(x, upto=graph.logits), eval_x, eval_set.y, "fake-quant model")
+
+    qgraph = lower(qm, name=opt.model)
+    tin = qgraph.tensors[qgraph.inputs[0]]
+    x_int8 = eval_set.quantize_input(float(tin.scale[0]), int(tin.zero_point[0]))
+    sim = Simulator(qgraph)
+    with _bar(len(x_int8), "integer simulator") as bar:
+        values = sim.run(x_int8, keep_all=True, progress=bar.update)
+    acc_int = _accuracy(values[qgraph.metadata["logits_tensor"]], eval_set.y)
+    n_test = min(opt.test_inputs, len(x_int8))
+    expected = values[qgraph.outputs[0]][:n_test].reshape(n_test, -1)
+
+    stage = out.parent / f".{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        export_c_project(qgraph, stage, x_int8[:n_test], expected, target="host")
+        host = None
+        if opt.target == "host":
+            _say("building the C project for the host and running the harness ...")
+            result = run_host(build_host(stage))
+            host = {"inputs": result.inputs, "mismatches": result.mismatches}
+            if not result.ok:
+                _say("\n".join(result.mismatch_lines[:5]))
+        plan = plan_arena(qgraph)
+        wb = weight_bytes(qgraph, qm.bits)
+        report = {
+            "model": opt.model, "target": opt.target, "method": opt.method, "wbits": opt.wbits,
+            "abits": opt.abits, "granularity": opt.granularity, "first_last_8bit": opt.first_last_8bit,
+            "seed": opt.seed,
+            "accuracy": {"dataset": f"{eval_set.name}" if opt.eval_size is None else f"{eval_set.name}[:{len(eval_set)}]",
+                         "n": len(eval_set), "float": round(acc_float, 4), "fake_quant": round(acc_fake, 4),
+                         "int_sim": round(acc_int, 4), "logits": "int8 FULLY_CONNECTED output (before softmax)"},
+            "memory": {"weight_bytes": wb["container"], "weight_bytes_packed": wb["packed"],
+                       "flash_bytes": None, "arena_bytes": plan.arena_size, "arena_floor_bytes": plan.floor},
+            "bitexact": {"host_c": host, "qemu": None},
+            "instructions_per_inference": None,
+            "layers": wb["per_layer"],
+            "calibration": {"dataset": info.calib_dataset, "images": opt.calib_size},
+            "weights_file": str(info.weights),
+            "time_s": {"quantize": round(quantize_s, 1), "total": round(time.perf_counter() - t_start, 1)},
+        }
+        (stage / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        check_output_folder(out, opt.force)
+        if os.path.lexists(out):
+            trash = out.parent / f".{out.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
+            os.replace(out, trash)
+            os.replace(stage, out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(stage, out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    report["out"] = str(out)
+    return report
+
+
+def summary_table(report: dict) -> str:
+    a, m, b = report["accuracy"], report["memory"], report["bitexact"]
+    host = b["host_c"]
+    rows = [
+        ("model / target", f"{report['model']} / {report['target']}"),
+        ("method, weight bits", f"{report['method']}, W{report['wbits']}A{report['abits']} {report['granularity']}"
+                                f"{' (first/last 8-bit)' if report['first_last_8bit'] else ''}"),
+        (f"accuracy on {a['dataset']} (n={a['n']})",
+         f"float {a['float']:.2%}  fake-quant {a['fake_quant']:.2%}  int8 sim {a['int_sim']:.2%}"),
+        ("weights", f"{m['weight_bytes']} B (int8 containers), {m['weight_bytes_packed']} B packed"),
+        ("activation arena", f"{m['arena_bytes']} B (floor {m['arena_floor_bytes']} B)"),
+        ("host C vs simulator", "not run" if host is None else
+         f"{host['mismatches']} mismatching of {host['inputs']} inputs"),
+        ("time", f"quantize {report['time_s']['quantize']} s, total {report['time_s']['total']} s"),
+        ("written to", report.get("out", "")),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

@@ -1,0 +1,152 @@
+"""Finding a zoo model's weights file: explicit path, data folder, cache, then a checksummed download.
+
+Resolution order (`resolve_weights`):
+  1. an explicit path (`--weights PATH`), used as given (not checksummed: it may hold the user's own weights);
+  2. `<data folder>/<spec.data_relpath>`, the data folder being $FLEXROUND_MCU_DATA (see flexround_mcu.data);
+  3. `<cache>/<spec.filename>` if its sha256 is the pinned one; cache = $FLEXROUND_MCU_CACHE, else
+     ~/.cache/flexround-mcu/weights;
+  4. a download of spec.url (overridable by argument or $FLEXROUND_MCU_WEIGHTS_URL) into the cache: written to a
+     temporary file beside the target, checked against the pinned sha256, then renamed into place. A failed or
+     mismatching download leaves nothing behind and raises a one-line UserError saying how to get the file instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from flexround_mcu.data.paths import ENV_VAR as DATA_ENV_VAR
+from flexround_mcu.data.paths import data_root
+from flexround_mcu.errors import UserError
+
+CACHE_ENV_VAR = "FLEXROUND_MCU_CACHE"
+URL_ENV_VAR = "FLEXROUND_MCU_WEIGHTS_URL"
+TIMEOUT_S = 60.0
+_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """Where a zoo model's weights come from and how to recognise the right file."""
+
+    filename: str  # name in the cache folder
+    data_relpath: str  # path under the data folder
+    url: str  # pinned download location
+    sha256: str  # of the file at url
+    size: int  # bytes
+
+
+RESNET8_WEIGHTS = WeightsSpec(
+    filename="pretrainedResnet.h5",
+    data_relpath="mlperf_tiny/ic/pretrainedResnet.h5",
+    url=("https://github.com/mlcommons/tiny/raw/1afd2c9820f795965a6134facd0b4dfae41ef23f/"
+         "benchmark/training/image_classification/trained_models/pretrainedResnet.h5"),
+    sha256="5f938a8eea605438cc7360aa13c987bc6d7bd0c8d931b2917361ae7ae4eeda2f",
+    size=1116712,
+)
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    path: Path
+    source: str  # "explicit", "data", "cache" or "download"
+
+
+def cache_dir() -> Path:
+    """The weights cache: $FLEXROUND_MCU_CACHE if set and non-empty, else ~/.cache/flexround-mcu/weights."""
+    env = os.environ.get(CACHE_ENV_VAR)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "flexround-mcu" / "weights"
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _how_to_get(filename: str, data_relpath: str | None = None) -> str:
+    where = f" holding {data_relpath}" if data_relpath else " (like shared/data)"
+    return f"pass --weights PATH to a copy of {filename}, or set {DATA_ENV_VAR} to a data folder{where}"
+
+
+def download(url: str, dest: str | os.PathLike, sha256: str, size: int | None = None,
+             progress: bool | None = None, how_to_get: str | None = None) -> Path:
+    """Download url to dest, atomically and only if its sha256 matches; returns dest.
+
+    The bytes go to a temporary file in dest's folder, which is renamed onto dest once verified and deleted on any
+    failure (network error, wrong checksum, more bytes than `size`, interrupt). `progress`: a tqdm bar (None: only
+    on a terminal). `how_to_get` ends the error messages (default: pass --weights or set the data folder).
+    """
+    from tqdm import tqdm
+
+    dest = Path(dest)
+    how = how_to_get or _how_to_get(dest.name)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    except OSError as e:
+        raise UserError(f"cannot write to the weights cache {dest.parent} ({_one_line(e)}): "
+                        f"set {CACHE_ENV_VAR} to a writable folder, or {how}") from None
+    tmp = Path(tmp_name)
+    try:
+        h, n = hashlib.sha256(), 0
+        with os.fdopen(fd, "wb") as out:
+            try:
+                with urllib.request.urlopen(url, timeout=TIMEOUT_S) as resp, tqdm(
+                        total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name, leave=False,
+                        disable=None if progress is None else not progress) as bar:
+                    while chunk := resp.read(_CHUNK):
+                        h.update(chunk)
+                        n += len(chunk)
+                        if size is not None and n > size:
+                            break  # longer than the pinned file: it cannot match, stop reading
+                        out.write(chunk)
+                        bar.update(len(chunk))
+            except Exception as e:  # URLError/HTTPError/timeouts are OSErrors; http.client's errors are not
+                raise UserError(f"download of {url} failed ({_one_line(e)}); nothing was saved: {how}") from None
+        got = h.hexdigest()
+        if got != sha256 or (size is not None and n != size):
+            read = f"more than {size} bytes" if size is not None and n > size else f"{n} bytes"
+            want = f", expected {size}" if size is not None else ""
+            raise UserError(f"download of {url} failed its checksum: expected sha256 {sha256}, got {got} "
+                            f"({read}{want}); nothing was saved: {how}")
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def resolve_weights(spec: WeightsSpec, weights: str | os.PathLike | None = None, *, url: str | None = None,
+                    allow_download: bool = True, progress: bool | None = None) -> ResolvedWeights:
+    """The weights file to use for `spec` (order in the module docstring), downloading it if need be."""
+    if weights is not None:
+        p = Path(weights).expanduser()
+        if not p.is_file():
+            raise UserError(f"--weights {weights}: no such file: pass the path of an existing {spec.filename}")
+        return ResolvedWeights(p.resolve(), "explicit")
+    p = data_root() / spec.data_relpath
+    if p.is_file():
+        return ResolvedWeights(p.resolve(), "data")
+    cached = cache_dir().resolve() / spec.filename
+    if cached.is_file() and sha256_of(cached) == spec.sha256:
+        return ResolvedWeights(cached, "cache")
+    # A cached file with another checksum (truncated, edited) is replaced by the download below.
+    if not allow_download:
+        raise UserError(f"weights {spec.filename} not found (looked in {p.parent} and {cache_dir()}) and downloads "
+                        f"are off: {_how_to_get(spec.filename, spec.data_relpath)}")
+    url = url or os.environ.get(URL_ENV_VAR) or spec.url
+    download(url, cached, spec.sha256, spec.size, progress=progress,
+             how_to_get=_how_to_get(spec.filename, spec.data_relpath))
+    return ResolvedWeights(cached, "download")

@@ -1,0 +1,289 @@
+"""ctypes bindings for the C kernels in firmware/kernels (API: frk_nn.h), for tests/test_c_kernels.py.
+
+`build_shared_library` compiles every kernel file with the host gcc and the strict flags into one shared
+library; `Kernels` loads it and exposes each C kernel with the signature of its numpy twin in
+flexround_mcu/sim (same argument names, numpy arrays in, an int8 array out), so a test can call both with
+one dict of arguments.
+
+Every output buffer is surrounded by guard bytes, and every kernel is run twice, on buffers pre-filled with
+two different byte patterns: a write outside the output fails the guard check, and an output element the
+kernel forgets to write differs between the two runs.
+"""
+from __future__ import annotations
+
+import ctypes
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+KERNEL_DIR = REPO / "firmware" / "kernels"
+
+# One op family per file, as in CMSIS-NN's Source/ tree.
+KERNEL_FILES = (
+    "frk_support.c",
+    "frk_convolve_s8.c",
+    "frk_depthwise_conv_s8.c",
+    "frk_fully_connected_s8.c",
+    "frk_elementwise_add_s8.c",
+    "frk_pooling_s8.c",
+    "frk_softmax_s8.c",
+)
+
+STRICT_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"]
+CORTEX_M7_FLAGS = ["-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16", *STRICT_FLAGS]
+
+GUARD = 32  # bytes on each side of an output buffer
+FILLS = (0x55, -0x56)  # two pre-fill patterns (0x55, 0xAA as int8)
+
+
+def kernel_sources() -> list[Path]:
+    """Every frk_*.c in the kernel folder (a kernel file added later is built and checked too)."""
+    return sorted(KERNEL_DIR.glob("frk_*.c"))
+
+
+def compile_command(compiler: str, flags, source: Path, output: Path, extra=()) -> list[str]:
+    return [compiler, *flags, *extra, f"-I{KERNEL_DIR}", "-o", str(output), str(source)]
+
+
+def run_compiler(cmd: list[str]) -> None:
+    """Run a compiler command; a failure (including any warning, under -Werror) raises with its output."""
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"compilation failed: {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
+    if proc.stderr.strip():  # -Werror turns warnings into errors; notes alone would still be noise worth seeing
+        raise RuntimeError(f"compiler printed diagnostics: {' '.join(cmd)}\n{proc.stderr}")
+
+
+def build_shared_library(out_dir: Path, compiler: str = "gcc") -> Path:
+    """All kernel files, each its own translation unit, linked into one shared library."""
+    lib = Path(out_dir) / "libfrk_kernels.so"
+    cmd = [compiler, *STRICT_FLAGS, "-shared", "-fPIC", f"-I{KERNEL_DIR}", "-o", str(lib),
+           *map(str, kernel_sources())]
+    run_compiler(cmd)
+    return lib
+
+
+def find_compiler(name: str) -> str | None:
+    return shutil.which(name)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The structs of frk_nn.h (all int32 fields, so ctypes lays them out exactly as the C compiler does)
+
+I32 = ctypes.c_int32
+P_I8 = ctypes.POINTER(ctypes.c_int8)
+P_I32 = ctypes.POINTER(ctypes.c_int32)
+
+
+def _struct(name, fields):
+    return type(name, (ctypes.Structure,), {"_fields_": [(f, I32) for f in fields]})
+
+
+FrkDims = _struct("FrkDims", ["n", "h", "w", "c"])
+FrkConvParams = _struct("FrkConvParams", ["input_offset", "output_offset", "stride_h", "stride_w", "dilation_h",
+                                          "dilation_w", "pad_top", "pad_left", "act_min", "act_max",
+                                          "depth_multiplier"])
+FrkFcParams = _struct("FrkFcParams", ["input_offset", "output_offset", "act_min", "act_max"])
+FrkPoolParams = _struct("FrkPoolParams", ["stride_h", "stride_w", "pad_top", "pad_left", "act_min", "act_max"])
+FrkAddParams = _struct("FrkAddParams", ["input1_offset", "input1_multiplier", "input1_shift", "input2_offset",
+                                        "input2_multiplier", "input2_shift", "left_shift", "output_offset",
+                                        "output_multiplier", "output_shift", "act_min", "act_max"])
+FrkSoftmaxParams = _struct("FrkSoftmaxParams", ["input_multiplier", "input_left_shift", "diff_min"])
+
+P = ctypes.POINTER
+SIGNATURES = {
+    "frk_doubling_high_mult": (I32, [I32, I32]),
+    "frk_rounding_divide_by_pot": (I32, [I32, I32]),
+    "frk_requantize": (I32, [I32, I32, I32]),
+    "frk_convolve_s8": (None, [P(FrkConvParams), P_I32, P_I32, P(FrkDims), P_I8, P(FrkDims), P_I8, P_I32,
+                               P(FrkDims), P_I8]),
+    "frk_depthwise_conv_s8": (None, [P(FrkConvParams), P_I32, P_I32, P(FrkDims), P_I8, P(FrkDims), P_I8, P_I32,
+                                     P(FrkDims), P_I8]),
+    "frk_fully_connected_s8": (None, [P(FrkFcParams), P_I32, P_I32, I32, I32, I32, P_I8, P_I8, P_I32, I32, P_I8]),
+    "frk_elementwise_add_s8": (None, [P(FrkAddParams), P_I8, P_I8, I32, P_I8]),
+    "frk_avgpool_s8": (None, [P(FrkPoolParams), P(FrkDims), P_I8, I32, I32, P(FrkDims), P_I8]),
+    "frk_max_pool_s8": (None, [P(FrkPoolParams), P(FrkDims), P_I8, I32, I32, P(FrkDims), P_I8]),
+    "frk_softmax_s8": (I32, [P(FrkSoftmaxParams), I32, I32, P_I8, P_I8]),
+}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Array helpers
+
+
+def _i8(a) -> np.ndarray:
+    a = np.asarray(a)
+    assert a.dtype == np.int8, a.dtype
+    return np.ascontiguousarray(a)
+
+
+def _i32(a) -> np.ndarray:
+    a = np.asarray(a, dtype=np.int64)
+    assert a.size == 0 or (a.min() >= -2**31 and a.max() < 2**31)
+    return np.ascontiguousarray(a.astype(np.int32))
+
+
+def _ptr(a: np.ndarray | None, ctype):
+    return None if a is None else a.ctypes.data_as(ctypes.POINTER(ctype))
+
+
+def per_channel_arrays(multiplier, shift, channels: int):
+    """The twin's multiplier/shift (one pair as ints or 1-element arrays, or one per channel) as two int32 arrays
+    of `channels` entries, as the conv/depthwise C API wants them (per-tensor repeats the pair)."""
+    m = np.atleast_1d(np.asarray(multiplier, dtype=np.int64))
+    s = np.atleast_1d(np.asarray(shift, dtype=np.int64))
+    return _i32(np.broadcast_to(m, (channels,))), _i32(np.broadcast_to(s, (channels,)))
+
+
+def out_size(size: int, before: int, after: int, k: int, stride: int, dilation: int = 1) -> int:
+    return (size + before + after - ((k - 1) * dilation + 1)) // stride + 1
+
+
+def _run_guarded(shape, call) -> np.ndarray:
+    """call(out_ptr) for each pre-fill pattern; checks the guards and that both runs wrote the same values."""
+    size = int(np.prod(shape))
+    results = []
+    for fill in FILLS:
+        buf = np.full(size + 2 * GUARD, fill, np.int8)
+        call(_ptr(buf[GUARD:GUARD + size], ctypes.c_int8))
+        assert np.all(buf[:GUARD] == fill), "the kernel wrote before its output buffer"
+        assert np.all(buf[GUARD + size:] == fill), "the kernel wrote past its output buffer"
+        results.append(buf[GUARD:GUARD + size].copy())
+    assert np.array_equal(results[0], results[1]), "the kernel left some output elements unwritten"
+    return results[0].reshape(shape)
+
+
+class Kernels:
+    """The loaded library; methods take the numpy twins' arguments."""
+
+    def __init__(self, path: Path):
+        self.lib = ctypes.CDLL(str(path))
+        for name, (restype, argtypes) in SIGNATURES.items():
+            fn = getattr(self.lib, name)
+            fn.restype = restype
+            fn.argtypes = argtypes
+
+    # --- fixed point
+    def doubling_high_mult(self, a: int, multiplier: int) -> int:
+        return self.lib.frk_doubling_high_mult(a, multiplier)
+
+    def rounding_divide_by_pot(self, x: int, exponent: int) -> int:
+        return self.lib.frk_rounding_divide_by_pot(x, exponent)
+
+    def requantize(self, acc: int, multiplier: int, shift: int) -> int:
+        return self.lib.frk_requantize(acc, multiplier, shift)
+
+    # --- conv / depthwise
+    def _conv(self, fn, x, w, bias, input_offset, output_offset, stride, dilation, padding, act_min, act_max,
+              multiplier, shift, depth_multiplier, depthwise):
+        x, w = _i8(x), _i8(w)
+        n, h, wd, cin = x.shape
+        if depthwise:
+            _, kh, kw, cout = w.shape
+        else:
+            cout, kh, kw, _ = w.shape
+        oh = out_size(h, padding[0], padding[2], kh, stride[0], dilation[0])
+        ow = out_size(wd, padding[1], padding[3], kw, stride[1], dilation[1])
+        m, s = per_channel_arrays(multiplier, shift, cout)
+        b = None if bias is None else _i32(bias)
+        params = FrkConvParams(input_offset, output_offset, stride[0], stride[1], dilation[0], dilation[1],
+                               padding[0], padding[1], act_min, act_max, depth_multiplier)
+        in_dims = FrkDims(n, h, wd, cin)
+        f_dims = FrkDims(*w.shape)
+        out_dims = FrkDims(n, oh, ow, cout)
+        return _run_guarded((n, oh, ow, cout), lambda out: fn(
+            ctypes.byref(params), _ptr(m, I32), _ptr(s, I32), ctypes.byref(in_dims), _ptr(x, ctypes.c_int8),
+            ctypes.byref(f_dims), _ptr(w, ctypes.c_int8), _ptr(b, I32), ctypes.byref(out_dims), out))
+
+    def convolve_s8(self, x, w, bias, input_offset, output_offset, stride, dilation, padding, act_min, act_max,
+                    multiplier, shift):
+        return self._conv(self.lib.frk_convolve_s8, x, w, bias, input_offset, output_offset, stride, dilation,
+                          padding, act_min, act_max, multiplier, shift, 1, depthwise=False)
+
+    def depthwise_conv_s8(self, x, w, bias, input_offset, output_offset, stride, dilation, padding, act_min,
+                          act_max, multiplier, shift, depth_multiplier=1):
+        return self._conv(self.lib.frk_depthwise_conv_s8, x, w, bias, input_offset, output_offset, stride,
+                          dilation, padding, act_min, act_max, multiplier, shift, depth_multiplier, depthwise=True)
+
+    # --- fully connected
+    def fully_connected_s8(self, x, w, bias, input_offset, output_offset, act_min, act_max, multiplier, shift,
+                           decoy_seed: int | None = 0):
+        """One (M, shift) pair -> per_channel = 0, else per_channel = 1. For a single pair the arrays passed to C
+        still have C_out entries, with the pair first and different decoy pairs after it (from decoy_seed), so a
+        kernel that indexed them per channel would read values that change its output."""
+        x, w = _i8(x), _i8(w)
+        batch = x.shape[0]
+        depth = x.size // batch
+        cout = w.shape[0]
+        m = np.atleast_1d(np.asarray(multiplier, dtype=np.int64))
+        s = np.atleast_1d(np.asarray(shift, dtype=np.int64))
+        per_channel = int(m.size > 1)
+        if m.size == 1 and cout > 1 and decoy_seed is not None:
+            rng = np.random.default_rng(decoy_seed)
+            m = np.concatenate([m, rng.integers(2**30, 2**31, cout - 1)])
+            s = np.concatenate([s, np.where(s[0] > -6, s[0] - 5, s[0] + 4) + np.zeros(cout - 1, np.int64)])
+        m, s = _i32(m), _i32(s)
+        b = None if bias is None else _i32(bias)
+        params = FrkFcParams(input_offset, output_offset, act_min, act_max)
+        return _run_guarded((batch, cout), lambda out: self.lib.frk_fully_connected_s8(
+            ctypes.byref(params), _ptr(m, I32), _ptr(s, I32), per_channel, batch, depth, _ptr(x, ctypes.c_int8),
+            _ptr(w, ctypes.c_int8), _ptr(b, I32), cout, out))
+
+    # --- add
+    def elementwise_add_s8(self, x1, x2, input1_offset, input2_offset, output_offset, left_shift, input1_multiplier,
+                           input1_shift, input2_multiplier, input2_shift, output_multiplier, output_shift, act_min,
+                           act_max):
+        x1, x2 = _i8(x1), _i8(x2)
+        assert x1.shape == x2.shape
+        params = FrkAddParams(input1_offset, input1_multiplier, input1_shift, input2_offset, input2_multiplier,
+                              input2_shift, left_shift, output_offset, output_multiplier, output_shift, act_min,
+                              act_max)
+        return _run_guarded(x1.shape, lambda out: self.lib.frk_elementwise_add_s8(
+            ctypes.byref(params), _ptr(x1, ctypes.c_int8), _ptr(x2, ctypes.c_int8), x1.size, out))
+
+    # --- pooling
+    def _pool(self, fn, x, filter_hw, stride, padding, act_min, act_max):
+        x = _i8(x)
+        n, h, w, c = x.shape
+        oh = out_size(h, padding[0], padding[2], filter_hw[0], stride[0])
+        ow = out_size(w, padding[1], padding[3], filter_hw[1], stride[1])
+        params = FrkPoolParams(stride[0], stride[1], padding[0], padding[1], act_min, act_max)
+        in_dims, out_dims = FrkDims(n, h, w, c), FrkDims(n, oh, ow, c)
+        return _run_guarded((n, oh, ow, c), lambda out: fn(
+            ctypes.byref(params), ctypes.byref(in_dims), _ptr(x, ctypes.c_int8), filter_hw[0], filter_hw[1],
+            ctypes.byref(out_dims), out))
+
+    def avgpool_s8(self, x, filter_hw, stride, padding, act_min, act_max):
+        return self._pool(self.lib.frk_avgpool_s8, x, filter_hw, stride, padding, act_min, act_max)
+
+    def max_pool_s8(self, x, filter_hw, stride, padding, act_min, act_max):
+        return self._pool(self.lib.frk_max_pool_s8, x, filter_hw, stride, padding, act_min, act_max)
+
+    # --- softmax
+    def softmax_s8_status(self, x, params) -> tuple[int, np.ndarray]:
+        """(return code, output) over the last axis of x; the output is only meaningful for code 0."""
+        x = _i8(x)
+        depth = x.shape[-1]
+        rows = x.size // depth
+        p = FrkSoftmaxParams(params.input_multiplier, params.input_left_shift, params.diff_min)
+        out = np.zeros(x.shape, np.int8)
+        rc = self.lib.frk_softmax_s8(ctypes.byref(p), rows, depth, _ptr(x, ctypes.c_int8),
+                                     _ptr(out, ctypes.c_int8))
+        return rc, out
+
+    def softmax_s8(self, x, params) -> np.ndarray:
+        x = _i8(x)
+        depth = x.shape[-1]
+        rows = x.size // depth
+        p = FrkSoftmaxParams(params.input_multiplier, params.input_left_shift, params.diff_min)
+        codes = []
+
+        def call(out):
+            codes.append(self.lib.frk_softmax_s8(ctypes.byref(p), rows, depth, _ptr(x, ctypes.c_int8), out))
+
+        out = _run_guarded(x.shape, call)
+        assert codes == [0, 0], f"frk_softmax_s8 returned {codes}"
+        return out
