@@ -25,8 +25,10 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-# The main job (until the exporter lands): the integer simulator against TFLite Micro on real MLPerf Tiny models.
+# The main job (until the Cortex-M targets land): ResNet-8 from PyTorch to C, built for the host and checked
+# bit for bit against the integer simulator; then the simulator against TFLite Micro on the reference model.
 demo: setup
+	$(VENV)/bin/flexround-mcu export resnet8 --target host --method rtn --wbits 8 --out out/resnet8-host
 	$(VENV)/bin/flexround-mcu simulate $(FLEXROUND_MCU_DATA)/mlperf_tiny/ic/pretrainedResnet_quant.tflite \
 	    --dataset cifar10-test-5000 --limit 500 --compare tflm --json out/simulate_resnet8.json
 

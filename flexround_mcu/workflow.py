@@ -114,7 +114,7 @@ def run_export(opt: ExportOptions) -> dict:
     torch.manual_seed(opt.seed)
     model, info = build_zoo(opt.model, weights=opt.weights)
     _say(f"model: {opt.model} (weights: {info.weights})")
-    graph = resnet8_to_graph(model)
+    graph = {"resnet8": resnet8_to_graph}[opt.model](model)
 
     eval_set = load_dataset(info.eval_dataset, limit=opt.eval_size)
     calib_all = load_dataset(info.calib_dataset)

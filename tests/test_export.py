@@ -1,0 +1,124 @@
+"""`flexround-mcu export`: the ResNet-8 path from PyTorch to C, its report and its bad input."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from flexround_mcu.cli import main
+
+TFLITE_INT8_PER_CHANNEL = 0.7620  # the MLPerf Tiny reference int8 model on the same 5,000 images (measured)
+
+
+def export(capsys, out: Path, *args) -> dict:
+    code = main(["export", "resnet8", "--target", "host", "--out", str(out), *args])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return json.loads((out / "report.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("granularity", ["tensor", "channel"])
+def test_rtn_w8_resnet8_report(shared_data, capsys, tmp_path, granularity):
+    r = export(capsys, tmp_path / "out", "--method", "rtn", "--wbits", "8", "--granularity", granularity)
+    acc = r["accuracy"]
+    assert (r["model"], r["target"], r["method"], r["wbits"], r["abits"]) == ("resnet8", "host", "rtn", 8, 8)
+    assert acc["dataset"] == "cifar10-test-5000" and acc["n"] == 5000
+    assert acc["float"] == 0.7644                       # the Keras model's figure, exactly
+    assert abs(acc["int_sim"] - acc["float"]) <= 0.005
+    assert abs(acc["fake_quant"] - acc["int_sim"]) <= 0.003
+    assert r["bitexact"]["host_c"] == {"inputs": 100, "mismatches": 0}
+    assert r["bitexact"]["qemu"] is None and r["instructions_per_inference"] is None  # stages not run: null
+    assert r["memory"]["arena_bytes"] <= 49152
+    if granularity == "channel":
+        assert abs(acc["int_sim"] - TFLITE_INT8_PER_CHANNEL) <= 0.003
+    assert {layer["bits"] for layer in r["layers"]} == {8}
+
+
+def _sources(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and "build" not in p.relative_to(folder).parts and p.name != "report.json"}
+
+
+def test_same_command_gives_byte_identical_sources(shared_data, capsys, tmp_path):
+    args = ["--wbits", "4", "--eval-size", "64", "--calib-size", "64", "--test-inputs", "8"]
+    r1 = export(capsys, tmp_path / "a", *args)
+    r2 = export(capsys, tmp_path / "b", *args)
+    a, b = _sources(tmp_path / "a"), _sources(tmp_path / "b")
+    assert set(a) >= {"weights.c", "model.c", "main.c", "Makefile"}
+    assert a == b
+    assert r1["bitexact"]["host_c"] == {"inputs": 8, "mismatches": 0}
+    # the first and last layers stay at 8 bits, the others are 4-bit values in [-7, 7]
+    bits = [layer["bits"] for layer in r2["layers"]]
+    assert bits[0] == bits[-1] == 8 and set(bits[1:-1]) == {4}
+    assert r2["memory"]["weight_bytes_packed"] < r2["memory"]["weight_bytes"]
+
+
+def test_rerun_replaces_own_output(shared_data, capsys, tmp_path):
+    args = ["--eval-size", "16", "--calib-size", "16", "--test-inputs", "4"]
+    export(capsys, tmp_path / "o", *args)
+    (tmp_path / "o" / "stale.txt").write_text("from before")
+    export(capsys, tmp_path / "o", *args)
+    assert not (tmp_path / "o" / "stale.txt").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folders left
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+def fails_cleanly(capsys, *argv) -> str:
+    code = main(list(argv))
+    _, err = capsys.readouterr()
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_unknown_model_lists_known_ones(capsys, tmp_path):
+    line = fails_cleanly(capsys, "export", "resnet9", "--out", str(tmp_path / "o"))
+    assert "resnet9" in line and "resnet8" in line
+
+
+@pytest.mark.parametrize("bits", ["5", "1"])
+def test_unsupported_weight_bits(capsys, tmp_path, bits):
+    line = fails_cleanly(capsys, "export", "resnet8", "--wbits", bits, "--out", str(tmp_path / "o"))
+    assert "--wbits" in line and bits in line
+
+
+def _copy_weights(shared_data: Path, tmp_path: Path, edit) -> Path:
+    path = tmp_path / "weights.h5"
+    shutil.copy(shared_data / "mlperf_tiny/ic/pretrainedResnet.h5", path)
+    with h5py.File(path, "r+") as f:
+        edit(f)
+    return path
+
+
+def test_weights_of_another_architecture(shared_data, capsys, tmp_path):
+    def widen(f):
+        key = "model_weights/conv2d_3/conv2d_3/kernel:0"
+        del f[key]
+        f[key] = np.zeros((3, 3, 16, 48), np.float32)
+    path = _copy_weights(shared_data, tmp_path, widen)
+    line = fails_cleanly(capsys, "export", "resnet8", "--weights", str(path), "--out", str(tmp_path / "o"))
+    assert "conv2d_3" in line and "kernel" in line
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_weights(shared_data, capsys, tmp_path, bad):
+    def poison(f):
+        f["model_weights/conv2d_1/conv2d_1/kernel:0"][0, 0, 0, 0] = bad
+    path = _copy_weights(shared_data, tmp_path, poison)
+    line = fails_cleanly(capsys, "export", "resnet8", "--weights", str(path), "--out", str(tmp_path / "o"))
+    assert "conv2d_1" in line
+
+
+def test_existing_folder_that_is_not_ours(shared_data, capsys, tmp_path):
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "thesis.tex").write_text("do not lose me")
+    line = fails_cleanly(capsys, "export", "resnet8", "--out", str(out))
+    assert str(out) in line and "--force" in line
+    assert (out / "thesis.tex").read_text() == "do not lose me"
