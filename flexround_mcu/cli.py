@@ -106,9 +106,9 @@ def simulate(model: Path, dataset: str, limit: int | None, compare: str | None, 
 @click.argument("model")
 @click.option("--target", type=click.Choice(["host"]), default="host", show_default=True,
               help="Where the C code runs (Cortex-M boards come with the firmware issue).")
-@click.option("--method", type=click.Choice(["rtn"]), default="rtn", show_default=True,
-              help="Weight rounding: round to nearest (AdaRound and FlexRound come next).")
-@click.option("--wbits", type=click.Choice(["8", "4", "3", "2"]), default="8", show_default=True,
+@click.option("--method", type=click.Choice(["flexround", "adaround", "rtn"]), default="flexround", show_default=True,
+              help="Weight rounding: FlexRound, AdaRound (both learned block by block), or round to nearest.")
+@click.option("--wbits", type=click.Choice(["8", "4", "3", "2"]), default="4", show_default=True,
               help="Weight bits (first and last layers stay at 8 unless --no-first-last-8bit).")
 @click.option("--abits", type=click.Choice(["8"]), default="8", show_default=True, help="Activation bits.")
 @click.option("--granularity", type=click.Choice(["tensor", "channel"]), default="tensor", show_default=True,
@@ -123,10 +123,15 @@ def simulate(model: Path, dataset: str, limit: int | None, compare: str | None, 
               help="Inputs embedded in the C harness and compared bit for bit.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder (default out/MODEL-METHOD-wBITS-GRANULARITY-TARGET).")
+@click.option("--iters", type=int, default=500, show_default=True,
+              help="Reconstruction iterations per block (flexround, adaround).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Reconstruction learning rate (default: flexround 1e-3, adaround 1e-3).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing output folder that is not a previous export.")
 def export(model, target, method, wbits, abits, granularity, first_last_8bit, weights, calib_size, eval_size,
-           test_inputs, out, seed, force):
+           test_inputs, out, iters, lr, batch_size, seed, force):
     """Quantize zoo MODEL, write its C project and report.json, build it for TARGET and check it bit for bit."""
     from .workflow import ExportOptions, run_export, summary_table
 
@@ -134,7 +139,7 @@ def export(model, target, method, wbits, abits, granularity, first_last_8bit, we
                                       abits=int(abits), granularity=granularity, first_last_8bit=first_last_8bit,
                                       weights=str(weights) if weights else None, calib_size=calib_size,
                                       eval_size=eval_size, test_inputs=test_inputs, out=out, seed=seed,
-                                      force=force))
+                                      force=force, iters=iters, lr=lr, batch_size=batch_size))
     click.echo(summary_table(report))
     host = report["bitexact"]["host_c"]
     if host is not None and host["mismatches"]:

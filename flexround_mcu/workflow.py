@@ -26,8 +26,8 @@ MARKER = ".flexround-mcu-project"
 class ExportOptions:
     model: str
     target: str = "host"
-    method: str = "rtn"
-    wbits: int = 8
+    method: str = "flexround"
+    wbits: int = 4
     abits: int = 8
     granularity: str = "tensor"
     first_last_8bit: bool = True
@@ -38,6 +38,12 @@ class ExportOptions:
     out: Path | None = None
     seed: int = 0
     force: bool = False
+    iters: int = 500
+    lr: float | None = None  # None: the method's default (METHOD_LR)
+    batch_size: int = 32
+
+
+METHOD_LR = {"flexround": 1e-3, "adaround": 1e-3}  # BRECQ's Adam default for AdaRound; measured for FlexRound
 
 
 def _bar(total: int, desc: str, unit: str = "img"):
@@ -118,6 +124,8 @@ def run_export(opt: ExportOptions) -> dict:
 
     eval_set = load_dataset(info.eval_dataset, limit=opt.eval_size)
     calib_all = load_dataset(info.calib_dataset)
+    if opt.iters < 1:
+        raise UserError(f"--iters {opt.iters}: the reconstruction needs at least 1 iteration per block")
     if opt.calib_size > len(calib_all):
         raise UserError(f"--calib-size {opt.calib_size} is more than the {len(calib_all)} calibration images of "
                         f"{info.calib_dataset}: pass at most {len(calib_all)}")
@@ -132,6 +140,17 @@ def run_export(opt: ExportOptions) -> dict:
     with _bar(len(calib_x), "calibration") as bar:
         qm = quantize_model(graph, [calib_x[i:i + 128] for i in range(0, len(calib_x), 128)], opt.method,
                             opt.wbits, opt.granularity, opt.first_last_8bit, progress=bar.update)
+    recon_logs = []
+    if opt.method in METHOD_LR:
+        from .quant.reconstruct import reconstruct
+        lr = opt.lr or METHOD_LR[opt.method]
+        with _bar(opt.iters, f"{opt.method} reconstruction", unit="it") as bar:
+            def tick(block, it, total):
+                bar.set_description(f"{opt.method}: block {block}")
+                bar.n = it
+                bar.refresh()
+            recon_logs = reconstruct(qm, calib_x, iters=opt.iters, lr=lr, batch_size=opt.batch_size,
+                                     seed=opt.seed, progress=tick)
     quantize_s = time.perf_counter() - t_q
     acc_fake = torch_accuracy(lambda x: qm.module(x, upto=graph.logits), eval_x, eval_set.y, "fake-quant model")
 
@@ -170,6 +189,10 @@ def run_export(opt: ExportOptions) -> dict:
             "instructions_per_inference": None,
             "layers": wb["per_layer"],
             "calibration": {"dataset": info.calib_dataset, "images": opt.calib_size},
+            "reconstruction": None if not recon_logs else {
+                "iters": opt.iters, "lr": opt.lr or METHOD_LR[opt.method], "batch_size": opt.batch_size,
+                "blocks": [{"block": b.block, "loss_start": round(b.loss_start, 5), "loss_end": round(b.loss_end, 5),
+                            "seconds": round(b.seconds, 1)} for b in recon_logs]},
             "weights_file": str(info.weights),
             "time_s": {"quantize": round(quantize_s, 1), "total": round(time.perf_counter() - t_start, 1)},
         }

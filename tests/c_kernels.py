@@ -66,6 +66,64 @@ def build_shared_library(out_dir: Path, compiler: str = "gcc") -> Path:
     return lib
 
 
+# A test-only translation unit that includes the softmax source and exports its static fixed-point helpers, so
+# they can be compared with the numpy twin's on whole int32 ranges: their low bits mostly vanish in the int8
+# output (a one-ulp error in a Q0.31 constant does not show there), and this catches such errors.
+SOFTMAX_INTERNALS_C = """
+#include "frk_softmax_s8.c"
+
+void frk_test_exp_on_negative_values(const int32_t *in, int32_t *out, int32_t n);
+void frk_test_one_over_one_plus_x_for_x_in_0_1(const int32_t *in, int32_t *out, int32_t n);
+
+void frk_test_exp_on_negative_values(const int32_t *in, int32_t *out, int32_t n)
+{
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        out[i] = frk__exp_on_negative_values(in[i]);
+    }
+}
+
+void frk_test_one_over_one_plus_x_for_x_in_0_1(const int32_t *in, int32_t *out, int32_t n)
+{
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        out[i] = frk__one_over_one_plus_x_for_x_in_0_1(in[i]);
+    }
+}
+"""
+
+
+def build_softmax_internals(out_dir: Path, compiler: str = "gcc") -> "SoftmaxInternals":
+    src = Path(out_dir) / "frk_softmax_internals.c"
+    src.write_text(SOFTMAX_INTERNALS_C)
+    lib = Path(out_dir) / "libfrk_softmax_internals.so"
+    run_compiler([compiler, *STRICT_FLAGS, "-shared", "-fPIC", f"-I{KERNEL_DIR}", "-o", str(lib), str(src)])
+    return SoftmaxInternals(lib)
+
+
+class SoftmaxInternals:
+    """exp_on_negative_values and one_over_one_plus_x_for_x_in_0_1 of frk_softmax_s8.c on int32 arrays."""
+
+    def __init__(self, path: Path):
+        self.lib = ctypes.CDLL(str(path))
+        for name in ("frk_test_exp_on_negative_values", "frk_test_one_over_one_plus_x_for_x_in_0_1"):
+            fn = getattr(self.lib, name)
+            fn.restype = None
+            fn.argtypes = [P_I32, P_I32, I32]
+
+    def _batch(self, fn, values) -> np.ndarray:
+        x = _i32(values)
+        out = np.zeros_like(x)
+        fn(_ptr(x, I32), _ptr(out, I32), x.size)
+        return out.astype(np.int64)
+
+    def exp_on_negative_values(self, values) -> np.ndarray:
+        return self._batch(self.lib.frk_test_exp_on_negative_values, values)
+
+    def one_over_one_plus_x_for_x_in_0_1(self, values) -> np.ndarray:
+        return self._batch(self.lib.frk_test_one_over_one_plus_x_for_x_in_0_1, values)
+
+
 def find_compiler(name: str) -> str | None:
     return shutil.which(name)
 

@@ -28,6 +28,7 @@ from flexround_mcu.prepare import add_params, prepare_softmax
 from flexround_mcu.sim.convolve import convolve_s8, depthwise_conv_s8, fully_connected_s8
 from flexround_mcu.sim.elementwise import elementwise_add_s8
 from flexround_mcu.sim.pooling import avgpool_s8, max_pool_s8
+from flexround_mcu.sim import softmax as softmax_twin
 from flexround_mcu.sim.softmax import softmax_s8
 
 from tests import c_kernels as ck  # tests/ is a namespace package; conftest puts the repo on sys.path
@@ -54,6 +55,13 @@ def frk(tmp_path_factory) -> ck.Kernels:
     """All kernels built once with the host gcc (strict flags, -shared -fPIC) and loaded with ctypes."""
     gcc = _require_compiler("gcc")
     return ck.Kernels(ck.build_shared_library(tmp_path_factory.mktemp("frk_kernels"), gcc))
+
+
+@pytest.fixture(scope="session")
+def frk_softmax_internals(tmp_path_factory) -> ck.SoftmaxInternals:
+    """The static exp / reciprocal helpers of frk_softmax_s8.c, exported by a test-only wrapper file."""
+    gcc = _require_compiler("gcc")
+    return ck.build_softmax_internals(tmp_path_factory.mktemp("frk_softmax_internals"), gcc)
 
 
 def fixed(max_examples: int = EXAMPLES):
@@ -111,9 +119,7 @@ def test_kernels_compile_for_cortex_m7(tmp_path):
         obj = tmp_path / (src.stem + ".o")
         ck.run_compiler(ck.compile_command(arm_gcc, ck.CORTEX_M7_FLAGS, src, obj, ["-c"]))
         objects.append(obj)
-    nm = ck.find_compiler("arm-none-eabi-nm")
-    if nm is None:
-        return
+    nm = _require_compiler("arm-none-eabi-nm")  # binutils; comes with the compiler
     undefined = subprocess.run([nm, "-u", *map(str, objects)], capture_output=True, text=True, check=True).stdout
     symbols = {line.split()[-1] for line in undefined.splitlines() if line.strip() and not line.endswith(":")}
     assert symbols <= {"memcpy", "memset", "memmove"}, f"unexpected external symbols: {sorted(symbols)}"
@@ -622,6 +628,28 @@ def test_softmax_s8_every_input_value(frk):
     for beta, scale in [(1.0, 1 / 256), (1.0, 0.1), (1.0, 0.0625), (0.5, 0.3), (2.0, 1.0), (100.0, 1.0)]:
         params = prepare_softmax(beta, scale)
         assert_same(frk.softmax_s8(x, params), softmax_s8(x, params))
+
+
+def test_softmax_fixed_point_helpers_match_twin(frk_softmax_internals):
+    """gemmlowp exp_on_negative_values (Q5.26 -> Q0.31) and one_over_one_plus_x_for_x_in_0_1 (Q0.31), all 32 bits
+    of the result, against the twin's, on dense samples of their whole int32 domain: every Q5.26 value in
+    [-32, 0] that is a multiple of 2^12 (524,289 values), every value near the 1/4 boundaries, random values
+    down to INT32_MIN; for the reciprocal, 2^20 values across all of int32 and the edges."""
+    rng = np.random.default_rng(12)
+    quarters = np.arange(-128, 1, dtype=np.int64) << 24
+    exp_in = np.unique(np.concatenate([
+        np.arange(-(32 << 26), 1, 1 << 12, dtype=np.int64),
+        (quarters[:, None] + np.arange(-3, 4)[None, :]).ravel(),
+        rng.integers(-(32 << 26), 1, 200_000), rng.integers(INT32_MIN, 1, 20_000),
+        [INT32_MIN, INT32_MIN + 1, -1, 0]]))
+    exp_in = exp_in[(exp_in >= INT32_MIN) & (exp_in <= 0)]
+    np.testing.assert_array_equal(frk_softmax_internals.exp_on_negative_values(exp_in),
+                                  softmax_twin._exp_on_negative_values(exp_in))
+    recip_in = np.unique(np.concatenate([
+        rng.integers(0, 2**31, 1 << 20), rng.integers(INT32_MIN, 0, 1 << 12),
+        [INT32_MIN, INT32_MIN + 1, -1, 0, 1, 2**30 - 1, 2**30, INT32_MAX - 1, INT32_MAX]]))
+    np.testing.assert_array_equal(frk_softmax_internals.one_over_one_plus_x_for_x_in_0_1(recip_in),
+                                  softmax_twin._one_over_one_plus_x_for_x_in_0_1(recip_in))
 
 
 def test_softmax_s8_range_limit(frk):

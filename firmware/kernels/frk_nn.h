@@ -7,6 +7,11 @@
  * point 0). Conv and depthwise take one (multiplier, shift) pair per output channel (per-tensor quantization
  * repeats the pair); fully connected takes one pair, or one per output channel when per_channel is set.
  * Padding is given as (top, left); the bottom/right padding follows from the output size.
+ *
+ * Implementation: one op family per file (frk_support.c, frk_convolve_s8.c, frk_depthwise_conv_s8.c,
+ * frk_fully_connected_s8.c, frk_elementwise_add_s8.c, frk_pooling_s8.c, frk_softmax_s8.c) plus the internal
+ * inline helpers in frk_nn_support.h. C99, integer only, no allocation; tests/test_c_kernels.py checks every
+ * function against its numpy twin bit for bit.
  */
 #ifndef FRK_NN_H
 #define FRK_NN_H
@@ -57,7 +62,12 @@ typedef struct {
     int32_t diff_min;
 } frk_softmax_params;
 
-/* Fixed point (frk_support.c) */
+/* Fixed point (frk_support.c), docs/arithmetic.md section 3.
+ * frk_doubling_high_mult: floor((a * multiplier + 2^30) / 2^31) on the 64-bit product (ties toward +inf), any
+ *   signs; a == multiplier == INT32_MIN saturates to INT32_MAX (gemmlowp SaturatingRoundingDoublingHighMul).
+ * frk_rounding_divide_by_pot: x / 2^exponent rounded to nearest, ties away from zero; 0 <= exponent <= 31.
+ * frk_requantize: double rounding, RDBPOT(DHM(acc * 2^max(shift, 0), M), max(-shift, 0)); M is 0 or in
+ *   [2^30, 2^31), shift in [-31, 30], and acc * 2^max(shift, 0) must fit int32 (as in TFLM). */
 int32_t frk_doubling_high_mult(int32_t a, int32_t multiplier);
 int32_t frk_rounding_divide_by_pot(int32_t x, int32_t exponent);
 int32_t frk_requantize(int32_t acc, int32_t multiplier, int32_t shift);
@@ -83,14 +93,18 @@ void frk_fully_connected_s8(const frk_fc_params *params, const int32_t *multipli
 void frk_elementwise_add_s8(const frk_add_params *params, const int8_t *input1, const int8_t *input2,
                             int32_t size, int8_t *output);
 
-/* AVERAGE_POOL_2D / MAX_POOL_2D: input and output share scale and zero point. */
+/* AVERAGE_POOL_2D / MAX_POOL_2D: input and output share scale and zero point. Only taps inside the input count:
+ * the average divides by the number of valid taps (ties away from zero), and the maximum starts at -128.
+ * A window entirely in padding (TFLM rejects it for the average) gives clamp(0) / clamp(-128) = act_min. */
 void frk_avgpool_s8(const frk_pool_params *params, const frk_dims *input_dims, const int8_t *input,
                     int32_t filter_h, int32_t filter_w, const frk_dims *output_dims, int8_t *output);
 void frk_max_pool_s8(const frk_pool_params *params, const frk_dims *input_dims, const int8_t *input,
                      int32_t filter_h, int32_t filter_w, const frk_dims *output_dims, int8_t *output);
 
 /* SOFTMAX over the last axis of `rows` rows of `depth` values; output scale 1/256, zero point -128.
- * Returns 0, or -1 if a row's sum of exponentials is out of the kernel's range (TFLM does not support it). */
+ * Returns 0, or -1 if a row's sum of exponentials is out of the kernel's range (TFLM does not support it).
+ * That happens when the sum reaches 512 (about 512 entries tied at the row maximum). On -1 the rows before
+ * the failing one have been written; it and the later rows have not. */
 int32_t frk_softmax_s8(const frk_softmax_params *params, int32_t rows, int32_t depth, const int8_t *input,
                        int8_t *output);
 

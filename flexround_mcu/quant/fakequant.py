@@ -20,21 +20,10 @@ from ..fixedpoint import quantize_multiplier
 
 from .graph import FloatGraph, GraphModule
 from .observers import QParams, RangeObserver
-from .rounding import METHODS
+from .rounding import METHODS, RoundToNearest
+from .rounding.base import RoundSTE
 
 SOFTMAX_QPARAMS = QParams(1.0 / 256.0, -128)
-
-
-class RoundSTE(torch.autograd.Function):
-    """round() whose gradient is the identity (straight-through), for learning through fake quantization."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return torch.round(x)
-
-    @staticmethod
-    def backward(ctx, g):
-        return g
 
 
 def round_half_away(x: torch.Tensor) -> torch.Tensor:
@@ -167,6 +156,14 @@ def layer_bits(graph: FloatGraph, wbits: int, first_last_8bit: bool) -> dict[str
     return bits
 
 
+def bits_to_learn(graph: FloatGraph, bits: dict[str, int], first_last_8bit: bool) -> list[str]:
+    """The weighted layers a learnable rounding method trains: all but the 8-bit first and last."""
+    weighted = [n.name for n in graph.weighted()]
+    if first_last_8bit and weighted:
+        return [w for w in weighted if w not in (weighted[0], weighted[-1])]
+    return weighted
+
+
 def quantize_model(graph: FloatGraph, calib_batches, method: str = "rtn", wbits: int = 8,
                    granularity: str = "tensor", first_last_8bit: bool = True, act_range: str = "minmax",
                    weight_grid: str = "mse", progress: Callable[[int], None] | None = None) -> QuantizedModel:
@@ -177,8 +174,11 @@ def quantize_model(graph: FloatGraph, calib_batches, method: str = "rtn", wbits:
     qparams = calibrate(module, calib_batches, act_range, progress)
     bits = layer_bits(graph, wbits, first_last_8bit)
     per_channel = granularity == "channel"
+    fixed = {n.name for n in graph.weighted()} - set(bits_to_learn(graph, bits, first_last_8bit))
     for n in graph.weighted():
-        wq = METHODS[method](module.weights[n.name], bits[n.name], per_channel, weight_grid)
+        # First and last layers kept at 8 bits are rounded to nearest and never reconstructed (BRECQ, QDrop).
+        cls = RoundToNearest if n.name in fixed else METHODS[method]
+        wq = cls(module.weights[n.name], bits[n.name], per_channel, weight_grid, depthwise=n.is_depthwise)
         module.weight_fns[n.name] = wq
         if n.name in module.biases:
             module.bias_fns[n.name] = BiasFakeQuant(qparams[n.inputs[0]].scale, wq)

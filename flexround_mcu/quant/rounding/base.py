@@ -7,6 +7,18 @@ from torch import nn
 VALID_BITS = (2, 3, 4, 8)
 
 
+class RoundSTE(torch.autograd.Function):
+    """round() whose gradient is the identity (straight-through), for learning through quantization."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return torch.round(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
 def qmax_for(bits: int) -> int:
     """Symmetric narrow range [-qmax, qmax]: int8 [-127, 127], 4 bits [-7, 7], 3 bits [-3, 3], 2 bits [-1, 1]."""
     if bits not in VALID_BITS:
@@ -45,18 +57,27 @@ def search_scale(w: torch.Tensor, bits: int, per_channel: bool, grid: str = "mse
 class WeightQuantizer(nn.Module):
     """Symmetric weight quantization of one layer: W_hat = s * clip(round_method(W / s), -qmax, qmax).
 
-    Subclasses define how W / s is rounded (and may learn parameters); `integers()` is what the exporter
-    stores, `scale` the per-tensor or per-channel step, in float32.
+    The interface the reconstruction loop relies on:
+    - `forward(W)`: the fake-quantized weight (differentiable in the learned parameters, if any);
+    - `integers(W)`: the integers the exporter stores; `scale`: the per-tensor or per-channel step (float32);
+    - `learnable`, `parameters()`, `regularization(progress)` (a loss term; progress in [0, 1]), `harden()`
+      (called when a block is finished).
     """
 
     learnable = False
 
-    def __init__(self, weight: torch.Tensor, bits: int, per_channel: bool, grid: str = "mse"):
+    def __init__(self, weight: torch.Tensor, bits: int, per_channel: bool, grid: str = "mse",
+                 depthwise: bool = False):
         super().__init__()
         self.bits = bits
         self.qmax = qmax_for(bits)
         self.per_channel = per_channel
-        self.register_buffer("scale", search_scale(weight, bits, per_channel, grid))
+        self.depthwise = depthwise
+        self.register_buffer("grid_scale", search_scale(weight, bits, per_channel, grid))
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return self.grid_scale
 
     def scale_like(self, w: torch.Tensor) -> torch.Tensor:
         return self.scale.reshape((-1,) + (1,) * (w.dim() - 1))
@@ -66,3 +87,9 @@ class WeightQuantizer(nn.Module):
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         return self.integers(w) * self.scale_like(w)
+
+    def regularization(self, progress: float) -> torch.Tensor | float:
+        return 0.0
+
+    def harden(self) -> None:
+        pass

@@ -1,0 +1,126 @@
+"""Block-wise output reconstruction (BRECQ): learn each block's rounding so its output matches the float model.
+
+Blocks are the stretches of the graph between points where a single tensor is alive: for a ResNet, each residual
+block (convs, shortcut, add and ReLU) is one block and the stem, pooling and head are single layers. For each
+block that holds a learnable weight quantizer, in order:
+  inputs  = the block's input in the quantized model so far (earlier blocks hardened, activations fake-quantized),
+  targets = the block's output in the float model, on the same calibration images,
+  loss    = squared error summed over channels, averaged over batch and positions (+ the method's regularizer),
+  Adam with a cosine decay to 0, random batches from the cached calibration tensors.
+Activations stay fake-quantized at the integer graph's points throughout, so what is learned is what runs.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .fakequant import QuantizedModel, set_double_rounding
+from .graph import FloatGraph, GraphModule
+
+
+@dataclass
+class Block:
+    nodes: list[str]
+    input: str
+
+    @property
+    def output(self) -> str:
+        return self.nodes[-1]
+
+
+def partition(graph: FloatGraph) -> list[Block]:
+    """Cut the node list wherever exactly one value is still needed by later nodes (or is the output)."""
+    last_use = {}
+    for i, n in enumerate(graph.nodes):
+        for x in n.inputs:
+            last_use[x] = i
+    blocks, current, block_input = [], [], "input"
+    produced = {"input"}
+    for i, n in enumerate(graph.nodes):
+        current.append(n.name)
+        produced.add(n.name)
+        alive = {x for x in produced if last_use.get(x, -1) > i or x == graph.output}
+        if alive <= {n.name}:
+            blocks.append(Block(current, block_input))
+            current, block_input = [], n.name
+    if current:
+        blocks.append(Block(current, block_input))
+    return blocks
+
+
+def run_block(module: GraphModule, block: Block, x: torch.Tensor) -> torch.Tensor:
+    values = {block.input: x}
+    for name in block.nodes:
+        n = module.graph.node(name)
+        y = module.run_node(n, [values[i] for i in n.inputs])
+        if name in module.act_quant:
+            y = module.act_quant[name](y)
+        values[name] = y
+    return values[block.output]
+
+
+def block_loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return ((out - target) ** 2).sum(dim=1).mean()
+
+
+@dataclass
+class ReconstructionLog:
+    block: str
+    loss_start: float
+    loss_end: float
+    seconds: float
+
+
+def reconstruct(qm: QuantizedModel, calib: torch.Tensor, iters: int = 500, lr: float = 1e-3,
+                batch_size: int = 32, seed: int = 0,
+                progress: Callable[[str, int, int], None] | None = None) -> list[ReconstructionLog]:
+    """Train every learnable weight quantizer of `qm` block by block on the calibration images `calib` (NCHW).
+
+    progress(block_name, iteration, iters) is called every 25 iterations."""
+    import time
+
+    if iters < 1:
+        raise ValueError(f"iters must be at least 1, got {iters}")
+    module, graph = qm.module, qm.graph
+    float_module = GraphModule(graph).eval()
+    gen = torch.Generator().manual_seed(seed)
+    logs = []
+    with torch.no_grad():
+        x_q = module.input_quant(calib) if module.input_quant is not None else calib
+        fp_values = float_module(calib, keep=True)
+    for block in partition(graph):
+        quantizers = [module.weight_fns[n] for n in block.nodes
+                      if n in module.weight_fns and module.weight_fns[n].learnable]
+        target = fp_values[block.output]
+        if quantizers:
+            t0 = time.perf_counter()
+            params = [p for q in quantizers for p in q.parameters() if p.requires_grad]
+            opt = torch.optim.Adam(params, lr=lr)
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.5 * (1 + math.cos(math.pi * k / iters)))
+            with torch.no_grad():
+                loss_start = float(block_loss(run_block(module, block, x_q), target))
+            for it in range(iters):
+                idx = torch.randint(0, len(calib), (batch_size,), generator=gen)
+                out = run_block(module, block, x_q[idx])
+                loss = block_loss(out, target[idx])
+                reg = sum(q.regularization(it / iters) for q in quantizers)
+                opt.zero_grad(set_to_none=True)
+                (loss + reg).backward()
+                opt.step()
+                sched.step()
+                if progress and (it % 25 == 0 or it == iters - 1):
+                    progress(block.output, it + 1, iters)
+            for q in quantizers:
+                q.harden()
+                for p in q.parameters():
+                    p.requires_grad_(False)
+            set_double_rounding(qm)  # a learned grid may have moved a layer's requantization shift
+            with torch.no_grad():
+                loss_end = float(block_loss(run_block(module, block, x_q), target))
+            logs.append(ReconstructionLog(block.output, loss_start, loss_end, time.perf_counter() - t0))
+        with torch.no_grad():
+            x_q = run_block(module, block, x_q)
+    return logs

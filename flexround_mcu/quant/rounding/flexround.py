@@ -1,0 +1,52 @@
+"""FlexRound (Lee et al., ICML 2023): learnable rounding by element-wise division.
+
+    W_hat = s1 * clip(round(W / S), -qmax, qmax),    S = s1 * S2 * s3 * s4   (element-wise, broadcast)
+
+s1 is the grid (one per tensor, or one per output channel), shared by the divisor and the multiplier; S2 has W's
+shape; s3 is one per output channel; s4 one per input channel (a scalar for depthwise and linear layers, where
+it would only repeat s3 or S2). All four are learned in log space, so they stay positive. log S2, log s3 and
+log s4 start at exactly 0: step 0 is round to nearest on the searched grid. round() is straight-through and the
+clip follows it, so saturated weights get no gradient through the division. With a straight-through round,
+dL/dlog S2 = -dL/dW_hat * s1 * W / S: at step 0 proportional to W itself (the "reciprocal rule"), which is what
+lets large weights move more than one grid step. The exported integers are clip(round(W / S)) in float32.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import RoundSTE, WeightQuantizer
+
+
+class FlexRound(WeightQuantizer):
+    learnable = True
+
+    def __init__(self, weight: torch.Tensor, bits: int, per_channel: bool, grid: str = "mse",
+                 depthwise: bool = False):
+        super().__init__(weight, bits, per_channel, grid, depthwise)
+        cout = weight.shape[0]
+        self.log_s1 = nn.Parameter(torch.log(self.grid_scale.clone()))
+        self.log_s2 = nn.Parameter(torch.zeros_like(weight, dtype=torch.float32))
+        self.log_s3 = nn.Parameter(torch.zeros((cout,) + (1,) * (weight.dim() - 1)))
+        if weight.dim() == 4 and not depthwise:
+            self.log_s4 = nn.Parameter(torch.zeros((1, weight.shape[1], 1, 1)))
+        else:
+            self.log_s4 = None
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return torch.exp(self.log_s1)
+
+    def divisor(self, w: torch.Tensor) -> torch.Tensor:
+        log_div = self.log_s1.reshape((-1,) + (1,) * (w.dim() - 1)) + self.log_s2 + self.log_s3
+        if self.log_s4 is not None:
+            log_div = log_div + self.log_s4
+        return torch.exp(log_div)
+
+    def integers(self, w: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.clamp(torch.round(w / self.divisor(w)), -self.qmax, self.qmax)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        q = torch.clamp(RoundSTE.apply(w / self.divisor(w)), -self.qmax, self.qmax)
+        return q * self.scale_like(w)
