@@ -119,7 +119,6 @@ def run_export(opt: ExportOptions) -> dict:
 
     torch.manual_seed(opt.seed)
     model, info = build_zoo(opt.model, weights=opt.weights)
-    _say(f"model: {opt.model} (weights: {info.weights})")
     graph = {"resnet8": resnet8_to_graph}[opt.model](model)
 
     eval_set = load_dataset(info.eval_dataset, limit=opt.eval_size)
@@ -131,6 +130,7 @@ def run_export(opt: ExportOptions) -> dict:
                         f"{info.calib_dataset}: pass at most {len(calib_all)}")
     pick = np.sort(np.random.default_rng(opt.seed).choice(len(calib_all), opt.calib_size, replace=False))
     calib_x = to_nchw(calib_all.x[pick])
+    _say(f"model: {opt.model} (weights: {info.weights})")
     eval_x = to_nchw(eval_set.x)
 
     float_module = GraphModule(graph).eval()

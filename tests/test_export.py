@@ -122,3 +122,17 @@ def test_existing_folder_that_is_not_ours(shared_data, capsys, tmp_path):
     line = fails_cleanly(capsys, "export", "resnet8", "--out", str(out))
     assert str(out) in line and "--force" in line
     assert (out / "thesis.tex").read_text() == "do not lose me"
+
+
+@pytest.mark.slow
+def test_flexround_w4_default_export(shared_data, capsys, tmp_path):
+    """The headline: default settings are FlexRound, 4-bit per-tensor weights, first/last 8-bit."""
+    r = export(capsys, tmp_path / "out")
+    assert (r["method"], r["wbits"], r["granularity"], r["first_last_8bit"]) == ("flexround", 4, "tensor", True)
+    acc = r["accuracy"]
+    assert acc["int_sim"] >= TFLITE_INT8_PER_CHANNEL  # as accurate as TFLite's 8-bit per-channel model
+    assert abs(acc["int_sim"] - acc["fake_quant"]) <= 0.003
+    assert r["bitexact"]["host_c"] == {"inputs": 100, "mismatches": 0}
+    blocks = r["reconstruction"]["blocks"]
+    assert [b["block"] for b in blocks] == ["s1_add", "s2_add", "s3_add"]
+    assert all(b["loss_end"] < b["loss_start"] for b in blocks)

@@ -25,7 +25,9 @@ class FlexRound(WeightQuantizer):
                  depthwise: bool = False):
         super().__init__(weight, bits, per_channel, grid, depthwise)
         cout = weight.shape[0]
-        self.log_s1 = nn.Parameter(torch.log(self.grid_scale.clone()))
+        # log s1 = log(grid) + log_s1, with log_s1 starting at 0: exp(0) is exactly 1, so step 0 reproduces the
+        # round-to-nearest grid bit for bit (exp(log(s)) would not).
+        self.log_s1 = nn.Parameter(torch.zeros_like(self.grid_scale))
         self.log_s2 = nn.Parameter(torch.zeros_like(weight, dtype=torch.float32))
         self.log_s3 = nn.Parameter(torch.zeros((cout,) + (1,) * (weight.dim() - 1)))
         if weight.dim() == 4 and not depthwise:
@@ -35,13 +37,13 @@ class FlexRound(WeightQuantizer):
 
     @property
     def scale(self) -> torch.Tensor:
-        return torch.exp(self.log_s1)
+        return self.grid_scale * torch.exp(self.log_s1)
 
     def divisor(self, w: torch.Tensor) -> torch.Tensor:
-        log_div = self.log_s1.reshape((-1,) + (1,) * (w.dim() - 1)) + self.log_s2 + self.log_s3
+        log_rest = self.log_s2 + self.log_s3
         if self.log_s4 is not None:
-            log_div = log_div + self.log_s4
-        return torch.exp(log_div)
+            log_rest = log_rest + self.log_s4
+        return self.scale_like(w) * torch.exp(log_rest)
 
     def integers(self, w: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
