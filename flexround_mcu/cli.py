@@ -104,8 +104,8 @@ def simulate(model: Path, dataset: str, limit: int | None, compare: str | None, 
 
 @cli.command()
 @click.argument("model")
-@click.option("--target", type=click.Choice(["host"]), default="host", show_default=True,
-              help="Where the C code runs (Cortex-M boards come with the firmware issue).")
+@click.option("--target", type=click.Choice(["host", "cortex-m4", "cortex-m7", "cortex-m55"]), default="host",
+              show_default=True, help="Where the C code runs: the host, or a Cortex-M board emulated by QEMU.")
 @click.option("--method", type=click.Choice(["flexround", "adaround", "rtn"]), default="flexround", show_default=True,
               help="Weight rounding: FlexRound, AdaRound (both learned block by block), or round to nearest.")
 @click.option("--wbits", type=click.Choice(["8", "4", "3", "2"]), default="4", show_default=True,
@@ -119,8 +119,8 @@ def simulate(model: Path, dataset: str, limit: int | None, compare: str | None, 
 @click.option("--calib-size", type=click.IntRange(min=1), default=1024, show_default=True,
               help="Calibration images, drawn from the training images with --seed.")
 @click.option("--eval-size", type=click.IntRange(min=1), default=None, help="Evaluate on the first N test images.")
-@click.option("--test-inputs", type=click.IntRange(min=1), default=100, show_default=True,
-              help="Inputs embedded in the C harness and compared bit for bit.")
+@click.option("--test-inputs", type=click.IntRange(min=1), default=None,
+              help="Inputs embedded in the C harness and compared bit for bit [default: 100 host, 20 Cortex-M].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder (default out/MODEL-METHOD-wBITS-GRANULARITY-TARGET).")
 @click.option("--iters", type=int, default=500, show_default=True,
@@ -141,10 +141,41 @@ def export(model, target, method, wbits, abits, granularity, first_last_8bit, we
                                       eval_size=eval_size, test_inputs=test_inputs, out=out, seed=seed,
                                       force=force, iters=iters, lr=lr, batch_size=batch_size))
     click.echo(summary_table(report))
-    host = report["bitexact"]["host_c"]
-    if host is not None and host["mismatches"]:
-        raise UserError(f"the host C build disagrees with the simulator on {host['mismatches']} of "
-                        f"{host['inputs']} inputs (see {report['out']}/report.json)")
+    for where, res in (("the host C build", report["bitexact"]["host_c"]), ("the firmware", report["bitexact"]["qemu"])):
+        if res is not None and res["mismatches"]:
+            raise UserError(f"{where} disagrees with the simulator on {res['mismatches']} of {res['inputs']} "
+                            f"inputs (see {report['out']}/report.json)")
+
+
+def _print_run(result) -> None:
+    for line in result.lines:
+        click.echo(line)
+    if result.instructions_per_inference:
+        click.echo(f"flash {result.flash_bytes} B, RAM {result.ram_bytes} B, "
+                   f"{result.instructions_per_inference:.0f} instructions per inference (qemu; not cycles)")
+
+
+@cli.command(name="build")
+@click.argument("project", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--target", default=None, help="Override the project's target.")
+def build_cmd(project, target):
+    """Build an exported C project (make) for its target."""
+    from .toolchain.qemu import build_project
+    click.echo(f"built {build_project(project, target)}")
+
+
+@cli.command(name="run")
+@click.argument("project", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--target", default=None, help="Override the project's target.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=None, help="Seconds before a hung run is stopped.")
+def run_cmd(project, target, timeout):
+    """Build (if needed) and run an exported project's test harness: natively, or under qemu-system-arm."""
+    from .toolchain.qemu import run_project
+    result = run_project(project, target, timeout=timeout)
+    _print_run(result)
+    if not result.ok:
+        raise UserError(f"{project}: {result.mismatches} of {result.inputs} inputs mismatch "
+                        f"(harness exit code {result.returncode})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,7 +34,7 @@ class ExportOptions:
     weights: str | None = None
     calib_size: int = 1024
     eval_size: int | None = None
-    test_inputs: int = 100
+    test_inputs: int | None = None  # None: 100 on the host, 20 on a Cortex-M target (emulated, slower)
     out: Path | None = None
     seed: int = 0
     force: bool = False
@@ -161,19 +161,25 @@ def run_export(opt: ExportOptions) -> dict:
     with _bar(len(x_int8), "integer simulator") as bar:
         values = sim.run(x_int8, keep_all=True, progress=bar.update)
     acc_int = _accuracy(values[qgraph.metadata["logits_tensor"]], eval_set.y)
-    n_test = min(opt.test_inputs, len(x_int8))
+    n_test = min(opt.test_inputs or (100 if opt.target == "host" else 20), len(x_int8))
     expected = values[qgraph.outputs[0]][:n_test].reshape(n_test, -1)
 
     stage = out.parent / f".{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
     try:
-        export_c_project(qgraph, stage, x_int8[:n_test], expected, target="host")
-        host = None
-        if opt.target == "host":
-            _say("building the C project for the host and running the harness ...")
-            result = run_host(build_host(stage))
-            host = {"inputs": result.inputs, "mismatches": result.mismatches}
-            if not result.ok:
-                _say("\n".join(result.mismatch_lines[:5]))
+        export_c_project(qgraph, stage, x_int8[:n_test], expected, target=opt.target)
+        _say("building the C project for the host and running the harness ...")
+        result = run_host(build_host(stage))
+        host = {"inputs": result.inputs, "mismatches": result.mismatches}
+        if not result.ok:
+            _say("\n".join(result.mismatch_lines[:5]))
+        qemu = device = None
+        if opt.target != "host":
+            from .toolchain.qemu import run_on_target
+            _say(f"building the firmware for {opt.target} and running it under qemu-system-arm ...")
+            device = run_on_target(stage, opt.target)
+            qemu = {"inputs": device.inputs, "mismatches": device.mismatches}
+            if not device.ok:
+                _say("\n".join(device.mismatch_lines[:5]))
         plan = plan_arena(qgraph)
         wb = weight_bytes(qgraph, qm.bits)
         report = {
@@ -184,9 +190,13 @@ def run_export(opt: ExportOptions) -> dict:
                          "n": len(eval_set), "float": round(acc_float, 4), "fake_quant": round(acc_fake, 4),
                          "int_sim": round(acc_int, 4), "logits": "int8 FULLY_CONNECTED output (before softmax)"},
             "memory": {"weight_bytes": wb["container"], "weight_bytes_packed": wb["packed"],
-                       "flash_bytes": None, "arena_bytes": plan.arena_size, "arena_floor_bytes": plan.floor},
-            "bitexact": {"host_c": host, "qemu": None},
-            "instructions_per_inference": None,
+                       "flash_bytes": device.flash_bytes if device else None,
+                       "flash_bytes_without_test_data": device.model_flash_bytes if device else None,
+                       "ram_bytes": device.ram_bytes if device else None,
+                       "arena_bytes": plan.arena_size, "arena_floor_bytes": plan.floor},
+            "bitexact": {"host_c": host, "qemu": qemu},
+            "instructions_per_inference": (round(device.instructions_per_inference)
+                                           if device and device.instructions_per_inference else None),
             "layers": wb["per_layer"],
             "calibration": {"dataset": info.calib_dataset, "images": opt.calib_size},
             "reconstruction": None if not recon_logs else {
@@ -224,6 +234,11 @@ def summary_table(report: dict) -> str:
         ("activation arena", f"{m['arena_bytes']} B (floor {m['arena_floor_bytes']} B)"),
         ("host C vs simulator", "not run" if host is None else
          f"{host['mismatches']} mismatching of {host['inputs']} inputs"),
+        ("qemu firmware vs simulator", "not run" if b["qemu"] is None else
+         f"{b['qemu']['mismatches']} mismatching of {b['qemu']['inputs']} inputs"),
+        ("flash / instructions", "n/a on the host" if m["flash_bytes"] is None else
+         f"{m['flash_bytes']} B flash ({m['flash_bytes_without_test_data']} B without test data), "
+         f"{report['instructions_per_inference']} instructions per inference (qemu, not cycles)"),
         ("time", f"quantize {report['time_s']['quantize']} s, total {report['time_s']['total']} s"),
         ("written to", report.get("out", "")),
     ]

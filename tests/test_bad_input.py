@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from flexround_mcu.cli import main
+from helpers import cli_fails_cleanly as fails_cleanly
 from flexround_mcu.errors import UserError
 from flexround_mcu.frontends.tflite import load_tflite, read_tflite
 from flexround_mcu.sim.runner import Simulator
@@ -12,15 +13,6 @@ from flexround_mcu.sim.runner import Simulator
 RESNET = "mlperf_tiny/ic/pretrainedResnet_quant.tflite"
 
 
-def fails_cleanly(capsys, *argv) -> str:
-    """Run the CLI, assert exit code 2 and a single error line; return that line."""
-    code = main(list(argv))
-    _, err = capsys.readouterr()
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ") and "Traceback" not in err
-    return lines[0]
 
 
 def test_corrupt_tflite(tmp_path, capsys):

@@ -10,15 +10,9 @@ import pytest
 from flexround_mcu.data import DATASETS, Dataset, data_root, load_cifar10_batches, load_dataset, require_file
 from flexround_mcu.data.datasets import KWS_INPUT_SCALE, KWS_INPUT_ZERO_POINT
 from flexround_mcu.errors import UserError
+from helpers import user_error
 
 
-def user_error(fn, *args, **kw) -> str:
-    """Run fn, expect a UserError, return its message (which must be one line)."""
-    with pytest.raises(UserError) as e:
-        fn(*args, **kw)
-    msg = str(e.value)
-    assert "\n" not in msg
-    return msg
 
 
 # --- the real data ---------------------------------------------------------------------------------------------

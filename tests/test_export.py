@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from flexround_mcu.cli import main
+from helpers import cli_fails_cleanly as fails_cleanly
 
 TFLITE_INT8_PER_CHANNEL = 0.7620  # the MLPerf Tiny reference int8 model on the same 5,000 images (measured)
 
@@ -68,13 +69,6 @@ def test_rerun_replaces_own_output(shared_data, capsys, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ bad input
-def fails_cleanly(capsys, *argv) -> str:
-    code = main(list(argv))
-    _, err = capsys.readouterr()
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    return lines[0]
 
 
 def test_unknown_model_lists_known_ones(capsys, tmp_path):

@@ -15,6 +15,7 @@ import torch
 
 from flexround_mcu.data import load_dataset
 from flexround_mcu.errors import UserError
+from helpers import user_error
 from flexround_mcu.zoo import ZOO, build
 from flexround_mcu.zoo import weights as W
 from flexround_mcu.zoo.resnet8 import KERAS_NAMES, ResNet8, SamePad2d, load_keras_h5, resnet8, same_padding, to_nchw
@@ -22,13 +23,6 @@ from flexround_mcu.zoo.resnet8 import KERAS_NAMES, ResNet8, SamePad2d, load_kera
 H5_REL = "mlperf_tiny/ic/pretrainedResnet.h5"
 
 
-def user_error(fn, *args, **kw) -> str:
-    """Run fn, expect a UserError, return its message (which must be one line)."""
-    with pytest.raises(UserError) as e:
-        fn(*args, **kw)
-    msg = str(e.value)
-    assert "\n" not in msg
-    return msg
 
 
 def predict(model, images: np.ndarray, batch: int = 500) -> np.ndarray:

@@ -6,9 +6,13 @@ tables, padding, dims, activation range) becomes a `static const` struct or a `c
 same graph and data give byte-identical files (no timestamps, no float formatting, graph order throughout).
 
 The project is written into a temporary folder next to `out_dir` and renamed into place only when complete.
+Every project carries the board files (boards/: startup, semihosting, linker scripts) and a Makefile for every
+target of flexround_mcu/toolchain/targets.py; `target` only picks the default TARGET (recorded in project.json).
+memory.txt holds the memory report (weight bytes per layer against their floor, the arena plan).
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -20,6 +24,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..ir import OpKind, QGraph
+from ..toolchain import targets as _targets
 from .arena import ArenaPlan, plan_arena
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +32,9 @@ TEMPLATES_DIR = ROOT / "templates"
 KERNELS_DIR = ROOT / "firmware" / "kernels"
 MARKER = ".flexround-mcu-project"
 MARKER_TEXT = "flexround-mcu C project: export_c_project() may replace this folder.\n"
-TARGETS = ("host",)  # Cortex-M targets come later (the Makefile has a marked place for them)
+TARGETS = tuple(_targets.TARGETS)  # host, cortex-m4, cortex-m7, cortex-m55: the table in toolchain/targets.py
+PROJECT_FILE = "project.json"
+MEMORY_FILE = "memory.txt"
 VALUES_PER_LINE = 16
 ARENA_ALIGNMENT = 16
 
@@ -111,6 +118,13 @@ class CArray:
     values: np.ndarray
     comment: str
     align: int = 4
+    op: int = -1      # the op that first uses it (shared constants count for the first op only)
+    role: str = ""    # filter, bias, multiplier, shift or constant
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the C array takes (padding for alignment not included)."""
+        return self.length * (1 if self.ctype == "int8_t" else 4)
 
     @property
     def length(self) -> int:
@@ -139,6 +153,7 @@ class _Lowering:
         self.const_names: dict[int, str] = {}
         self.names: set[str] = set()
         self.producer = {op.outputs[0]: k for k, op in enumerate(graph.ops)}
+        self.current_op = -1
         self.ops = [self.lower(k, op) for k, op in enumerate(graph.ops)]
 
     # names and pointers
@@ -147,16 +162,17 @@ class _Lowering:
             t = self.g.ops[self.producer[t]].inputs[0]
         return t
 
-    def add_array(self, name: str, ctype: str, values: np.ndarray, comment: str) -> str:
+    def add_array(self, name: str, ctype: str, values: np.ndarray, comment: str, role: str = "constant") -> str:
         name = c_identifier(name)
         base, n = name, 2
         while name in self.names:
             name, n = f"{base}_{n}", n + 1
         self.names.add(name)
-        self.arrays.append(CArray(name, ctype, np.asarray(values), c_comment(comment)))
+        self.arrays.append(CArray(name, ctype, np.asarray(values), c_comment(comment), op=self.current_op,
+                                  role=role))
         return name
 
-    def const_tensor(self, t: int, name: str) -> str:
+    def const_tensor(self, t: int, name: str, role: str = "constant") -> str:
         """The C array of constant tensor t, emitted once (named after the first op that uses it)."""
         if t not in self.const_names:
             tensor = self.g.tensors[t]
@@ -165,7 +181,7 @@ class _Lowering:
                                 f"export does not support yet (int8 and int32 only): re-quantize to int8 weights")
             self.const_names[t] = self.add_array(
                 name, _CTYPES[tensor.dtype], tensor.data,
-                f"tensor {t}: {tensor.name} {tensor.dtype} [{_shape(tensor.shape)}]")
+                f"tensor {t}: {tensor.name} {tensor.dtype} [{_shape(tensor.shape)}]", role)
         return self.const_names[t]
 
     def ptr(self, t: int, op_name: str, role: str) -> str:
@@ -179,6 +195,7 @@ class _Lowering:
     # ops
     def lower(self, k: int, op) -> COp:
         g, p = self.g, op.params
+        self.current_op = k
         x = g.tensors[op.inputs[0]]
         y = g.tensors[op.outputs[0]]
         short = _KIND_SHORT[op.kind]
@@ -198,15 +215,16 @@ class _Lowering:
             if w.dtype != "int8":
                 raise UserError(f"{g.name}: op {k} ({op.kind.value}) has {w.dtype} weights (tensor {w_idx}, "
                                 f"{w.name}); the C export supports int8 weights only for now")
-            filt = self.const_tensor(w_idx, f"{name}_filter")
-            bias = self.const_tensor(b_idx, f"{name}_bias") if b_idx != -1 else "NULL"
+            filt = self.const_tensor(w_idx, f"{name}_filter", "filter")
+            bias = self.const_tensor(b_idx, f"{name}_bias", "bias") if b_idx != -1 else "NULL"
             cout = w.shape[0] if op.kind != OpKind.DEPTHWISE_CONV_2D else w.shape[3]
             mult = np.atleast_1d(np.asarray(p.multiplier, dtype=np.int64))
             shift = np.atleast_1d(np.asarray(p.shift, dtype=np.int64))
             if op.kind != OpKind.FULLY_CONNECTED and mult.size == 1:  # the conv API takes per-channel arrays
                 mult, shift = np.repeat(mult, cout), np.repeat(shift, cout)
-            m_name = self.add_array(f"{name}_multiplier", "int32_t", mult, f"op {k}: requantization multipliers")
-            s_name = self.add_array(f"{name}_shift", "int32_t", shift, f"op {k}: requantization shifts")
+            m_name = self.add_array(f"{name}_multiplier", "int32_t", mult, f"op {k}: requantization multipliers",
+                                    "multiplier")
+            s_name = self.add_array(f"{name}_shift", "int32_t", shift, f"op {k}: requantization shifts", "shift")
             if op.kind == OpKind.FULLY_CONNECTED:
                 depth = w.shape[1]
                 batch = x.size // depth
@@ -284,6 +302,129 @@ def _dims(name: str, shape) -> str:
     return f"static const frk_dims {name} = {{ .n = {n}, .h = {h}, .w = {w}, .c = {ch} }};"
 
 
+# --------------------------------------------------------------------------------------------- memory report
+_WEIGHTED = (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED)
+
+
+@dataclass(frozen=True)
+class LayerWeights:
+    """The flash one op's constant arrays take (as written to weights.c) and its floor.
+
+    floor: 1 byte per int8 weight, 4 per int32 bias, and 8 (an int32 multiplier and an int32 shift) per
+    requantization channel: per output channel for per-channel weights, once for per-tensor weights.
+    """
+
+    op: int
+    kind: str
+    name: str
+    filter_bytes: int
+    bias_bytes: int
+    table_bytes: int      # multiplier + shift arrays
+    other_bytes: int      # other constants (e.g. a constant ADD operand)
+    floor_bytes: int
+    arrays: tuple[str, ...]
+
+    @property
+    def total_bytes(self) -> int:
+        return self.filter_bytes + self.bias_bytes + self.table_bytes + self.other_bytes
+
+
+@dataclass(frozen=True)
+class MemoryReport:
+    """Weight bytes per layer, the activation arena plan, and both against their floors."""
+
+    model: str
+    layers: tuple[LayerWeights, ...]
+    arena: ArenaPlan
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(layer.total_bytes for layer in self.layers)
+
+    @property
+    def weight_floor_bytes(self) -> int:
+        return sum(layer.floor_bytes for layer in self.layers)
+
+    @property
+    def weight_arrays(self) -> tuple[str, ...]:
+        return tuple(a for layer in self.layers for a in layer.arrays)
+
+    def to_dict(self) -> dict:
+        return {
+            "weight_bytes": self.weight_bytes,
+            "weight_floor_bytes": self.weight_floor_bytes,
+            "arena_bytes": self.arena.arena_size,
+            "arena_floor_bytes": self.arena.floor,
+            "layers": [{"op": la.op, "kind": la.kind, "name": la.name, "filter_bytes": la.filter_bytes,
+                        "bias_bytes": la.bias_bytes, "table_bytes": la.table_bytes, "other_bytes": la.other_bytes,
+                        "total_bytes": la.total_bytes, "floor_bytes": la.floor_bytes} for la in self.layers],
+        }
+
+    def text(self) -> str:
+        """The report as fixed-width text (memory.txt of an exported project)."""
+        head = (f"{'op':>4}  {'kind':<17}  {'filter':>8}  {'bias':>7}  {'tables':>7}  {'other':>6}  {'total':>8}  "
+                f"{'floor':>8}  name")
+        rule = "-" * (len(head) + 44)
+        out = [f"Memory report: {self.model}", "",
+               "Weights in flash (the const arrays of weights.c), bytes per layer",
+               head, rule]
+        for la in self.layers:
+            out.append(f"{la.op:>4}  {la.kind:<17}  {la.filter_bytes:>8}  {la.bias_bytes:>7}  {la.table_bytes:>7}  "
+                       f"{la.other_bytes:>6}  {la.total_bytes:>8}  {la.floor_bytes:>8}  {_tail(la.name, 48)}")
+        tot = lambda f: sum(getattr(la, f) for la in self.layers)  # noqa: E731
+        out += [rule,
+                f"{'':>4}  {'total':<17}  {tot('filter_bytes'):>8}  {tot('bias_bytes'):>7}  {tot('table_bytes'):>7}  "
+                f"{tot('other_bytes'):>6}  {self.weight_bytes:>8}  {self.weight_floor_bytes:>8}",
+                "floor: 1 byte per int8 weight, 4 per int32 bias, 8 per requantization channel (int32 multiplier "
+                "and shift);",
+                f"weights / floor = {_ratio(self.weight_bytes, self.weight_floor_bytes)} "
+                f"(the firmware adds up to 3 bytes of alignment per int8 array)",
+                "",
+                "Activation arena (RAM): which tensor lives where (offset) and when (first and last op)",
+                self.arena.table(),
+                "",
+                f"peak arena {self.arena.arena_size} bytes, floor {self.arena.floor} bytes (the largest sum of "
+                f"tensors alive at one op): peak / floor = {_ratio(self.arena.arena_size, self.arena.floor)}"]
+        return "\n".join(out) + "\n"
+
+
+def _tail(name: str, width: int) -> str:
+    return name if len(name) <= width else "..." + name[-(width - 3):]
+
+
+def _ratio(a: int, b: int) -> str:
+    return f"{a / b:.4f}" if b else "n/a"
+
+
+def _memory_report(graph: QGraph, plan: ArenaPlan, low: "_Lowering") -> MemoryReport:
+    layers = []
+    for k, op in enumerate(graph.ops):
+        arrays = [a for a in low.arrays if a.op == k]
+        if not arrays:
+            continue
+        by_role = lambda *roles: sum(a.nbytes for a in arrays if a.role in roles)  # noqa: E731
+        floor = by_role("constant")
+        if op.kind in _WEIGHTED:
+            w = graph.tensors[op.inputs[1]]
+            owned = {a.role for a in arrays}
+            if "filter" in owned:
+                floor += int(w.size)
+            if "bias" in owned:
+                floor += 4 * int(graph.tensors[op.inputs[2]].size)
+            floor += 8 * max(int(np.size(w.scale)), 1)
+        layers.append(LayerWeights(k, op.kind.value, c_comment(op.name or ""), by_role("filter"), by_role("bias"),
+                                   by_role("multiplier", "shift"), by_role("constant"), floor,
+                                   tuple(a.name for a in arrays)))
+    return MemoryReport(c_comment(graph.name), tuple(layers), plan)
+
+
+def memory_report(graph: QGraph) -> MemoryReport:
+    """The memory report of `graph` as export_c_project writes it (weights per layer, arena plan, floors)."""
+    _check_graph(graph)
+    plan = plan_arena(graph, ARENA_ALIGNMENT)
+    return _memory_report(graph, plan, _Lowering(graph, plan))
+
+
 # ---------------------------------------------------------------------------------------------- the export
 def _check_graph(graph: QGraph) -> None:
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
@@ -352,11 +493,11 @@ def render_project(graph: QGraph, test_inputs: np.ndarray, expected_outputs: np.
                    target: str = "host") -> dict[str, bytes]:
     """The generated files (relative path -> bytes), kernels included, without writing anything."""
     if target not in TARGETS:
-        raise UserError(f"unknown target {target!r}: choose one of {', '.join(TARGETS)} "
-                        f"(Cortex-M targets are not available yet)")
+        raise UserError(f"unknown target {target!r}: choose one of {', '.join(TARGETS)}")
     _check_graph(graph)
     x, y = _check_data(graph, test_inputs, expected_outputs)
     kernels = _kernel_files()
+    boards = _targets.board_files()
     plan = plan_arena(graph, ARENA_ALIGNMENT)
     low = _Lowering(graph, plan)
     t_in, t_out = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
@@ -381,11 +522,33 @@ def render_project(graph: QGraph, test_inputs: np.ndarray, expected_outputs: np.
         target=target,
         kernel_sources=[f"kernels/{p.name}" for p in kernels if p.suffix == ".c"],
         kernel_headers=[f"kernels/{p.name}" for p in kernels if p.suffix == ".h"],
+        target_names=list(TARGETS),
+        cortex_targets=[t for t in _targets.TARGETS.values() if t.is_cortex_m],
+        board_sources=[f"boards/{n}" for n in _targets.BOARD_SOURCES],
+        board_headers=[f"boards/{n}" for n in _targets.BOARD_HEADERS],
     )
     env = _environment()
     files = {name: env.get_template(name + ".j2").render(**ctx).encode("ascii") for name in TEMPLATE_FILES}
     for p in kernels:
         files[f"kernels/{p.name}"] = p.read_bytes()
+    for p in boards:
+        files[f"boards/{p.name}"] = p.read_bytes()
+    report = _memory_report(graph, plan, low)
+    files[MEMORY_FILE] = report.text().encode("ascii")
+    project = {
+        "format": 1,
+        "target": target,
+        "model": model_name,
+        "test_inputs": len(x),
+        "input_size": t_in.size,
+        "output_size": t_out.size,
+        "arena_bytes": plan.arena_size,
+        "arena_floor_bytes": plan.floor,
+        "weight_bytes": report.weight_bytes,
+        "weight_floor_bytes": report.weight_floor_bytes,
+        "weight_arrays": list(report.weight_arrays),
+    }
+    files[PROJECT_FILE] = (json.dumps(project, indent=2, sort_keys=True) + "\n").encode("ascii")
     files[MARKER] = MARKER_TEXT.encode("ascii")
     return files
 

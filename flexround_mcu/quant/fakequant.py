@@ -46,10 +46,17 @@ class ActFakeQuant(nn.Module):
         self.enabled = enabled
         self.half_away = half_away
         self.right_shift: torch.Tensor | None = None  # set by set_double_rounding
+        self.drop_prob = 0.0  # QDrop: during reconstruction, keep each element's float value with this probability
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.enabled:
             return x
+        if self.drop_prob > 0.0:
+            keep_float = torch.rand_like(x) < self.drop_prob
+            return torch.where(keep_float, x, self._quantize(x))
+        return self._quantize(x)
+
+    def _quantize(self, x: torch.Tensor) -> torch.Tensor:
         s, z = self.qparams.scale, self.qparams.zero_point
         if self.half_away:
             q = x / s + z

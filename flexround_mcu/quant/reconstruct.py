@@ -75,10 +75,12 @@ class ReconstructionLog:
 
 
 def reconstruct(qm: QuantizedModel, calib: torch.Tensor, iters: int = 500, lr: float = 1e-3,
-                batch_size: int = 32, seed: int = 0,
+                batch_size: int = 32, seed: int = 0, drop_prob: float = 0.0,
                 progress: Callable[[str, int, int], None] | None = None) -> list[ReconstructionLog]:
     """Train every learnable weight quantizer of `qm` block by block on the calibration images `calib` (NCHW).
 
+    drop_prob > 0 is QDrop: while a block learns, each of its activation quantizers passes every element
+    unquantized with that probability (the block's inputs are left as the quantized model computes them).
     progress(block_name, iteration, iters) is called every 25 iterations."""
     import time
 
@@ -87,6 +89,7 @@ def reconstruct(qm: QuantizedModel, calib: torch.Tensor, iters: int = 500, lr: f
     module, graph = qm.module, qm.graph
     float_module = GraphModule(graph).eval()
     gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # QDrop's random masks
     logs = []
     with torch.no_grad():
         x_q = module.input_quant(calib) if module.input_quant is not None else calib
@@ -102,6 +105,9 @@ def reconstruct(qm: QuantizedModel, calib: torch.Tensor, iters: int = 500, lr: f
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.5 * (1 + math.cos(math.pi * k / iters)))
             with torch.no_grad():
                 loss_start = float(block_loss(run_block(module, block, x_q), target))
+            droppers = [module.act_quant[n] for n in block.nodes if n in module.act_quant]
+            for a in droppers:
+                a.drop_prob = drop_prob
             for it in range(iters):
                 idx = torch.randint(0, len(calib), (batch_size,), generator=gen)
                 out = run_block(module, block, x_q[idx])
@@ -113,6 +119,8 @@ def reconstruct(qm: QuantizedModel, calib: torch.Tensor, iters: int = 500, lr: f
                 sched.step()
                 if progress and (it % 25 == 0 or it == iters - 1):
                     progress(block.output, it + 1, iters)
+            for a in droppers:
+                a.drop_prob = 0.0
             for q in quantizers:
                 q.harden()
                 for p in q.parameters():

@@ -1,0 +1,255 @@
+"""Cortex-M firmware: the MLPerf Tiny int8 ResNet-8 exported as C, built with arm-none-eabi-gcc for the M4, M7 and
+M55, run under qemu-system-arm on 20 test inputs, and checked bit for bit against the integer simulator; its
+footprint (weight flash against its floor, the arena) and instruction count; and the failure paths (a corrupted
+weight, a hung guest, a fault, a missing toolchain).
+
+Without arm-none-eabi-gcc / qemu-system-arm these tests skip locally but FAIL on CI (CI set).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flexround_mcu.codegen import export_c_project, plan_arena
+from flexround_mcu.codegen.render import memory_report
+from flexround_mcu.data import load_dataset
+from flexround_mcu.errors import UserError
+from flexround_mcu.frontends.tflite import load_tflite
+from flexround_mcu.ir import OpKind
+from flexround_mcu.sim.runner import Simulator
+from flexround_mcu.toolchain import (CORTEX_M, TARGETS, build_project, footprint, project_target, run_firmware,
+                                     run_on_target, run_project)
+
+RESNET = "mlperf_tiny/ic/pretrainedResnet_quant.tflite"
+N_INPUTS = 20
+ARENA_BOUND_RESNET8 = 49152  # issue 5: at most 49,152 bytes (TFLite Micro needs 55,984)
+TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm", "qemu-system-arm", "gcc", "make")
+
+
+def _on_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture(scope="module")
+def arm_tools():
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if missing:
+        msg = (f"{', '.join(missing)} not found: install with apt-get install --no-install-recommends "
+               f"gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm (or make setup)")
+        if _on_ci():
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+@pytest.fixture(scope="module")
+def resnet8(request):
+    """(graph, int8 inputs, simulator outputs) for 20 CIFAR-10 test images, computed once."""
+    shared_data = request.getfixturevalue("module_shared_data")
+    g = load_tflite(shared_data / RESNET)
+    x = load_dataset("cifar10-test-5000", limit=N_INPUTS).quantize_input(1.0, -128)
+    y = Simulator(g).run(x)[g.outputs[0]]
+    assert len(np.unique(y.argmax(axis=1))) > 3  # real data: varied predictions
+    return g, x, y
+
+
+@pytest.fixture(scope="module")
+def module_shared_data():
+    """The shared data folder (as tests/conftest.py's shared_data, but once per module)."""
+    root = Path(os.environ.get("FLEXROUND_MCU_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+    root = root.resolve()
+    if not ((root / "cifar10").is_dir() and (root / "mlperf_tiny").is_dir()):
+        msg = f"shared data not found at {root}: set FLEXROUND_MCU_DATA=../shared/data"
+        if _on_ci():
+            pytest.fail(msg)
+        pytest.skip(msg)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FLEXROUND_MCU_DATA", str(root))
+    yield root
+    mp.undo()
+
+
+_projects: dict[str, Path] = {}
+
+
+@pytest.fixture(scope="module")
+def project_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("firmware")
+
+
+def exported(target: str, resnet8, root: Path) -> Path:
+    if target not in _projects:
+        g, x, y = resnet8
+        _projects[target] = export_c_project(g, root / f"resnet8-{target}", x, y, target=target)
+    return _projects[target]
+
+
+def weight_floor(g) -> int:
+    """Issue 5's floor: one byte per int8 weight, four per int32 bias, eight per output channel (multiplier and
+    shift), over every conv, depthwise conv and fully connected op."""
+    total = 0
+    for op in g.ops:
+        if op.kind not in (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED):
+            continue
+        w = g.tensors[op.inputs[1]]
+        assert w.dtype == "int8"
+        channels = w.shape[3] if op.kind == OpKind.DEPTHWISE_CONV_2D else w.shape[0]
+        total += w.size + 8 * channels
+        if op.inputs[2] != -1:
+            total += 4 * g.tensors[op.inputs[2]].size
+    return total
+
+
+def map_weight_bytes(map_file: Path) -> int:
+    """Sum of the input sections the map file attributes to weights.o."""
+    text = map_file.read_text()
+    sizes = re.findall(r"^ \.rodata\.\w+\s+0x[0-9a-f]+\s+0x([0-9a-f]+) \S*weights\.o$", text, re.MULTILINE)
+    assert sizes, "no weights.o sections in the map"
+    return sum(int(s, 16) for s in sizes)
+
+
+# --------------------------------------------------------------------------------------- ResNet-8 on the boards
+@pytest.mark.parametrize("target", CORTEX_M)
+def test_resnet8_bitexact_under_qemu(target, arm_tools, resnet8, project_root):
+    g, x, y = resnet8
+    project = exported(target, resnet8, project_root)
+    assert project_target(project) == target
+    res = run_on_target(project)  # the project's own target
+    assert res.target == target
+    assert res.lines[-1] == f"SUMMARY inputs={N_INPUTS} mismatches=0", res.mismatch_lines[:5]
+    assert (res.inputs, res.mismatches, res.returncode) == (N_INPUTS, 0, 0) and res.ok
+    assert [ln for ln in res.lines if ln.startswith("input ")] == [f"input {i}: ok" for i in range(N_INPUTS)]
+
+    # instructions: the marked invoke region, once per input, nearly all of the run
+    assert res.instructions_per_inference > 1_000_000
+    assert res.instructions_per_inference * N_INPUTS == pytest.approx(res.instructions_invoke)
+    assert 0.99 * res.instructions_total < res.instructions_invoke < res.instructions_total
+
+    # footprint: flash = text + data, RAM = data + bss; the arena is the planned one
+    plan = plan_arena(g)
+    assert res.flash_bytes == res.text_bytes + res.data_bytes > res.weight_bytes + res.test_data_bytes
+    assert res.ram_bytes == res.data_bytes + res.bss_bytes >= res.arena_bytes + res.stack_bytes
+    assert res.arena_bytes == plan.arena_size <= ARENA_BOUND_RESNET8
+    assert res.test_data_bytes == N_INPUTS * (32 * 32 * 3 + 10)
+    assert 0 < res.stack_used_bytes < res.stack_bytes
+
+    # int8 weight flash within 2% of its floor: ELF symbol sizes, their span (alignment included), the map
+    floor = weight_floor(g)
+    elf = project / "build" / target / "model_test.elf"
+    fp = footprint(elf)
+    names = memory_report(g).weight_arrays
+    weighted = [op for op in g.ops if op.kind in (OpKind.CONV_2D, OpKind.FULLY_CONNECTED)]
+    assert len(names) == 4 * len(weighted)  # filter, bias, multiplier and shift per op
+    spans = sorted(fp.symbols[n] for n in names)
+    span = spans[-1][0] + spans[-1][1] - spans[0][0]
+    from_map = map_weight_bytes(project / "build" / target / "model_test.map")
+    assert res.weight_bytes == fp.size_of(names) == from_map
+    for measured in (res.weight_bytes, span):
+        assert abs(measured / floor - 1) <= 0.02, (measured, floor)
+
+
+def test_weight_arrays_and_memory_report(arm_tools, resnet8, project_root):
+    g, _, _ = resnet8
+    project = exported("cortex-m7", resnet8, project_root)
+    report = memory_report(g)
+    convs = [op for op in g.ops if op.kind == OpKind.CONV_2D]
+    fcs = [op for op in g.ops if op.kind == OpKind.FULLY_CONNECTED]
+    assert len(report.layers) == len(convs) + len(fcs)
+    assert report.weight_bytes == sum(la.total_bytes for la in report.layers)
+    assert abs(report.weight_bytes / weight_floor(g) - 1) <= 0.02
+    text = (project / "memory.txt").read_text()
+    assert text == report.text()
+    assert f"peak arena {report.arena.arena_size} bytes, floor {report.arena.floor} bytes" in text
+    assert report.arena.arena_size <= ARENA_BOUND_RESNET8
+    assert "offset" in text and "CONV_2D" in text and "FULLY_CONNECTED" in text
+
+
+def test_same_c_for_every_target(arm_tools, resnet8, project_root, tmp_path):
+    """Only the default target differs between exports (Makefile, README, project.json); the C is the same, and
+    an export is byte-for-byte deterministic."""
+    g, x, y = resnet8
+    m7 = exported("cortex-m7", resnet8, project_root)
+    host = export_c_project(g, tmp_path / "host", x, y, target="host")
+    again = export_c_project(g, tmp_path / "m7", x, y, target="cortex-m7")
+
+    def files(p: Path) -> dict[str, bytes]:
+        return {str(f.relative_to(p)): f.read_bytes() for f in sorted(p.rglob("*"))
+                if f.is_file() and "build" not in f.relative_to(p).parts}
+
+    a, b, c = files(m7), files(host), files(again)
+    assert a == c
+    assert a.keys() == b.keys()
+    assert {k for k in a if a[k] != b[k]} == {"Makefile", "README.txt", "project.json"}
+    assert {"boards/frk_startup.c", "boards/frk_semihost.c", "boards/mps2-an386.ld", "boards/mps2-an500.ld",
+            "boards/mps3-an547.ld", "memory.txt"} <= a.keys()
+
+
+# ------------------------------------------------------------------------------------------------ failure paths
+def test_corrupted_weight_fails_under_qemu(arm_tools, resnet8, project_root, tmp_path):
+    project = exported("cortex-m7", resnet8, project_root)
+    bad = tmp_path / "corrupted"
+    shutil.copytree(project, bad, ignore=shutil.ignore_patterns("build"))
+    text = (bad / "weights.c").read_text()
+    # One value: the first weight of the classifier's filter, negated (or moved by 100 if it is small).
+    m = re.search(r"const int8_t op14_fc_filter\[\d+\][^{]*\{\s*(-?\d+)", text)
+    assert m, "op14_fc_filter not found in weights.c"
+    v = int(m.group(1))
+    new = -v if abs(v) >= 50 else (v + 100 if v < 0 else v - 100)
+    (bad / "weights.c").write_text(text[:m.start(1)] + str(new) + text[m.end(1):])
+    res = run_on_target(bad, "cortex-m7", count_instructions=False)
+    assert res.inputs == N_INPUTS and res.mismatches > 0 and res.returncode == 1 and not res.ok
+    assert res.lines[-1] == f"SUMMARY inputs={N_INPUTS} mismatches={res.mismatches}"
+    assert re.fullmatch(r"input \d+: MISMATCH \d+ of 10 values \(first at \d+: got -?\d+, expected -?\d+\)",
+                        res.mismatch_lines[0])
+
+
+def test_hung_guest_is_stopped(arm_tools, resnet8, project_root):
+    project = exported("cortex-m7", resnet8, project_root)
+    elf = build_project(project, "cortex-m7", extra_cflags=["-DFRK_BOARD_TEST_HANG"])
+    assert elf.parent.name != "cortex-m7"  # its own build folder: the normal build is untouched
+    with pytest.raises(UserError, match=r"the guest hung and was stopped after 2 s"):
+        run_firmware(elf, "cortex-m7", timeout=2, count_instructions=False)
+
+
+def test_fault_exits_with_its_own_code(arm_tools, resnet8, project_root):
+    project = exported("cortex-m55", resnet8, project_root)
+    elf = build_project(project, "cortex-m55", extra_cflags=["-DFRK_BOARD_TEST_FAULT"])
+    with pytest.raises(UserError, match=r"exit code 127 and no SUMMARY line \(last output: board: fault: "
+                                        r"exception 003\)"):
+        run_firmware(elf, "cortex-m55", timeout=30, count_instructions=False)
+    # an image for the wrong core is not a pass either: the M55 build on the M7 board faults
+    with pytest.raises(UserError, match=r"no SUMMARY line .*built for another core"):
+        run_firmware(build_project(project, "cortex-m55"), "cortex-m7", timeout=30, count_instructions=False)
+
+
+def test_build_and_run_commands(arm_tools, resnet8, project_root, tmp_path):
+    project = exported("cortex-m4", resnet8, project_root)
+    elf = build_project(project)
+    assert elf == project / "build" / "cortex-m4" / "model_test.elf"
+    assert (project / "build" / "cortex-m4" / "model_test.map").is_file()
+    res = run_project(project, build=False, count_instructions=False)
+    assert res.ok and res.instructions_per_inference is None and res.flash_bytes > 0
+    with pytest.raises(UserError, match="build it first"):
+        run_project(project, "cortex-m55", build=False)  # exported for the M4; never built for the M55 here
+    with pytest.raises(UserError, match="unknown target 'cortex-m99'"):
+        build_project(project, "cortex-m99")
+    with pytest.raises(UserError, match="no Makefile"):
+        build_project(tmp_path)
+
+
+def test_missing_toolchain_gives_the_install_hint(arm_tools, resnet8, project_root, tmp_path, monkeypatch):
+    project = exported("cortex-m7", resnet8, project_root)
+    build_project(project)
+    hint = r"apt-get install --no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    with pytest.raises(UserError, match=r"arm-none-eabi-gcc not found on PATH.*" + hint + r".*make setup"):
+        build_project(project)
+    with pytest.raises(UserError, match=r"qemu-system-arm not found on PATH.*" + hint):
+        run_project(project, build=False)
+    assert set(CORTEX_M) == set(TARGETS) - {"host"}
