@@ -25,10 +25,10 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-# The main job (until the Cortex-M targets land): ResNet-8 from PyTorch to C, built for the host and checked
-# bit for bit against the integer simulator; then the simulator against TFLite Micro on the reference model.
+# The main job: ResNet-8 quantized with FlexRound (W4A8) to C, built for the Cortex-M7 and run under QEMU, bit for
+# bit against the integer simulator; then the simulator against TFLite Micro on the reference int8 model.
 demo: setup
-	$(VENV)/bin/flexround-mcu export resnet8 --target host --method rtn --wbits 8 --out out/resnet8-host
+	$(VENV)/bin/flexround-mcu export resnet8 --target cortex-m7 --out out/resnet8-cortex-m7
 	$(VENV)/bin/flexround-mcu simulate $(FLEXROUND_MCU_DATA)/mlperf_tiny/ic/pretrainedResnet_quant.tflite \
 	    --dataset cifar10-test-5000 --limit 500 --compare tflm --json out/simulate_resnet8.json
 
