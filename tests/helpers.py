@@ -24,3 +24,21 @@ def cli_fails_cleanly(capsys, *argv) -> str:
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
     return lines[0]
+
+
+def corrupt_one_weight(project, dest):
+    """Copy an exported C project (without build/) to dest with one weight changed: the first value of the
+    classifier's filter, negated (or moved by 100 if it is small). Returns dest."""
+    import re
+    import shutil
+    from pathlib import Path
+
+    dest = Path(dest)
+    shutil.copytree(project, dest, ignore=shutil.ignore_patterns("build"))
+    text = (dest / "weights.c").read_text()
+    m = re.search(r"const int8_t op14_fc_filter\[\d+\][^{]*\{\s*(-?\d+)", text)
+    assert m, "op14_fc_filter not found in weights.c"
+    v = int(m.group(1))
+    new = -v if abs(v) >= 50 else (v + 100 if v < 0 else v - 100)
+    (dest / "weights.c").write_text(text[:m.start(1)] + str(new) + text[m.end(1):])
+    return dest

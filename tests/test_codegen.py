@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import corrupt_one_weight
 from flexround_mcu.codegen import export_c_project, plan_arena
 from flexround_mcu.codegen.render import MARKER, c_comment, c_identifier
 from flexround_mcu.data import load_dataset
@@ -294,16 +295,7 @@ def test_real_model_export_is_deterministic(shared_data, project_root, tmp_path)
 @needs_gcc
 def test_corrupted_weight_is_caught(shared_data, project_root, tmp_path):
     g, x, y, project = exported("resnet8", shared_data, project_root)
-    bad = tmp_path / "corrupted"
-    shutil.copytree(project, bad, ignore=shutil.ignore_patterns("build"))
-    text = (bad / "weights.c").read_text()
-    # One value: the first weight of the classifier's filter, negated (or moved by 100 if it is small).
-    m = re.search(r"const int8_t op14_fc_filter\[\d+\][^{]*\{\s*(-?\d+)", text)
-    assert m, "op14_fc_filter not found in weights.c"
-    v = int(m.group(1))
-    new = -v if abs(v) >= 50 else (v + 100 if v < 0 else v - 100)
-    text = text[:m.start(1)] + str(new) + text[m.end(1):]
-    (bad / "weights.c").write_text(text)
+    bad = corrupt_one_weight(project, tmp_path / "corrupted")
     res = run_host(build_host(bad))
     assert res.inputs == 100 and res.mismatches > 0 and res.returncode != 0 and not res.ok
     assert res.mismatch_lines and re.fullmatch(

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import corrupt_one_weight
 from flexround_mcu.codegen import export_c_project, plan_arena
 from flexround_mcu.codegen.render import memory_report
 from flexround_mcu.data import load_dataset
@@ -191,15 +192,7 @@ def test_same_c_for_every_target(arm_tools, resnet8, project_root, tmp_path):
 # ------------------------------------------------------------------------------------------------ failure paths
 def test_corrupted_weight_fails_under_qemu(arm_tools, resnet8, project_root, tmp_path):
     project = exported("cortex-m7", resnet8, project_root)
-    bad = tmp_path / "corrupted"
-    shutil.copytree(project, bad, ignore=shutil.ignore_patterns("build"))
-    text = (bad / "weights.c").read_text()
-    # One value: the first weight of the classifier's filter, negated (or moved by 100 if it is small).
-    m = re.search(r"const int8_t op14_fc_filter\[\d+\][^{]*\{\s*(-?\d+)", text)
-    assert m, "op14_fc_filter not found in weights.c"
-    v = int(m.group(1))
-    new = -v if abs(v) >= 50 else (v + 100 if v < 0 else v - 100)
-    (bad / "weights.c").write_text(text[:m.start(1)] + str(new) + text[m.end(1):])
+    bad = corrupt_one_weight(project, tmp_path / "corrupted")
     res = run_on_target(bad, "cortex-m7", count_instructions=False)
     assert res.inputs == N_INPUTS and res.mismatches > 0 and res.returncode == 1 and not res.ok
     assert res.lines[-1] == f"SUMMARY inputs={N_INPUTS} mismatches={res.mismatches}"

@@ -20,12 +20,8 @@ _ERROR_LINE = re.compile(r"(\berror\b|undefined reference|No rule to make target
 _INSTALL_HINT = "install it (Debian/Ubuntu: sudo apt-get install build-essential; macOS: xcode-select --install)"
 
 
-@dataclass(frozen=True)
-class HarnessResult:
-    inputs: int
-    mismatches: int
-    lines: tuple[str, ...]  # every line the harness printed (stdout), in order
-    returncode: int
+class HarnessVerdict:
+    """The verdict of a harness run, for any result with inputs, mismatches, lines and returncode."""
 
     @property
     def ok(self) -> bool:
@@ -34,6 +30,14 @@ class HarnessResult:
     @property
     def mismatch_lines(self) -> list[str]:
         return [ln for ln in self.lines if ": MISMATCH" in ln or ": ERROR" in ln]
+
+
+@dataclass(frozen=True)
+class HarnessResult(HarnessVerdict):
+    inputs: int
+    mismatches: int
+    lines: tuple[str, ...]  # every line the harness printed (stdout), in order
+    returncode: int
 
 
 def _first_error(output: str) -> str:

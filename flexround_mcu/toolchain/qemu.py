@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from .host import _first_error, build_host, run_host
+from .host import HarnessVerdict, _first_error, build_host, run_host
 from .targets import INSTALL_HINT, TOOLS_DIR, Target, get_target
 
 PROJECT_FILE = "project.json"
@@ -50,7 +50,7 @@ _OVERFLOW = re.compile(r"region `?(\w+)'? overflowed by (\d+) bytes")
 
 
 @dataclass(frozen=True)
-class TargetResult:
+class TargetResult(HarnessVerdict):
     """One run of an exported project's test harness on a target.
 
     inputs/mismatches: from the SUMMARY line; lines: the harness's lines in order (the same as the host's);
@@ -79,14 +79,6 @@ class TargetResult:
     instructions_total: int | None = None
     instructions_invoke: int | None = None
     instructions_per_inference: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0 and self.mismatches == 0
-
-    @property
-    def mismatch_lines(self) -> list[str]:
-        return [ln for ln in self.lines if ": MISMATCH" in ln or ": ERROR" in ln]
 
     @property
     def model_flash_bytes(self) -> int | None:
