@@ -50,18 +50,6 @@ TFLITE_REF = "mlperf_tiny/ic/pretrainedResnet_quant.tflite"
 METHOD_LABEL = {"rtn": "round to nearest", "adaround": "AdaRound", "flexround": "FlexRound"}
 
 
-def tune_malloc() -> dict | None:
-    """Keep freed memory in the process: glibc's M_TRIM_THRESHOLD 1 GiB, M_MMAP_THRESHOLD 256 MiB."""
-    import ctypes
-    import ctypes.util
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        ok = libc.mallopt(-1, 1 << 30) == 1 and libc.mallopt(-3, 1 << 28) == 1  # M_TRIM_, M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        return None
-    return {"M_TRIM_THRESHOLD": 1 << 30, "M_MMAP_THRESHOLD": 1 << 28} if ok else None
-
-
 def bar(total: int, desc: str, unit: str = "img", leave: bool = False):
     from tqdm import tqdm
     tty = sys.stderr.isatty()  # to a log file: fewer updates
@@ -346,7 +334,8 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     t_start = time.perf_counter()
     args = parse_args(argv)
-    malloc = None if args.no_malloc_tune else tune_malloc()
+    from flexround_mcu.quant.reconstruct import keep_freed_memory
+    malloc = None if args.no_malloc_tune else keep_freed_memory()
     if not os.environ.get(DATA_ENV):
         os.environ[DATA_ENV] = str(REPO.parent / "shared" / "data")
     data_root = Path(os.environ[DATA_ENV])

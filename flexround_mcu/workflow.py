@@ -142,7 +142,8 @@ def run_export(opt: ExportOptions) -> dict:
                             opt.wbits, opt.granularity, opt.first_last_8bit, progress=bar.update)
     recon_logs = []
     if opt.method in METHOD_LR:
-        from .quant.reconstruct import reconstruct
+        from .quant.reconstruct import keep_freed_memory, reconstruct
+        keep_freed_memory()
         lr = opt.lr or METHOD_LR[opt.method]
         with _bar(opt.iters, f"{opt.method} reconstruction", unit="it") as bar:
             def tick(block, it, total):
