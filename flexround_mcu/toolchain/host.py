@@ -51,6 +51,16 @@ def _first_error(output: str) -> str:
     return lines[-1] if lines else "(no output)"
 
 
+def run_make(project: Path, args: list[str], jobs: int | None, timeout: float, what: str):
+    """`make -C project ARGS -jN` with its output captured; a timeout is a UserError naming `what` was built."""
+    cmd = ["make", "-C", str(project), *args, f"-j{int(jobs or os.cpu_count() or 1)}"]
+    try:
+        return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
+                              errors="replace")
+    except subprocess.TimeoutExpired:
+        raise UserError(f"{project}: the {what} build took longer than {timeout:g} s and was stopped") from None
+
+
 def build_host(project_dir, jobs: int | None = None, timeout: float = 600) -> Path:
     """Run `make TARGET=host` in an exported project (jobs: parallel make, default one per CPU); returns the
     harness binary's path. A missing gcc/make or a failed build is a UserError quoting the first error line."""
@@ -60,12 +70,7 @@ def build_host(project_dir, jobs: int | None = None, timeout: float = 600) -> Pa
     for tool in ("make", "gcc"):
         if shutil.which(tool) is None:
             raise UserError(f"{tool} not found on PATH: the host build needs gcc and make; {_INSTALL_HINT}")
-    cmd = ["make", "-C", str(project), "TARGET=host", f"-j{int(jobs or os.cpu_count() or 1)}"]
-    try:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
-                              errors="replace")
-    except subprocess.TimeoutExpired:
-        raise UserError(f"{project}: the host build took longer than {timeout:g} s and was stopped") from None
+    proc = run_make(project, ["TARGET=host"], jobs, timeout, "host")
     if proc.returncode != 0:
         raise UserError(f"{project}: host build failed: {_first_error(proc.stdout)}")
     binary = project / HOST_BINARY

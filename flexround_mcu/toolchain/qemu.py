@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from .host import HarnessVerdict, _first_error, build_host, run_host
+from .host import HarnessVerdict, _first_error, build_host, run_host, run_make
 from .targets import INSTALL_HINT, TOOLS_DIR, Target, get_target
 
 PROJECT_FILE = "project.json"
@@ -196,15 +196,8 @@ def build_project(project_dir, target: str | None = None, *, jobs: int | None = 
         return build_host(project, jobs=jobs, timeout=timeout)
     check_toolchain(t.name, build=True, run=False)
     build_dir = _build_dir(t, extra)
-    cmd = ["make", "-C", str(project), f"TARGET={t.name}", f"BUILD_DIR={build_dir}",
-           f"-j{int(jobs or os.cpu_count() or 1)}"]
-    if extra:
-        cmd.append("EXTRA_CFLAGS=" + " ".join(extra))
-    try:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
-                              errors="replace")
-    except subprocess.TimeoutExpired:
-        raise UserError(f"{project}: the {t.name} build took longer than {timeout:g} s and was stopped") from None
+    args = [f"TARGET={t.name}", f"BUILD_DIR={build_dir}"] + (["EXTRA_CFLAGS=" + " ".join(extra)] if extra else [])
+    proc = run_make(project, args, jobs, timeout, t.name)
     if proc.returncode != 0:
         m = _OVERFLOW.search(proc.stdout)
         if m:
