@@ -76,25 +76,18 @@ def torch_accuracy(fn, x_nchw, labels, desc: str, batch: int = 500) -> float:
     return _accuracy(np.concatenate(outs), labels)
 
 
-def weight_bytes(graph, bits: dict[str, int]) -> dict:
-    """Bytes of weights as stored today (int8 containers) and as packed int4 would store them."""
-    from .ir import OpKind
-    container = packed = 0
+def weight_bytes(graph, memory, bits: dict[str, int]) -> dict:
+    """Weight flash as exported today (int8 containers: codegen's memory report of the rendered arrays) and as
+    packed int4 would store it (two sub-8-bit weights per byte; biases and tables unchanged)."""
     per_layer = []
-    for op in graph.ops:
-        if op.kind not in (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED):
-            continue
-        w = graph.tensors[op.inputs[1]]
-        b = graph.tensors[op.inputs[2]] if op.inputs[2] != -1 else None
-        nbits = bits.get(op.name, 8)
-        extra = (b.size * 4 if b is not None else 0) + 8 * np.atleast_1d(op.params.multiplier).size
-        layer_container = w.size + extra
-        layer_packed = (w.size if nbits == 8 else (w.size + 1) // 2) + extra
-        container += layer_container
-        packed += layer_packed
-        per_layer.append({"layer": op.name, "bits": nbits, "weights": w.size, "bytes": layer_container,
-                          "bytes_packed": layer_packed})
-    return {"container": container, "packed": packed, "per_layer": per_layer}
+    for layer in memory.layers:
+        name = graph.ops[layer.op].name
+        nbits = bits.get(name, 8)
+        packed = layer.total_bytes - (0 if nbits == 8 else layer.filter_bytes // 2)
+        per_layer.append({"layer": name, "bits": nbits, "weights": layer.filter_bytes, "bytes": layer.total_bytes,
+                          "bytes_packed": packed})
+    return {"container": memory.weight_bytes, "packed": sum(la["bytes_packed"] for la in per_layer),
+            "per_layer": per_layer}
 
 
 def run_export(opt: ExportOptions) -> dict:
@@ -105,8 +98,7 @@ def run_export(opt: ExportOptions) -> dict:
 
     import torch
 
-    from .codegen.render import export_c_project
-    from .codegen.arena import plan_arena
+    from .codegen.render import export_c_project, memory_report
     from .data import load_dataset
     from .frontends.zoo_graph import resnet8_to_graph
     from .lower import lower
@@ -181,8 +173,9 @@ def run_export(opt: ExportOptions) -> dict:
             qemu = {"inputs": device.inputs, "mismatches": device.mismatches}
             if not device.ok:
                 _say("\n".join(device.mismatch_lines[:5]))
-        plan = plan_arena(qgraph)
-        wb = weight_bytes(qgraph, qm.bits)
+        memory = memory_report(qgraph)
+        plan = memory.arena
+        wb = weight_bytes(qgraph, memory, qm.bits)
         report = {
             "model": opt.model, "target": opt.target, "method": opt.method, "wbits": opt.wbits,
             "abits": opt.abits, "granularity": opt.granularity, "first_last_8bit": opt.first_last_8bit,

@@ -155,20 +155,16 @@ def calibrate(module: GraphModule, batches, method: str = "minmax",
     return qp
 
 
+def kept_at_8bit(graph: FloatGraph, first_last_8bit: bool) -> set[str]:
+    """The first and last weighted layers, when they stay at 8 bits (BRECQ, QDrop): rounded to nearest and
+    never reconstructed."""
+    weighted = [n.name for n in graph.weighted()]
+    return {weighted[0], weighted[-1]} if first_last_8bit and weighted else set()
+
+
 def layer_bits(graph: FloatGraph, wbits: int, first_last_8bit: bool) -> dict[str, int]:
-    weighted = [n.name for n in graph.weighted()]
-    bits = {name: wbits for name in weighted}
-    if first_last_8bit and weighted:
-        bits[weighted[0]] = bits[weighted[-1]] = 8
-    return bits
-
-
-def bits_to_learn(graph: FloatGraph, bits: dict[str, int], first_last_8bit: bool) -> list[str]:
-    """The weighted layers a learnable rounding method trains: all but the 8-bit first and last."""
-    weighted = [n.name for n in graph.weighted()]
-    if first_last_8bit and weighted:
-        return [w for w in weighted if w not in (weighted[0], weighted[-1])]
-    return weighted
+    kept = kept_at_8bit(graph, first_last_8bit)
+    return {n.name: 8 if n.name in kept else wbits for n in graph.weighted()}
 
 
 def quantize_model(graph: FloatGraph, calib_batches, method: str = "rtn", wbits: int = 8,
@@ -181,9 +177,8 @@ def quantize_model(graph: FloatGraph, calib_batches, method: str = "rtn", wbits:
     qparams = calibrate(module, calib_batches, act_range, progress)
     bits = layer_bits(graph, wbits, first_last_8bit)
     per_channel = granularity == "channel"
-    fixed = {n.name for n in graph.weighted()} - set(bits_to_learn(graph, bits, first_last_8bit))
+    fixed = kept_at_8bit(graph, first_last_8bit)
     for n in graph.weighted():
-        # First and last layers kept at 8 bits are rounded to nearest and never reconstructed (BRECQ, QDrop).
         cls = RoundToNearest if n.name in fixed else METHODS[method]
         wq = cls(module.weights[n.name], bits[n.name], per_channel, weight_grid, depthwise=n.is_depthwise)
         module.weight_fns[n.name] = wq
