@@ -12,6 +12,7 @@ import numpy as np
 import tflite
 
 from ..errors import GraphError, UserError
+from ..int4 import unpack_int4
 from ..ir import (AddParams, ConvParams, FullyConnectedParams, Op, OpKind, PoolParams, QGraph, ReshapeParams,
                   Tensor)
 from ..prepare import activation_range, add_params, conv_multipliers, prepare_softmax, same_padding
@@ -253,15 +254,3 @@ class _Reader:
             depth_mult = cout // max(tx.shape[3], 1)
         return ConvParams(stride, dilation, pad, act[0], act[1], mult, shift, depth_mult)
 
-
-def unpack_int4(packed: np.ndarray, count: int) -> np.ndarray:
-    """Dense int4 (element 2k in the low nibble of byte k) -> int8 values in [-8, 7]."""
-    packed = np.asarray(packed, dtype=np.uint8)
-    if packed.size != (count + 1) // 2:
-        raise UserError(f"packed int4 data of {packed.size} bytes cannot hold {count} values")
-    low = (packed & 0x0F).astype(np.int8)
-    high = (packed >> 4).astype(np.int8)
-    vals = np.empty(packed.size * 2, np.int8)
-    vals[0::2], vals[1::2] = low, high
-    vals = np.where(vals > 7, vals - 16, vals).astype(np.int8)
-    return vals[:count]
