@@ -47,6 +47,22 @@ class ActFakeQuant(nn.Module):
         self.half_away = half_away
         self.right_shift: torch.Tensor | None = None  # set by set_double_rounding
         self.drop_prob = 0.0  # QDrop: during reconstruction, keep each element's float value with this probability
+        self.log_scale: nn.Parameter | None = None  # LSQ: a learned factor exp(log_scale) on the step, see learn_scale
+
+    def learn_scale(self) -> nn.Parameter:
+        """Start learning the step (LSQ, in log space so it stays positive; the zero point stays). Returns the
+        parameter; set_activation_scale() ends the learning with the learned step."""
+        self.log_scale = nn.Parameter(torch.zeros(()))
+        return self.log_scale
+
+    def learned_scale(self) -> float:
+        """The step with the learned factor, rounded to float32 as the QGraph stores it."""
+        return float(np.float32(self.current_scale() if self.log_scale is None
+                                else self.qparams.scale * float(torch.exp(self.log_scale.detach()))))
+
+    def current_scale(self):
+        s = self.qparams.scale
+        return s * torch.exp(self.log_scale) if self.log_scale is not None else s
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.enabled:
@@ -57,7 +73,7 @@ class ActFakeQuant(nn.Module):
         return self._quantize(x)
 
     def _quantize(self, x: torch.Tensor) -> torch.Tensor:
-        s, z = self.qparams.scale, self.qparams.zero_point
+        s, z = self.current_scale(), self.qparams.zero_point
         if self.half_away:
             q = x / s + z
         elif self.right_shift is not None:
@@ -75,15 +91,18 @@ class ActFakeQuant(nn.Module):
 
 
 class BiasFakeQuant(nn.Module):
-    """Round a bias to its int32 grid s_in * s_w (s_w read from the weight quantizer, which may learn it)."""
+    """Round a bias to its int32 grid s_in * s_w (s_in from the input's quantizer, s_w from the weight quantizer;
+    either may be learned)."""
 
-    def __init__(self, input_scale: float, weight_quantizer: nn.Module):
+    def __init__(self, input_quant: ActFakeQuant, weight_quantizer: nn.Module):
         super().__init__()
-        self.input_scale = float(input_scale)
-        self.weight_quantizer = [weight_quantizer]  # a list: do not register it twice as a submodule
+        # lists: do not register modules owned elsewhere a second time as submodules
+        self.input_quant, self.weight_quantizer = [input_quant], [weight_quantizer]
 
     def forward(self, b: torch.Tensor) -> torch.Tensor:
-        s = (self.input_scale * self.weight_quantizer[0].scale.detach()).float()
+        s_in = self.input_quant[0].current_scale()
+        s_in = s_in.detach() if isinstance(s_in, torch.Tensor) else s_in
+        s = (s_in * self.weight_quantizer[0].scale.detach()).float()
         return round_half_away(b / s) * s
 
 
@@ -132,6 +151,22 @@ def set_double_rounding(qm: "QuantizedModel") -> None:
             act[n.name].right_shift = _right_shift([2.0 * float(max(s1, s2)) / ((1 << 20) * s_out)])
 
 
+def set_activation_scale(qm: "QuantizedModel", name: str, scale: float) -> None:
+    """Give node `name`'s output a new step (zero point kept), and the same to the pooling and flatten nodes that
+    inherit its grid (TFLite requires their input and output grids to be equal); stops any LSQ learning there."""
+    inherit = {name}
+    for n in qm.graph.nodes:
+        if n.kind in ("avgpool", "maxpool", "flatten") and n.inputs[0] in inherit:
+            inherit.add(n.name)
+    new = QParams(float(np.float32(scale)), qm.qparams[name].zero_point)
+    for node in inherit:
+        qm.qparams[node] = new
+        if node in qm.module.act_quant:
+            qm.module.act_quant[node].qparams = new
+            qm.module.act_quant[node].log_scale = None
+    set_double_rounding(qm)
+
+
 def calibrate(module: GraphModule, batches, method: str = "minmax",
               progress: Callable[[int], None] | None = None) -> dict[str, QParams]:
     """Observed output ranges of every node of the float model -> QParams, following the rules above."""
@@ -167,6 +202,13 @@ def layer_bits(graph: FloatGraph, wbits: int, first_last_8bit: bool) -> dict[str
     return {n.name: 8 if n.name in kept else wbits for n in graph.weighted()}
 
 
+def _quantizer_of(module: GraphModule, graph: FloatGraph, name: str) -> ActFakeQuant:
+    """The quantizer that sets the grid of node `name`'s output (through flattens, which do not round)."""
+    while name != "input" and name not in module.act_quant:
+        name = graph.node(name).inputs[0]
+    return module.input_quant if name == "input" else module.act_quant[name]
+
+
 def quantize_model(graph: FloatGraph, calib_batches, method: str = "rtn", wbits: int = 8,
                    granularity: str = "tensor", first_last_8bit: bool = True, act_range: str = "minmax",
                    weight_grid: str = "mse", progress: Callable[[int], None] | None = None) -> QuantizedModel:
@@ -178,16 +220,16 @@ def quantize_model(graph: FloatGraph, calib_batches, method: str = "rtn", wbits:
     bits = layer_bits(graph, wbits, first_last_8bit)
     per_channel = granularity == "channel"
     fixed = kept_at_8bit(graph, first_last_8bit)
+    module.input_quant = ActFakeQuant(qparams["input"])
+    for n in graph.nodes:
+        if n.kind != "flatten":  # a reshape does not round
+            module.act_quant[n.name] = ActFakeQuant(qparams[n.name], half_away=n.kind == "avgpool")
     for n in graph.weighted():
         cls = RoundToNearest if n.name in fixed else METHODS[method]
         wq = cls(module.weights[n.name], bits[n.name], per_channel, weight_grid, depthwise=n.is_depthwise)
         module.weight_fns[n.name] = wq
         if n.name in module.biases:
-            module.bias_fns[n.name] = BiasFakeQuant(qparams[n.inputs[0]].scale, wq)
-    module.input_quant = ActFakeQuant(qparams["input"])
-    for n in graph.nodes:
-        if n.kind != "flatten":  # a reshape does not round
-            module.act_quant[n.name] = ActFakeQuant(qparams[n.name], half_away=n.kind == "avgpool")
+            module.bias_fns[n.name] = BiasFakeQuant(_quantizer_of(module, graph, n.inputs[0]), wq)
     qm = QuantizedModel(graph, module, qparams, bits, method, granularity)
     set_double_rounding(qm)
     return qm

@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from .fakequant import QuantizedModel, set_double_rounding
+from .fakequant import QuantizedModel, set_activation_scale, set_double_rounding
 from .graph import FloatGraph, GraphModule
 
 
@@ -91,12 +91,14 @@ class ReconstructionLog:
 
 
 def reconstruct(qm: QuantizedModel, calib: torch.Tensor, iters: int = 500, lr: float = 1e-3,
-                batch_size: int = 32, seed: int = 0, drop_prob: float = 0.0,
+                batch_size: int = 32, seed: int = 0, drop_prob: float = 0.0, act_lr: float | None = None,
                 progress: Callable[[str, int, int], None] | None = None) -> list[ReconstructionLog]:
     """Train every learnable weight quantizer of `qm` block by block on the calibration images `calib` (NCHW).
 
     drop_prob > 0 is QDrop: while a block learns, each of its activation quantizers passes every element
     unquantized with that probability (the block's inputs are left as the quantized model computes them).
+    act_lr set is LSQ: the steps of the block's conv, linear and add outputs are learned too (in log space, zero
+    points fixed, Adam at act_lr with the same cosine decay), then written into qm.qparams.
     progress(block_name, iteration, iters) is called every 25 iterations."""
     import time
 
@@ -116,8 +118,13 @@ def reconstruct(qm: QuantizedModel, calib: torch.Tensor, iters: int = 500, lr: f
         target = fp_values[block.output]
         if quantizers:
             t0 = time.perf_counter()
-            params = [p for q in quantizers for p in q.parameters() if p.requires_grad]
-            opt = torch.optim.Adam(params, lr=lr)
+            groups = [{"params": g["params"], "lr": lr * g["lr_scale"]} for q in quantizers
+                      for g in q.param_groups() if g["params"]]
+            act_learned = [n for n in block.nodes if act_lr is not None and n in module.act_quant
+                           and graph.node(n).kind in ("conv", "linear", "add")]
+            if act_learned:
+                groups.append({"params": [module.act_quant[n].learn_scale() for n in act_learned], "lr": act_lr})
+            opt = torch.optim.Adam(groups, lr=lr)
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.5 * (1 + math.cos(math.pi * k / iters)))
             with torch.no_grad():
                 loss_start = float(block_loss(run_block(module, block, x_q), target))
@@ -141,6 +148,8 @@ def reconstruct(qm: QuantizedModel, calib: torch.Tensor, iters: int = 500, lr: f
                 q.harden()
                 for p in q.parameters():
                     p.requires_grad_(False)
+            for n in act_learned:
+                set_activation_scale(qm, n, module.act_quant[n].learned_scale())
             set_double_rounding(qm)  # a learned grid may have moved a layer's requantization shift
             with torch.no_grad():
                 loss_end = float(block_loss(run_block(module, block, x_q), target))

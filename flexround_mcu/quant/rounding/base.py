@@ -60,8 +60,8 @@ class WeightQuantizer(nn.Module):
     The interface the reconstruction loop relies on:
     - `forward(W)`: the fake-quantized weight (differentiable in the learned parameters, if any);
     - `integers(W)`: the integers the exporter stores; `scale`: the per-tensor or per-channel step (float32);
-    - `learnable`, `parameters()`, `regularization(progress)` (a loss term; progress in [0, 1]), `harden()`
-      (called when a block is finished).
+    - `learnable`, `param_groups()` (the learned tensors, each group with an lr factor), `regularization(progress)`
+      (a loss term; progress in [0, 1]), `harden()` (called when a block is finished).
     """
 
     learnable = False
@@ -87,6 +87,10 @@ class WeightQuantizer(nn.Module):
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         return self.integers(w) * self.scale_like(w)
+
+    def param_groups(self) -> list[dict]:
+        """Optimizer groups: {"params": [...], "lr_scale": factor of the loop's learning rate}."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr_scale": 1.0}]
 
     def regularization(self, progress: float) -> torch.Tensor | float:
         return 0.0

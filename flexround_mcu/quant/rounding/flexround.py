@@ -22,8 +22,9 @@ class FlexRound(WeightQuantizer):
     learnable = True
 
     def __init__(self, weight: torch.Tensor, bits: int, per_channel: bool, grid: str = "mse",
-                 depthwise: bool = False):
+                 depthwise: bool = False, s1_lr_scale: float = 1.0):
         super().__init__(weight, bits, per_channel, grid, depthwise)
+        self.s1_lr_scale = s1_lr_scale
         cout = weight.shape[0]
         # log s1 = log(grid) + log_s1, with log_s1 starting at 0: exp(0) is exactly 1, so step 0 reproduces the
         # round-to-nearest grid bit for bit (exp(log(s)) would not).
@@ -34,6 +35,11 @@ class FlexRound(WeightQuantizer):
             self.log_s4 = nn.Parameter(torch.zeros((1, weight.shape[1], 1, 1)))
         else:
             self.log_s4 = None
+
+    def param_groups(self) -> list[dict]:
+        rest = [p for p in (self.log_s2, self.log_s3, self.log_s4) if p is not None and p.requires_grad]
+        s1 = [self.log_s1] if self.log_s1.requires_grad else []
+        return [{"params": rest, "lr_scale": 1.0}, {"params": s1, "lr_scale": self.s1_lr_scale}]
 
     @property
     def scale(self) -> torch.Tensor:
