@@ -25,8 +25,11 @@ KERNEL_DIR = REPO / "firmware" / "kernels"
 KERNEL_FILES = (
     "frk_support.c",
     "frk_convolve_s8.c",
+    "frk_convolve_s4.c",
     "frk_depthwise_conv_s8.c",
+    "frk_depthwise_conv_s4.c",
     "frk_fully_connected_s8.c",
+    "frk_fully_connected_s4.c",
     "frk_elementwise_add_s8.c",
     "frk_pooling_s8.c",
     "frk_softmax_s8.c",
@@ -133,6 +136,7 @@ def find_compiler(name: str) -> str | None:
 
 I32 = ctypes.c_int32
 P_I8 = ctypes.POINTER(ctypes.c_int8)
+P_U8 = ctypes.POINTER(ctypes.c_uint8)  # packed int4 filters
 P_I32 = ctypes.POINTER(ctypes.c_int32)
 
 
@@ -161,6 +165,11 @@ SIGNATURES = {
     "frk_depthwise_conv_s8": (None, [P(FrkConvParams), P_I32, P_I32, P(FrkDims), P_I8, P(FrkDims), P_I8, P_I32,
                                      P(FrkDims), P_I8]),
     "frk_fully_connected_s8": (None, [P(FrkFcParams), P_I32, P_I32, I32, I32, I32, P_I8, P_I8, P_I32, I32, P_I8]),
+    "frk_convolve_s4": (None, [P(FrkConvParams), P_I32, P_I32, P(FrkDims), P_I8, P(FrkDims), P_U8, P_I32,
+                               P(FrkDims), P_I8]),
+    "frk_depthwise_conv_s4": (None, [P(FrkConvParams), P_I32, P_I32, P(FrkDims), P_I8, P(FrkDims), P_U8, P_I32,
+                                     P(FrkDims), P_I8]),
+    "frk_fully_connected_s4": (None, [P(FrkFcParams), P_I32, P_I32, I32, I32, I32, P_I8, P_U8, P_I32, I32, P_I8]),
     "frk_elementwise_add_s8": (None, [P(FrkAddParams), P_I8, P_I8, I32, P_I8]),
     "frk_avgpool_s8": (None, [P(FrkPoolParams), P(FrkDims), P_I8, I32, I32, P(FrkDims), P_I8]),
     "frk_max_pool_s8": (None, [P(FrkPoolParams), P(FrkDims), P_I8, I32, I32, P(FrkDims), P_I8]),
@@ -176,6 +185,15 @@ def _i8(a) -> np.ndarray:
     a = np.asarray(a)
     assert a.dtype == np.int8, a.dtype
     return np.ascontiguousarray(a)
+
+
+def _packed_s4(w_packed, filter_shape) -> np.ndarray:
+    """Packed int4 filter bytes as uint8, of exactly packed_size(prod(filter_shape)) bytes (what the kernel reads:
+    a shorter array would let the C kernel read past it)."""
+    a = np.ascontiguousarray(np.asarray(w_packed))
+    assert a.dtype == np.uint8, a.dtype
+    assert a.size == (int(np.prod(filter_shape)) + 1) // 2, (a.size, filter_shape)
+    return a
 
 
 def _i32(a) -> np.ndarray:
@@ -236,13 +254,19 @@ class Kernels:
 
     # --- conv / depthwise
     def _conv(self, fn, x, w, bias, input_offset, output_offset, stride, dilation, padding, act_min, act_max,
-              multiplier, shift, depth_multiplier, depthwise):
-        x, w = _i8(x), _i8(w)
+              multiplier, shift, depth_multiplier, depthwise, filter_shape=None):
+        """filter_shape given: w is the packed int4 filter of that shape (the s4 kernels), else int8 values."""
+        x = _i8(x)
+        if filter_shape is None:
+            w = _i8(w)
+            filter_shape, w_ctype = w.shape, ctypes.c_int8
+        else:
+            w, w_ctype = _packed_s4(w, filter_shape), ctypes.c_uint8
         n, h, wd, cin = x.shape
         if depthwise:
-            _, kh, kw, cout = w.shape
+            _, kh, kw, cout = filter_shape
         else:
-            cout, kh, kw, _ = w.shape
+            cout, kh, kw, _ = filter_shape
         oh = out_size(h, padding[0], padding[2], kh, stride[0], dilation[0])
         ow = out_size(wd, padding[1], padding[3], kw, stride[1], dilation[1])
         m, s = per_channel_arrays(multiplier, shift, cout)
@@ -250,11 +274,11 @@ class Kernels:
         params = FrkConvParams(input_offset, output_offset, stride[0], stride[1], dilation[0], dilation[1],
                                padding[0], padding[1], act_min, act_max, depth_multiplier)
         in_dims = FrkDims(n, h, wd, cin)
-        f_dims = FrkDims(*w.shape)
+        f_dims = FrkDims(*filter_shape)
         out_dims = FrkDims(n, oh, ow, cout)
         return _run_guarded((n, oh, ow, cout), lambda out: fn(
             ctypes.byref(params), _ptr(m, I32), _ptr(s, I32), ctypes.byref(in_dims), _ptr(x, ctypes.c_int8),
-            ctypes.byref(f_dims), _ptr(w, ctypes.c_int8), _ptr(b, I32), ctypes.byref(out_dims), out))
+            ctypes.byref(f_dims), _ptr(w, w_ctype), _ptr(b, I32), ctypes.byref(out_dims), out))
 
     def convolve_s8(self, x, w, bias, input_offset, output_offset, stride, dilation, padding, act_min, act_max,
                     multiplier, shift):
@@ -266,16 +290,39 @@ class Kernels:
         return self._conv(self.lib.frk_depthwise_conv_s8, x, w, bias, input_offset, output_offset, stride,
                           dilation, padding, act_min, act_max, multiplier, shift, depth_multiplier, depthwise=True)
 
+    def convolve_s4(self, x, w_packed, filter_shape, bias, input_offset, output_offset, stride, dilation, padding,
+                    act_min, act_max, multiplier, shift):
+        return self._conv(self.lib.frk_convolve_s4, x, w_packed, bias, input_offset, output_offset, stride,
+                          dilation, padding, act_min, act_max, multiplier, shift, 1, depthwise=False,
+                          filter_shape=tuple(filter_shape))
+
+    def depthwise_conv_s4(self, x, w_packed, filter_shape, bias, input_offset, output_offset, stride, dilation,
+                          padding, act_min, act_max, multiplier, shift, depth_multiplier=1):
+        return self._conv(self.lib.frk_depthwise_conv_s4, x, w_packed, bias, input_offset, output_offset, stride,
+                          dilation, padding, act_min, act_max, multiplier, shift, depth_multiplier, depthwise=True,
+                          filter_shape=tuple(filter_shape))
+
     # --- fully connected
     def fully_connected_s8(self, x, w, bias, input_offset, output_offset, act_min, act_max, multiplier, shift,
                            decoy_seed: int | None = 0):
         """One (M, shift) pair -> per_channel = 0, else per_channel = 1. For a single pair the arrays passed to C
         still have C_out entries, with the pair first and different decoy pairs after it (from decoy_seed), so a
         kernel that indexed them per channel would read values that change its output."""
-        x, w = _i8(x), _i8(w)
+        return self._fc(self.lib.frk_fully_connected_s8, x, _i8(w), ctypes.c_int8, w.shape[0], bias, input_offset,
+                        output_offset, act_min, act_max, multiplier, shift, decoy_seed)
+
+    def fully_connected_s4(self, x, w_packed, filter_shape, bias, input_offset, output_offset, act_min, act_max,
+                           multiplier, shift, decoy_seed: int | None = 0):
+        """As fully_connected_s8, with the [C_out, depth] filter packed two int4 values per byte."""
+        return self._fc(self.lib.frk_fully_connected_s4, x, _packed_s4(w_packed, filter_shape), ctypes.c_uint8,
+                        filter_shape[0], bias, input_offset, output_offset, act_min, act_max, multiplier, shift,
+                        decoy_seed)
+
+    def _fc(self, fn, x, w, w_ctype, cout, bias, input_offset, output_offset, act_min, act_max, multiplier, shift,
+            decoy_seed):
+        x = _i8(x)
         batch = x.shape[0]
         depth = x.size // batch
-        cout = w.shape[0]
         m = np.atleast_1d(np.asarray(multiplier, dtype=np.int64))
         s = np.atleast_1d(np.asarray(shift, dtype=np.int64))
         per_channel = int(m.size > 1)
@@ -286,9 +333,9 @@ class Kernels:
         m, s = _i32(m), _i32(s)
         b = None if bias is None else _i32(bias)
         params = FrkFcParams(input_offset, output_offset, act_min, act_max)
-        return _run_guarded((batch, cout), lambda out: self.lib.frk_fully_connected_s8(
+        return _run_guarded((batch, cout), lambda out: fn(
             ctypes.byref(params), _ptr(m, I32), _ptr(s, I32), per_channel, batch, depth, _ptr(x, ctypes.c_int8),
-            _ptr(w, ctypes.c_int8), _ptr(b, I32), cout, out))
+            _ptr(w, w_ctype), _ptr(b, I32), cout, out))
 
     # --- add
     def elementwise_add_s8(self, x1, x2, input1_offset, input2_offset, output_offset, left_shift, input1_multiplier,

@@ -25,7 +25,9 @@ from hypothesis import strategies as st
 
 from flexround_mcu.fixedpoint import INT32_MAX, INT32_MIN, doubling_high_mult, requantize, rounding_divide_by_pot
 from flexround_mcu.prepare import add_params, prepare_softmax
-from flexround_mcu.sim.convolve import convolve_s8, depthwise_conv_s8, fully_connected_s8
+from flexround_mcu.int4 import pack_int4
+from flexround_mcu.sim.convolve import (convolve_s4, convolve_s8, depthwise_conv_s4, depthwise_conv_s8,
+                                        fully_connected_s4, fully_connected_s8)
 from flexround_mcu.sim.elementwise import elementwise_add_s8
 from flexround_mcu.sim.pooling import avgpool_s8, max_pool_s8
 from flexround_mcu.sim import softmax as softmax_twin
@@ -230,8 +232,9 @@ def int8_arrays(shape, lo=-128, hi=127):
     return int_arrays(shape, lo, hi).map(lambda a: a.astype(np.int8))
 
 
-def weight_arrays(shape):
-    return int8_arrays(shape, -127, 127)
+def weight_arrays(shape, bits: int = 8):
+    """int8 weights in [-127, 127], or int4 weights in [-8, 7] (the extremes modes then give -8 and 7)."""
+    return int8_arrays(shape, -127, 127) if bits == 8 else int8_arrays(shape, -8, 7)
 
 
 @st.composite
@@ -300,7 +303,7 @@ def spatial(draw, k: int, dilation: int, before: int, after: int, max_size: int)
 
 
 @st.composite
-def conv_cases(draw, depthwise: bool):
+def conv_cases(draw, depthwise: bool, weight_bits: int = 8):
     big = draw(st.integers(0, 7)) == 0  # ~1/8: 16/17 channels and smaller maps
     cin = draw(st.sampled_from([16, 17])) if big else draw(st.integers(1, 7))
     if depthwise:
@@ -318,7 +321,7 @@ def conv_cases(draw, depthwise: bool):
     w = draw(spatial(kw, dilation[1], pad[1], pad[3], smax))
     wshape = (1, kh, kw, cout) if depthwise else (cout, kh, kw, cin)
     x = draw(int8_arrays((n, h, w, cin)))
-    weights = draw(weight_arrays(wshape))
+    weights = draw(weight_arrays(wshape, weight_bits))
     bias = draw(biases(cout))
     input_offset = -draw(zero_points)
     if draw(st.booleans()):
@@ -409,7 +412,7 @@ def test_depthwise_conv_s8_every_padding(frk):
 
 
 @st.composite
-def fc_cases(draw):
+def fc_cases(draw, weight_bits: int = 8):
     n = draw(st.integers(1, 2))
     k = draw(st.one_of(st.integers(1, 40), st.sampled_from([16, 17, 130, 1033])))
     cout = draw(channel_counts)
@@ -422,7 +425,7 @@ def fc_cases(draw):
         h = draw(st.sampled_from([d for d in (1, 2, 3) if k % d == 0]))
         xshape = (n, h, 1, k // h)
     x = draw(int8_arrays(xshape))
-    w = draw(weight_arrays((cout, k)))
+    w = draw(weight_arrays((cout, k), weight_bits))
     bias = draw(biases(cout))
     input_offset = -draw(zero_points)
     if draw(st.booleans()):
@@ -451,6 +454,167 @@ def test_fully_connected_s8_per_tensor_reads_only_the_first_pair(frk):
     want = fully_connected_s8(**case)
     for seed in range(5):
         assert_same(frk.fully_connected_s8(**case, decoy_seed=seed), want)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# int4 weights: CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED with packed s4 filters
+# ----------------------------------------------------------------------------------------------------------
+
+
+def packed_case(case: dict) -> dict:
+    """The s4 form of an s8-style case: its int4 filter `w` packed two per byte (w_packed) plus filter_shape.
+    With an odd element count the spare high nibble of the last byte is set to 0xA (it is 0 by contract): a
+    kernel that read it would change its output, so the comparison also checks that nothing reads it."""
+    w = case["w"]
+    assert w.min() >= -8 and w.max() <= 7
+    w_packed = pack_int4(w)
+    if w.size % 2:
+        w_packed[-1] |= 0xA0
+    out = {k: v for k, v in case.items() if k != "w"}
+    return dict(out, w_packed=w_packed, filter_shape=w.shape)
+
+
+def check_s4(c_s4, twin_s4, twin_s8, case: dict) -> np.ndarray:
+    """C s4 == numpy s4 twin, and both equal the s8 arithmetic on the unpacked values."""
+    s4 = packed_case(case)
+    got = c_s4(**s4)
+    assert_same(got, twin_s4(**s4))
+    assert_same(got, twin_s8(**case))
+    return got
+
+
+@fixed()
+@given(case=conv_cases(depthwise=False, weight_bits=4))
+def test_convolve_s4_matches_twin(frk, case):
+    check_s4(frk.convolve_s4, convolve_s4, convolve_s8, case)
+
+
+@fixed()
+@given(case=conv_cases(depthwise=True, weight_bits=4))
+def test_depthwise_conv_s4_matches_twin(frk, case):
+    check_s4(frk.depthwise_conv_s4, depthwise_conv_s4, depthwise_conv_s8, case)
+
+
+@fixed()
+@given(case=fc_cases(weight_bits=4), decoy_seed=st.integers(0, 2**16))
+def test_fully_connected_s4_matches_twin(frk, case, decoy_seed):
+    s4 = packed_case(case)
+    got = frk.fully_connected_s4(**s4, decoy_seed=decoy_seed)
+    assert_same(got, fully_connected_s4(**s4))
+    assert_same(got, fully_connected_s8(**case))
+
+
+S4_QUANT = dict(multiplier=np.array([2**30, 1610612736, 2**31 - 1, 1234567890, 1518500250], np.int32),
+                shift=np.array([-4, -5, -6, -7, -3], np.int32))
+
+
+def test_convolve_s4_odd_channels_every_padding(frk):
+    """3x3 over C_in = 3 (every tap's 3 weights start mid-byte on every other tap; channel rows of 27 weights
+    alternate parity too), with -8 and 7 among the weights, all 81 paddings, strides 1 and 2, and dilation."""
+    rng = np.random.default_rng(7)
+    x = rng.integers(-128, 128, (2, 6, 7, 3)).astype(np.int8)
+    w = rng.integers(-8, 8, (5, 3, 3, 3)).astype(np.int8)
+    w[0], w[1] = -8, 7
+    w[2, :, :, 1] = -8
+    bias = np.array([-2**16, 0, 1234, 2**16, -7], np.int32)
+    for pad in itertools.product(range(3), repeat=4):
+        for stride, dilation in [((1, 1), (1, 1)), ((2, 2), (1, 1)), ((2, 1), (1, 2))]:
+            case = dict(x=x, w=w, bias=bias, input_offset=-100, output_offset=20, stride=stride,
+                        dilation=dilation, padding=pad, act_min=-120, act_max=100, **S4_QUANT)
+            check_s4(frk.convolve_s4, convolve_s4, convolve_s8, case)
+
+
+def test_convolve_s4_1x1_and_3x3_stride_2(frk):
+    """1x1 and 3x3 kernels, stride 1 and 2, odd and even C_in and C_out, a filter of all -8 and one of all 7
+    (the largest accumulators: every nibble 0x8 or 0x7), with and without padding."""
+    rng = np.random.default_rng(8)
+    for cin, cout, k in [(1, 1, 1), (3, 5, 1), (7, 3, 1), (16, 17, 1), (5, 7, 3), (16, 16, 3), (17, 3, 3)]:
+        x = rng.integers(-128, 128, (1, 9, 8, cin)).astype(np.int8)
+        for fill in ("random", -8, 7):
+            w = (rng.integers(-8, 8, (cout, k, k, cin)) if fill == "random" else np.full((cout, k, k, cin), fill))
+            w = w.astype(np.int8)
+            for stride in (1, 2):
+                for pad in [(0, 0, 0, 0), (k // 2,) * 4]:
+                    case = dict(x=x, w=w, bias=rng.integers(-5000, 5000, cout).astype(np.int32),
+                                input_offset=int(rng.integers(-127, 129)), output_offset=int(rng.integers(-128, 128)),
+                                stride=(stride, stride), dilation=(1, 1), padding=pad, act_min=-128, act_max=127,
+                                multiplier=rng.integers(2**30, 2**31, cout).astype(np.int32),
+                                shift=np.full(cout, -6 if k == 1 else -8, np.int32))
+                    check_s4(frk.convolve_s4, convolve_s4, convolve_s8, case)
+
+
+def test_convolve_s4_large_accumulator(frk):
+    """3x3x131 of -8/7 against -128/127: |acc| ~ 2^20 (the s4 bound is 255*8 per term), odd K."""
+    rng = np.random.default_rng(9)
+    x = rng.choice(np.array([-128, 127], np.int8), (1, 5, 5, 131))
+    w = rng.choice(np.array([-8, 7], np.int8), (3, 3, 3, 131))
+    w[0] = 7
+    w[1] = -8
+    x[0, :3, :3, :] = 127
+    for input_offset, pad in [(128, (1, 1, 1, 1)), (-127, (0, 2, 1, 0)), (0, (0, 0, 0, 0))]:
+        case = dict(x=x, w=w, bias=np.array([12345, -2**20, 7], np.int32), input_offset=input_offset,
+                    output_offset=3, stride=(1, 1), dilation=(1, 1), padding=pad, act_min=-128, act_max=127,
+                    multiplier=np.array([2**30, 2**31 - 1, 1518500250], np.int32),
+                    shift=np.array([-14, -15, -13], np.int32))
+        check_s4(frk.convolve_s4, convolve_s4, convolve_s8, case)
+
+
+def test_depthwise_conv_s4_every_padding_and_multiplier(frk):
+    """C_in = 3 with depth multipliers 1..3 (C_out 3, 6, 9: odd C_out puts every other tap's channels mid-byte),
+    3x3 with -8 and 7, strides 1 and 2, all 81 paddings."""
+    rng = np.random.default_rng(10)
+    x = rng.integers(-128, 128, (2, 5, 6, 3)).astype(np.int8)
+    for dm in (1, 2, 3):
+        w = rng.integers(-8, 8, (1, 3, 3, 3 * dm)).astype(np.int8)
+        w[0, 0, :, 0], w[0, 2, :, -1] = -8, 7
+        bias = rng.integers(-2**16, 2**16, 3 * dm).astype(np.int32)
+        m = rng.integers(2**30, 2**31, 3 * dm).astype(np.int32)
+        s = rng.integers(-9, -4, 3 * dm).astype(np.int32)
+        for pad in itertools.product(range(3), repeat=4):
+            for stride, dilation in [((1, 1), (1, 1)), ((2, 2), (1, 1)), ((1, 2), (2, 1))]:
+                case = dict(x=x, w=w, bias=bias, input_offset=128, output_offset=-128, stride=stride,
+                            dilation=dilation, padding=pad, act_min=-128, act_max=127, multiplier=m, shift=s,
+                            depth_multiplier=dm)
+                check_s4(frk.depthwise_conv_s4, depthwise_conv_s4, depthwise_conv_s8, case)
+
+
+def test_fully_connected_s4_odd_rows_start_mid_byte(frk):
+    """depth 1, 3, 37, 1033 (odd: rows 1, 3, 5, ... start in a high nibble) and 16, 64, odd and even C_out,
+    per tensor and per channel, weights of all -8, all 7 and random."""
+    rng = np.random.default_rng(11)
+    for depth in (1, 3, 16, 37, 64, 1033):
+        for cout in (1, 2, 7, 10):
+            x = rng.integers(-128, 128, (2, depth)).astype(np.int8)
+            for fill in ("random", -8, 7):
+                w = rng.integers(-8, 8, (cout, depth)) if fill == "random" else np.full((cout, depth), fill)
+                shift = -4 - int(np.log2(depth + 1))
+                for per_channel in (False, True):
+                    quant = (dict(multiplier=rng.integers(2**30, 2**31, cout).astype(np.int32),
+                                  shift=np.full(cout, shift, np.int32)) if per_channel
+                             else dict(multiplier=1395864371, shift=shift))
+                    case = dict(x=x, w=w.astype(np.int8), bias=rng.integers(-2**12, 2**12, cout).astype(np.int32),
+                                input_offset=-14, output_offset=-3, act_min=-128, act_max=127, **quant)
+                    s4 = packed_case(case)
+                    got = frk.fully_connected_s4(**s4)
+                    assert_same(got, fully_connected_s4(**s4))
+                    assert_same(got, fully_connected_s8(**case))
+
+
+def test_s4_kernels_read_the_documented_nibbles(frk):
+    """A hand-packed filter: [1, 2, 3, 4] is 0x21 0x43 (CMSIS-NN's example); a 1x1 conv with input offset 0,
+    C_in 4 and unit requantization returns the dot products directly, so a swapped nibble order shows."""
+    x = np.array([1, 10, 20, 0, 0, 0, 0, 1], np.int8).reshape(2, 1, 1, 4)
+    w_packed = np.array([0x21, 0x43, 0x8F, 0x07], np.uint8)  # rows [1, 2, 3, 4] and [-1, -8, 7, 0]
+    quant = dict(multiplier=np.array([2**30, 2**30], np.int32), shift=np.array([1, 1], np.int32))  # x1 exactly
+    case = dict(x=x, w_packed=w_packed, filter_shape=(2, 1, 1, 4), bias=None, input_offset=0, output_offset=0,
+                stride=(1, 1), dilation=(1, 1), padding=(0, 0, 0, 0), act_min=-128, act_max=127, **quant)
+    want = np.array([[1 + 20 + 60, -1 - 80 + 140], [4, 0]])  # a swapped nibble order gives [[92, ...], ...]
+    for got in (frk.convolve_s4(**case), convolve_s4(**case)):
+        np.testing.assert_array_equal(got.reshape(2, 2), want)
+    fc = dict(x=x.reshape(2, 4), w_packed=w_packed, filter_shape=(2, 4), bias=None, input_offset=0,
+              output_offset=0, act_min=-128, act_max=127, **quant)
+    for got in (frk.fully_connected_s4(**fc), fully_connected_s4(**fc)):
+        np.testing.assert_array_equal(got, want)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 /*
- * frk_nn.h - flexround-mcu integer kernels: CMSIS-NN-style int8 operators in portable C99.
+ * frk_nn.h - flexround-mcu integer kernels: CMSIS-NN-style int8 operators in portable C99, and int4-weight
+ * (s4) variants of conv, depthwise conv and fully connected.
  *
  * Each function mirrors the numpy twin of the same name in flexround_mcu/sim/ (without the frk_ prefix), and
  * both follow docs/arithmetic.md: TFLite Micro's int8 arithmetic with double rounding. Activations are NHWC
@@ -8,8 +9,16 @@
  * repeats the pair); fully connected takes one pair, or one per output channel when per_channel is set.
  * Padding is given as (top, left); the bottom/right padding follows from the output size.
  *
- * Implementation: one op family per file (frk_support.c, frk_convolve_s8.c, frk_depthwise_conv_s8.c,
- * frk_fully_connected_s8.c, frk_elementwise_add_s8.c, frk_pooling_s8.c, frk_softmax_s8.c) plus the internal
+ * The _s4 kernels take the same parameters as their _s8 siblings, except that the filter is int4 values in
+ * [-8, 7] packed two per byte (`const uint8_t *`: the bytes are not int8 numbers, and the type keeps an int8
+ * filter from being passed by mistake): the filter flattened in its natural order, element i in byte i >> 1,
+ * the low nibble for even i and the high nibble for odd i, with no padding per row (rows of odd length start
+ * mid-byte) and an unused high nibble at the end of an odd count: CMSIS-NN's arm_*_s4 layout. The arithmetic
+ * is the s8 one on the unpacked values (docs/arithmetic.md 4.9).
+ *
+ * Implementation: one op family per file (frk_support.c, frk_convolve_s8.c, frk_convolve_s4.c,
+ * frk_depthwise_conv_s8.c, frk_depthwise_conv_s4.c, frk_fully_connected_s8.c, frk_fully_connected_s4.c,
+ * frk_elementwise_add_s8.c, frk_pooling_s8.c, frk_softmax_s8.c) plus the internal
  * inline helpers in frk_nn_support.h. C99, integer only, no allocation; tests/test_c_kernels.py checks every
  * function against its numpy twin bit for bit.
  */
@@ -77,6 +86,11 @@ void frk_convolve_s8(const frk_conv_params *params, const int32_t *multiplier, c
                      const frk_dims *input_dims, const int8_t *input, const frk_dims *filter_dims,
                      const int8_t *filter, const int32_t *bias, const frk_dims *output_dims, int8_t *output);
 
+/* CONV_2D with a packed int4 filter [C_out, KH, KW, C_in] (filter_dims in elements, as for s8). */
+void frk_convolve_s4(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
+                     const frk_dims *input_dims, const int8_t *input, const frk_dims *filter_dims,
+                     const uint8_t *filter, const int32_t *bias, const frk_dims *output_dims, int8_t *output);
+
 /* DEPTHWISE_CONV_2D: filter [1, KH, KW, C_out], C_out = C_in * depth_multiplier; output channel
  * c_in * depth_multiplier + m reads input channel c_in. */
 void frk_depthwise_conv_s8(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
@@ -84,10 +98,21 @@ void frk_depthwise_conv_s8(const frk_conv_params *params, const int32_t *multipl
                            const int8_t *filter, const int32_t *bias, const frk_dims *output_dims,
                            int8_t *output);
 
+/* DEPTHWISE_CONV_2D with a packed int4 filter [1, KH, KW, C_out]. */
+void frk_depthwise_conv_s4(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
+                           const frk_dims *input_dims, const int8_t *input, const frk_dims *filter_dims,
+                           const uint8_t *filter, const int32_t *bias, const frk_dims *output_dims,
+                           int8_t *output);
+
 /* FULLY_CONNECTED: input [batch, depth], filter [C_out, depth], output [batch, C_out]. */
 void frk_fully_connected_s8(const frk_fc_params *params, const int32_t *multiplier, const int32_t *shift,
                             int32_t per_channel, int32_t batch, int32_t depth, const int8_t *input,
                             const int8_t *filter, const int32_t *bias, int32_t out_channels, int8_t *output);
+
+/* FULLY_CONNECTED with a packed int4 filter [C_out, depth]. */
+void frk_fully_connected_s4(const frk_fc_params *params, const int32_t *multiplier, const int32_t *shift,
+                            int32_t per_channel, int32_t batch, int32_t depth, const int8_t *input,
+                            const uint8_t *filter, const int32_t *bias, int32_t out_channels, int8_t *output);
 
 /* ADD of two tensors of `size` elements (no broadcasting). */
 void frk_elementwise_add_s8(const frk_add_params *params, const int8_t *input1, const int8_t *input2,

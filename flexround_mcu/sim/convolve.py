@@ -1,6 +1,7 @@
-"""Convolution kernels: convolve_s8, depthwise_conv_s8, fully_connected_s8 (twins of firmware/kernels/frk_*.c).
+"""Convolution kernels: convolve_s8, depthwise_conv_s8, fully_connected_s8 and their int4-weight siblings
+convolve_s4, depthwise_conv_s4, fully_connected_s4 (twins of firmware/kernels/frk_*.c).
 
-All three compute, per output channel c (docs/arithmetic.md §conv):
+All six compute, per output channel c (docs/arithmetic.md §conv):
     acc = bias[c] + sum_k w[c,k] * (x_k + input_offset)          (padding taps are real zeros: they add nothing)
     y   = clamp(requantize(acc, M[c], shift[c]) + output_offset, act_min, act_max)
 
@@ -9,6 +10,10 @@ Speed without giving up exactness: acc is split as sum_k w*x + input_offset*sum_
 floating point. That product is exact: every partial sum is an integer of magnitude <= K*128*max|w|, so float32
 is exact while that bound is <= 2**24 and float64 while it is <= 2**53 (`accumulation_dtype` picks). The
 prepare step (weights as a matrix, the offset term) runs once per op; invoke runs per batch.
+
+The s4 twins take the filter as the C kernels do, packed two int4 values per byte (flexround_mcu/int4.py, CMSIS-NN's
+layout). The arithmetic is the s8 one on the unpacked values, so the s4 prepare step unpacks the bytes and builds
+the same prepared filter, and the s4 invoke is the s8 one: the packing is paid once per op, never per batch.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..fixedpoint import Requantizer
+from ..int4 import unpack_int4
 
 
 def accumulation_dtype(depth: int, max_abs_weight: int):
@@ -124,26 +130,47 @@ def convolve_s8(x, w, bias, input_offset, output_offset, stride, dilation, paddi
     return convolve_s8_prepared(x, prep, requant, w.shape[1:3], input_offset, stride, dilation, padding)
 
 
-def depthwise_conv_s8(x, w, bias, input_offset, output_offset, stride, dilation, padding, act_min, act_max,
-                      multiplier, shift, depth_multiplier=1):
-    """DEPTHWISE_CONV_2D. w is (1,KH,KW,C_out) with C_out = C_in * depth_multiplier; output channel
-    c_in * depth_multiplier + m reads input channel c_in. Accumulates in int32 like the C kernel (exact:
-    |acc| <= KH*KW*255*127 is far inside int32)."""
+@dataclass
+class PreparedDepthwise:
+    """A depthwise filter as (KH, KW, C_out) int32 taps, and the per-channel int64 term
+    bias[c] + input_offset * sum_k w[k, c]."""
+
+    taps: np.ndarray
+    offset_term: np.ndarray
+
+
+def prepare_depthwise_filter(w: np.ndarray, bias: np.ndarray | None, input_offset: int) -> PreparedDepthwise:
+    """w is the (1, KH, KW, C_out) int8 filter."""
+    taps = w[0].astype(np.int32)
+    term = input_offset * taps.reshape(-1, taps.shape[-1]).astype(np.int64).sum(axis=0)
+    if bias is not None:
+        term = term + bias.astype(np.int64)
+    return PreparedDepthwise(np.ascontiguousarray(taps), term)
+
+
+def depthwise_conv_s8_prepared(x, prep: PreparedDepthwise, requant: Requantizer, input_offset, stride, dilation,
+                               padding, depth_multiplier=1):
     n, h, wd, cin = x.shape
-    _, kh, kw, cout = w.shape
+    kh, kw, cout = prep.taps.shape
     oh = _out_size(h, padding[0] + padding[2], kh, stride[0], dilation[0])
     ow = _out_size(wd, padding[1] + padding[3], kw, stride[1], dilation[1])
     xp = _pad(x, padding, -input_offset)
     if depth_multiplier > 1:
         xp = np.repeat(xp, depth_multiplier, axis=3)
-    w32 = w.astype(np.int32)
     acc = np.zeros((n, oh, ow, cout), np.int32)
     for i, j, view in _taps(xp, kh, kw, stride, dilation, oh, ow):
-        acc += view.astype(np.int32) * w32[0, i, j]
-    term = input_offset * w32.reshape(-1, cout).astype(np.int64).sum(axis=0)
-    if bias is not None:
-        term = term + bias.astype(np.int64)
-    return Requantizer(multiplier, shift, output_offset, act_min, act_max)(acc, term)
+        acc += view.astype(np.int32) * prep.taps[i, j]
+    return requant(acc, prep.offset_term)
+
+
+def depthwise_conv_s8(x, w, bias, input_offset, output_offset, stride, dilation, padding, act_min, act_max,
+                      multiplier, shift, depth_multiplier=1):
+    """DEPTHWISE_CONV_2D. w is (1,KH,KW,C_out) with C_out = C_in * depth_multiplier; output channel
+    c_in * depth_multiplier + m reads input channel c_in. Accumulates in int32 like the C kernel (exact:
+    |acc| <= KH*KW*255*127 is far inside int32)."""
+    prep = prepare_depthwise_filter(w, bias, input_offset)
+    requant = Requantizer(multiplier, shift, output_offset, act_min, act_max)
+    return depthwise_conv_s8_prepared(x, prep, requant, input_offset, stride, dilation, padding, depth_multiplier)
 
 
 def fully_connected_s8_prepared(x, prep: PreparedFilter, requant: Requantizer):
@@ -154,3 +181,67 @@ def fully_connected_s8(x, w, bias, input_offset, output_offset, act_min, act_max
     """FULLY_CONNECTED. x (N, ...) flattened to (N, K); w (C_out, K); one (M, shift) or one per channel."""
     prep = prepare_filter(w, bias, input_offset)
     return fully_connected_s8_prepared(x, prep, Requantizer(multiplier, shift, output_offset, act_min, act_max))
+
+
+# ------------------------------------------------------------------------------------------------ int4 weights
+def unpack_filter_s4(w_packed: np.ndarray, filter_shape) -> np.ndarray:
+    """Packed s4 filter bytes -> its int8 values in [-8, 7], shaped `filter_shape` (element i of the flattened
+    filter is the low nibble of byte i >> 1 for even i, the high nibble for odd i)."""
+    shape = tuple(int(d) for d in filter_shape)
+    return unpack_int4(w_packed, int(np.prod(shape, dtype=np.int64))).reshape(shape)
+
+
+def prepare_filter_s4(w_packed: np.ndarray, filter_shape, bias: np.ndarray | None,
+                      input_offset: int) -> PreparedFilter:
+    """A packed CONV_2D [C_out, KH, KW, C_in] or FULLY_CONNECTED [C_out, depth] filter, prepared as for s8."""
+    w = unpack_filter_s4(w_packed, filter_shape)
+    return prepare_filter(w.reshape(w.shape[0], -1), bias, input_offset)
+
+
+def prepare_depthwise_filter_s4(w_packed: np.ndarray, filter_shape, bias: np.ndarray | None,
+                                input_offset: int) -> PreparedDepthwise:
+    """A packed DEPTHWISE_CONV_2D [1, KH, KW, C_out] filter, prepared as for s8."""
+    return prepare_depthwise_filter(unpack_filter_s4(w_packed, filter_shape), bias, input_offset)
+
+
+def convolve_s4_prepared(x, prep: PreparedFilter, requant: Requantizer, kernel_hw, input_offset, stride, dilation,
+                         padding):
+    """CONV_2D on a filter from prepare_filter_s4: from here on, the s8 arithmetic on the unpacked values."""
+    return convolve_s8_prepared(x, prep, requant, kernel_hw, input_offset, stride, dilation, padding)
+
+
+def depthwise_conv_s4_prepared(x, prep: PreparedDepthwise, requant: Requantizer, input_offset, stride, dilation,
+                               padding, depth_multiplier=1):
+    """DEPTHWISE_CONV_2D on a filter from prepare_depthwise_filter_s4 (the s8 arithmetic from here on)."""
+    return depthwise_conv_s8_prepared(x, prep, requant, input_offset, stride, dilation, padding, depth_multiplier)
+
+
+def fully_connected_s4_prepared(x, prep: PreparedFilter, requant: Requantizer):
+    """FULLY_CONNECTED on a filter from prepare_filter_s4 (the s8 arithmetic from here on)."""
+    return fully_connected_s8_prepared(x, prep, requant)
+
+
+def convolve_s4(x, w_packed, filter_shape, bias, input_offset, output_offset, stride, dilation, padding, act_min,
+                act_max, multiplier, shift):
+    """CONV_2D with an int4 filter: w_packed holds the [C_out, KH, KW, C_in] values `filter_shape` packed two per
+    byte (uint8, packed_size(C_out*KH*KW*C_in) bytes); everything else as convolve_s8."""
+    prep = prepare_filter_s4(w_packed, filter_shape, bias, input_offset)
+    requant = Requantizer(multiplier, shift, output_offset, act_min, act_max)
+    return convolve_s4_prepared(x, prep, requant, tuple(filter_shape[1:3]), input_offset, stride, dilation, padding)
+
+
+def depthwise_conv_s4(x, w_packed, filter_shape, bias, input_offset, output_offset, stride, dilation, padding,
+                      act_min, act_max, multiplier, shift, depth_multiplier=1):
+    """DEPTHWISE_CONV_2D with an int4 filter: w_packed holds the [1, KH, KW, C_out] values packed two per byte;
+    everything else as depthwise_conv_s8."""
+    prep = prepare_depthwise_filter_s4(w_packed, filter_shape, bias, input_offset)
+    requant = Requantizer(multiplier, shift, output_offset, act_min, act_max)
+    return depthwise_conv_s4_prepared(x, prep, requant, input_offset, stride, dilation, padding, depth_multiplier)
+
+
+def fully_connected_s4(x, w_packed, filter_shape, bias, input_offset, output_offset, act_min, act_max, multiplier,
+                       shift):
+    """FULLY_CONNECTED with an int4 filter: w_packed holds the [C_out, depth] values packed two per byte (with an
+    odd depth, every other row starts mid-byte); everything else as fully_connected_s8."""
+    prep = prepare_filter_s4(w_packed, filter_shape, bias, input_offset)
+    return fully_connected_s4_prepared(x, prep, Requantizer(multiplier, shift, output_offset, act_min, act_max))

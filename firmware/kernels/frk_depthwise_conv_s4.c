@@ -1,0 +1,76 @@
+/*
+ * frk_depthwise_conv_s4.c - DEPTHWISE_CONV_2D, int8 NHWC, symmetric int4 filter packed two per byte,
+ * per-channel requantization, any depth multiplier.
+ * Twin: flexround_mcu/sim/convolve.py depthwise_conv_s4; spec: docs/arithmetic.md 4.2 and 4.9.
+ */
+#include "frk_nn.h"
+#include "frk_nn_support.h"
+
+/*
+ * The arithmetic of frk_depthwise_conv_s8, with the weights read from packed nibbles. Output channel
+ * c = ci * depth_multiplier + m reads input channel ci only; for every output element (n, oy, ox, c):
+ *
+ *   acc = bias[c] + sum over i < KH, j < KW of  w[0, i, j, c] * (x[n, iy, ix, ci] + input_offset)
+ *   y   = clamp(requantize(acc, multiplier[c], shift[c]) + output_offset, act_min, act_max)
+ *
+ * w[0, i, j, c] is element (i*KW + j)*C_out + c of the [1, KH, KW, C_out] filter: the low nibble of
+ * filter[element >> 1] for an even element, the high nibble for an odd one (with an odd C_out, a tap's
+ * channels start mid-byte on every other tap). Taps outside the input are skipped; bottom/right padding is
+ * implied by output_dims; a NULL bias is 0. acc is int32 (|acc| <= |bias| + KH*KW*255*8).
+ */
+void frk_depthwise_conv_s4(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
+                           const frk_dims *input_dims, const int8_t *input, const frk_dims *filter_dims,
+                           const uint8_t *filter, const int32_t *bias, const frk_dims *output_dims,
+                           int8_t *output)
+{
+    const int32_t batches = input_dims->n;
+    const int32_t in_h = input_dims->h;
+    const int32_t in_w = input_dims->w;
+    const int32_t in_c = input_dims->c;
+    const int32_t k_h = filter_dims->h;
+    const int32_t k_w = filter_dims->w;
+    const int32_t out_h = output_dims->h;
+    const int32_t out_w = output_dims->w;
+    const int32_t out_c = output_dims->c;
+    const int32_t mult = params->depth_multiplier;
+    const int32_t input_offset = params->input_offset;
+    const int32_t output_offset = params->output_offset;
+    const int32_t lo = params->act_min - output_offset;
+    const int32_t hi = params->act_max - output_offset;
+    int32_t b, oy, ox, ci, m, ky, kx;
+
+    for (b = 0; b < batches; ++b) {
+        for (oy = 0; oy < out_h; ++oy) {
+            const int32_t iy_origin = oy * params->stride_h - params->pad_top;
+            for (ox = 0; ox < out_w; ++ox) {
+                const int32_t ix_origin = ox * params->stride_w - params->pad_left;
+                /* (ci, m) in this order visits c = ci * mult + m in increasing order: NHWC output order. */
+                for (ci = 0; ci < in_c; ++ci) {
+                    for (m = 0; m < mult; ++m) {
+                        const int32_t oc = ci * mult + m;
+                        int32_t acc = 0;
+                        for (ky = 0; ky < k_h; ++ky) {
+                            const int32_t iy = iy_origin + ky * params->dilation_h;
+                            if (iy < 0 || iy >= in_h) {
+                                continue; /* padding row */
+                            }
+                            for (kx = 0; kx < k_w; ++kx) {
+                                const int32_t ix = ix_origin + kx * params->dilation_w;
+                                int32_t x_val;
+                                if (ix < 0 || ix >= in_w) {
+                                    continue; /* padding column */
+                                }
+                                x_val = input[((b * in_h + iy) * in_w + ix) * in_c + ci];
+                                acc += frk__s4_at(filter, (ky * k_w + kx) * out_c + oc) * (x_val + input_offset);
+                            }
+                        }
+                        if (bias != NULL) {
+                            acc += bias[oc];
+                        }
+                        *output++ = frk__output_stage(acc, multiplier[oc], shift[oc], output_offset, lo, hi);
+                    }
+                }
+            }
+        }
+    }
+}
