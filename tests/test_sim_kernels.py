@@ -30,10 +30,15 @@ from hypothesis import strategies as st
 
 from flexround_mcu.fixedpoint import INT32_MAX, INT32_MIN, requantize
 from flexround_mcu.prepare import add_params
+from flexround_mcu.errors import UserError
+from flexround_mcu.int4 import pack_int4
 from flexround_mcu.sim.convolve import (
     accumulation_dtype,
+    convolve_s4,
     convolve_s8,
+    depthwise_conv_s4,
     depthwise_conv_s8,
+    fully_connected_s4,
     fully_connected_s8,
     prepare_filter,
 )
@@ -356,7 +361,7 @@ def spatial(draw, k: int, dilation: int, before: int, after: int, max_size: int)
 
 
 @st.composite
-def conv_cases(draw, depthwise: bool):
+def conv_cases(draw, depthwise: bool, weight_range=(-127, 127)):
     big = draw(st.integers(0, 9)) == 0  # ~10%: 16/17 channels, smaller everything else
     if depthwise:
         cin = draw(st.sampled_from([16, 17])) if big else draw(st.integers(1, 7))
@@ -376,7 +381,7 @@ def conv_cases(draw, depthwise: bool):
     w = draw(spatial(kw, dilation[1], pad[1], pad[3], smax))
     x = draw(int8_arrays((n, h, w, cin)))
     wshape = (1, kh, kw, cout) if depthwise else (cout, kh, kw, cin)
-    weights = draw(int8_arrays(wshape, -127, 127))
+    weights = draw(int8_arrays(wshape, *weight_range))
     bias = draw(biases(cout))
     input_offset = -draw(zero_points)
     output_offset = draw(zero_points)
@@ -496,7 +501,7 @@ def test_depthwise_conv_s8_every_padding():
 
 
 @st.composite
-def fc_cases(draw):
+def fc_cases(draw, weight_range=(-127, 127)):
     n = draw(st.integers(1, 3))
     k = draw(st.one_of(st.integers(1, 40), st.sampled_from([16, 17, 130, 1032, 1033])))
     cout = draw(st.one_of(st.integers(1, 7), st.sampled_from([16, 17])))
@@ -510,7 +515,7 @@ def fc_cases(draw):
         h = draw(st.sampled_from(hw))
         xshape = (n, h, 1, k // h)
     x = draw(int8_arrays(xshape))
-    w = draw(int8_arrays((cout, k), -127, 127))
+    w = draw(int8_arrays((cout, k), *weight_range))
     act_min, act_max = draw(act_ranges())
     mult, shift = draw(quant_params(cout))
     return dict(x=x, w=w, bias=draw(biases(cout)), input_offset=-draw(zero_points), output_offset=draw(zero_points),
@@ -690,3 +695,53 @@ def test_avgpool_s8_rounding_ties():
     c = dict(x=x, filter_hw=(1, 2), stride=(1, 2), padding=(0, 0, 0, 0), act_min=-128, act_max=127)
     check_avgpool(c)
     np.testing.assert_array_equal(avgpool_s8(**c).reshape(-1), [2, -2, 2, -2])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# int4 weights: the s4 twins take the packed filter; TFLM unpacks int4 filters to int8
+# (UnpackDenseInt4IntoInt8) and runs the same reference kernels, so the references above apply to the values.
+# ----------------------------------------------------------------------------------------------------------
+
+INT4 = (-8, 7)
+
+
+def s4_form(c):
+    """The case with its filter packed: (w_packed, filter_shape) instead of w."""
+    rest = {k: v for k, v in c.items() if k != "w"}
+    return dict(rest, w_packed=pack_int4(c["w"]), filter_shape=c["w"].shape)
+
+
+@fixed(150)
+@given(conv_cases(depthwise=False, weight_range=INT4))
+def test_convolve_s4_matches_tflm_reference(case):
+    got = convolve_s4(**s4_form(case))
+    np.testing.assert_array_equal(got, ref_conv(*_ref_conv_args(case)))
+
+
+@fixed(150)
+@given(conv_cases(depthwise=True, weight_range=INT4))
+def test_depthwise_conv_s4_matches_tflm_reference(case):
+    got = depthwise_conv_s4(**s4_form(case))
+    np.testing.assert_array_equal(got, ref_depthwise(*_ref_conv_args(case), case["depth_multiplier"]))
+
+
+@fixed(150)
+@given(fc_cases(weight_range=INT4))
+def test_fully_connected_s4_matches_tflm_reference(case):
+    c = case
+    want = ref_fully_connected(c["x"], c["w"], c["bias"], c["input_offset"], c["output_offset"], c["act_min"],
+                               c["act_max"], c["multiplier"], c["shift"])
+    np.testing.assert_array_equal(fully_connected_s4(**s4_form(c)), want)
+
+
+def test_s4_twins_refuse_a_packed_filter_of_the_wrong_length():
+    x = np.zeros((1, 3, 3, 3), np.int8)
+    common = dict(bias=None, input_offset=0, output_offset=0, act_min=-128, act_max=127, multiplier=2**30,
+                  shift=-1)
+    conv = dict(stride=(1, 1), dilation=(1, 1), padding=(0, 0, 0, 0), **common)
+    with pytest.raises(UserError, match="cannot hold 27 values"):
+        convolve_s4(x, np.zeros(13, np.uint8), (1, 3, 3, 3), **conv)  # 27 values need 14 bytes
+    with pytest.raises(UserError, match="cannot hold 27 values"):
+        depthwise_conv_s4(x, np.zeros(15, np.uint8), (1, 3, 3, 3), **conv)
+    with pytest.raises(UserError, match="cannot hold 54 values"):
+        fully_connected_s4(x.reshape(1, 27), np.zeros(28, np.uint8), (2, 27), **common)
