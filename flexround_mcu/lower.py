@@ -1,8 +1,9 @@
 """Fake-quant model -> QGraph: integer weights, int32 biases, (multiplier, shift) pairs, activation ranges.
 
 Everything float is decided in quant/ (scales, zero points, integer weights); this step only converts layouts
-(torch NCHW/OIHW -> NHWC, [C_out, KH, KW, C_in], depthwise [1, KH, KW, C_out]) and computes the integer op
-parameters with the same code the .tflite reader uses (prepare.py), so both paths round alike.
+(torch NCHW/OIHW -> NHWC, [C_out, KH, KW, C_in], depthwise [1, KH, KW, C_out]), types the weights of layers at
+4 bits or fewer as int4, and computes the integer op parameters with the same code the .tflite reader uses
+(prepare.py), so both paths round alike.
 """
 from __future__ import annotations
 
@@ -19,6 +20,13 @@ def quantize_bias(bias: np.ndarray, input_scale: float, weight_scales: np.ndarra
     scale = (np.float32(input_scale) * weight_scales.astype(np.float32)).astype(np.float64)
     q = np.sign(bias) * np.floor(np.abs(bias.astype(np.float64)) / scale + 0.5)
     return np.clip(q, -(1 << 31) + 1, (1 << 31) - 1).astype(np.int32)
+
+
+def weight_dtype(bits: int) -> str:
+    """The QGraph dtype of a layer's weights: "int4" at 4 bits or fewer (2..4-bit grids [-1, 1] .. [-7, 7] all fit
+    [-8, 7]; codegen packs them two per byte for the s4 kernels), "int8" otherwise. The values stay unpacked in
+    int8 arrays in the QGraph either way."""
+    return "int4" if bits <= 4 else "int8"
 
 
 def lower(qm: QuantizedModel, name: str | None = None) -> QGraph:
@@ -49,7 +57,7 @@ def lower(qm: QuantizedModel, name: str | None = None) -> QGraph:
             w_scale = np.atleast_1d(qm.weight_scale(n.name).cpu().numpy().astype(np.float32))
             cout = ints.shape[0]
             per_channel = w_scale.size > 1
-            w_dtype = "int8"  # sub-8-bit values sit in int8 containers until the int4 kernels land
+            w_dtype = weight_dtype(qm.bits[n.name])
             bias = qm.module.bias(n.name)
             bias = bias.detach().cpu().numpy() if bias is not None else np.zeros(cout, np.float32)
             b_int = quantize_bias(bias, x_q.scale, np.broadcast_to(w_scale, (cout,)))

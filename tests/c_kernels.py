@@ -160,14 +160,14 @@ SIGNATURES = {
     "frk_doubling_high_mult": (I32, [I32, I32]),
     "frk_rounding_divide_by_pot": (I32, [I32, I32]),
     "frk_requantize": (I32, [I32, I32, I32]),
-    "frk_convolve_s8": (None, [P(FrkConvParams), P_I32, P_I32, P(FrkDims), P_I8, P(FrkDims), P_I8, P_I32,
+    "frk_convolve_s8": (None, [P(FrkConvParams), P_I32, P_I32, I32, P(FrkDims), P_I8, P(FrkDims), P_I8, P_I32,
                                P(FrkDims), P_I8]),
-    "frk_depthwise_conv_s8": (None, [P(FrkConvParams), P_I32, P_I32, P(FrkDims), P_I8, P(FrkDims), P_I8, P_I32,
+    "frk_depthwise_conv_s8": (None, [P(FrkConvParams), P_I32, P_I32, I32, P(FrkDims), P_I8, P(FrkDims), P_I8, P_I32,
                                      P(FrkDims), P_I8]),
     "frk_fully_connected_s8": (None, [P(FrkFcParams), P_I32, P_I32, I32, I32, I32, P_I8, P_I8, P_I32, I32, P_I8]),
-    "frk_convolve_s4": (None, [P(FrkConvParams), P_I32, P_I32, P(FrkDims), P_I8, P(FrkDims), P_U8, P_I32,
+    "frk_convolve_s4": (None, [P(FrkConvParams), P_I32, P_I32, I32, P(FrkDims), P_I8, P(FrkDims), P_U8, P_I32,
                                P(FrkDims), P_I8]),
-    "frk_depthwise_conv_s4": (None, [P(FrkConvParams), P_I32, P_I32, P(FrkDims), P_I8, P(FrkDims), P_U8, P_I32,
+    "frk_depthwise_conv_s4": (None, [P(FrkConvParams), P_I32, P_I32, I32, P(FrkDims), P_I8, P(FrkDims), P_U8, P_I32,
                                      P(FrkDims), P_I8]),
     "frk_fully_connected_s4": (None, [P(FrkFcParams), P_I32, P_I32, I32, I32, I32, P_I8, P_U8, P_I32, I32, P_I8]),
     "frk_elementwise_add_s8": (None, [P(FrkAddParams), P_I8, P_I8, I32, P_I8]),
@@ -206,12 +206,19 @@ def _ptr(a: np.ndarray | None, ctype):
     return None if a is None else a.ctypes.data_as(ctypes.POINTER(ctype))
 
 
-def per_channel_arrays(multiplier, shift, channels: int):
-    """The twin's multiplier/shift (one pair as ints or 1-element arrays, or one per channel) as two int32 arrays
-    of `channels` entries, as the conv/depthwise C API wants them (per-tensor repeats the pair)."""
+def quant_tables(multiplier, shift, channels: int, decoy_seed: int | None):
+    """The twin's multiplier/shift (one pair as ints or 1-element arrays, or one per channel) as the C API takes
+    them: (multiplier array, shift array, per_channel). One pair -> per_channel = 0, and the arrays still have
+    `channels` entries, the pair first and different decoy pairs after it (from decoy_seed), so a kernel that
+    indexed them per channel would read values that change its output."""
     m = np.atleast_1d(np.asarray(multiplier, dtype=np.int64))
     s = np.atleast_1d(np.asarray(shift, dtype=np.int64))
-    return _i32(np.broadcast_to(m, (channels,))), _i32(np.broadcast_to(s, (channels,)))
+    per_channel = int(m.size > 1)
+    if m.size == 1 and channels > 1 and decoy_seed is not None:
+        rng = np.random.default_rng(decoy_seed)
+        m = np.concatenate([m, rng.integers(2**30, 2**31, channels - 1)])
+        s = np.concatenate([s, np.where(s[0] > -6, s[0] - 5, s[0] + 4) + np.zeros(channels - 1, np.int64)])
+    return _i32(m), _i32(s), per_channel
 
 
 def out_size(size: int, before: int, after: int, k: int, stride: int, dilation: int = 1) -> int:
@@ -254,8 +261,9 @@ class Kernels:
 
     # --- conv / depthwise
     def _conv(self, fn, x, w, bias, input_offset, output_offset, stride, dilation, padding, act_min, act_max,
-              multiplier, shift, depth_multiplier, depthwise, filter_shape=None):
-        """filter_shape given: w is the packed int4 filter of that shape (the s4 kernels), else int8 values."""
+              multiplier, shift, depth_multiplier, depthwise, filter_shape=None, decoy_seed=0):
+        """filter_shape given: w is the packed int4 filter of that shape (the s4 kernels), else int8 values.
+        One (multiplier, shift) pair runs per_channel = 0 with decoy pairs after it (quant_tables)."""
         x = _i8(x)
         if filter_shape is None:
             w = _i8(w)
@@ -269,7 +277,7 @@ class Kernels:
             cout, kh, kw, _ = filter_shape
         oh = out_size(h, padding[0], padding[2], kh, stride[0], dilation[0])
         ow = out_size(wd, padding[1], padding[3], kw, stride[1], dilation[1])
-        m, s = per_channel_arrays(multiplier, shift, cout)
+        m, s, per_channel = quant_tables(multiplier, shift, cout, decoy_seed)
         b = None if bias is None else _i32(bias)
         params = FrkConvParams(input_offset, output_offset, stride[0], stride[1], dilation[0], dilation[1],
                                padding[0], padding[1], act_min, act_max, depth_multiplier)
@@ -277,30 +285,33 @@ class Kernels:
         f_dims = FrkDims(*filter_shape)
         out_dims = FrkDims(n, oh, ow, cout)
         return _run_guarded((n, oh, ow, cout), lambda out: fn(
-            ctypes.byref(params), _ptr(m, I32), _ptr(s, I32), ctypes.byref(in_dims), _ptr(x, ctypes.c_int8),
+            ctypes.byref(params), _ptr(m, I32), _ptr(s, I32), per_channel, ctypes.byref(in_dims),
+            _ptr(x, ctypes.c_int8),
             ctypes.byref(f_dims), _ptr(w, w_ctype), _ptr(b, I32), ctypes.byref(out_dims), out))
 
     def convolve_s8(self, x, w, bias, input_offset, output_offset, stride, dilation, padding, act_min, act_max,
-                    multiplier, shift):
+                    multiplier, shift, decoy_seed: int | None = 0):
         return self._conv(self.lib.frk_convolve_s8, x, w, bias, input_offset, output_offset, stride, dilation,
-                          padding, act_min, act_max, multiplier, shift, 1, depthwise=False)
+                          padding, act_min, act_max, multiplier, shift, 1, depthwise=False, decoy_seed=decoy_seed)
 
     def depthwise_conv_s8(self, x, w, bias, input_offset, output_offset, stride, dilation, padding, act_min,
-                          act_max, multiplier, shift, depth_multiplier=1):
+                          act_max, multiplier, shift, depth_multiplier=1, decoy_seed: int | None = 0):
         return self._conv(self.lib.frk_depthwise_conv_s8, x, w, bias, input_offset, output_offset, stride,
-                          dilation, padding, act_min, act_max, multiplier, shift, depth_multiplier, depthwise=True)
+                          dilation, padding, act_min, act_max, multiplier, shift, depth_multiplier, depthwise=True,
+                          decoy_seed=decoy_seed)
 
     def convolve_s4(self, x, w_packed, filter_shape, bias, input_offset, output_offset, stride, dilation, padding,
-                    act_min, act_max, multiplier, shift):
+                    act_min, act_max, multiplier, shift, decoy_seed: int | None = 0):
         return self._conv(self.lib.frk_convolve_s4, x, w_packed, bias, input_offset, output_offset, stride,
                           dilation, padding, act_min, act_max, multiplier, shift, 1, depthwise=False,
-                          filter_shape=tuple(filter_shape))
+                          filter_shape=tuple(filter_shape), decoy_seed=decoy_seed)
 
     def depthwise_conv_s4(self, x, w_packed, filter_shape, bias, input_offset, output_offset, stride, dilation,
-                          padding, act_min, act_max, multiplier, shift, depth_multiplier=1):
+                          padding, act_min, act_max, multiplier, shift, depth_multiplier=1,
+                          decoy_seed: int | None = 0):
         return self._conv(self.lib.frk_depthwise_conv_s4, x, w_packed, bias, input_offset, output_offset, stride,
                           dilation, padding, act_min, act_max, multiplier, shift, depth_multiplier, depthwise=True,
-                          filter_shape=tuple(filter_shape))
+                          filter_shape=tuple(filter_shape), decoy_seed=decoy_seed)
 
     # --- fully connected
     def fully_connected_s8(self, x, w, bias, input_offset, output_offset, act_min, act_max, multiplier, shift,
@@ -323,14 +334,7 @@ class Kernels:
         x = _i8(x)
         batch = x.shape[0]
         depth = x.size // batch
-        m = np.atleast_1d(np.asarray(multiplier, dtype=np.int64))
-        s = np.atleast_1d(np.asarray(shift, dtype=np.int64))
-        per_channel = int(m.size > 1)
-        if m.size == 1 and cout > 1 and decoy_seed is not None:
-            rng = np.random.default_rng(decoy_seed)
-            m = np.concatenate([m, rng.integers(2**30, 2**31, cout - 1)])
-            s = np.concatenate([s, np.where(s[0] > -6, s[0] - 5, s[0] + 4) + np.zeros(cout - 1, np.int64)])
-        m, s = _i32(m), _i32(s)
+        m, s, per_channel = quant_tables(multiplier, shift, cout, decoy_seed)
         b = None if bias is None else _i32(bias)
         params = FrkFcParams(input_offset, output_offset, act_min, act_max)
         return _run_guarded((batch, cout), lambda out: fn(

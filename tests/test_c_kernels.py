@@ -379,6 +379,25 @@ def test_convolve_s8_large_accumulator(frk):
         assert_same(frk.convolve_s8(**case), convolve_s8(**case))
 
 
+def test_conv_kernels_per_tensor_read_only_the_first_pair(frk):
+    """per_channel = 0: conv and depthwise, s8 and s4, use (multiplier[0], shift[0]) for every channel; the
+    harness puts different decoy pairs after it, which would change the output if they were read."""
+    rng = np.random.default_rng(13)
+    x = rng.integers(-128, 128, (1, 5, 5, 3)).astype(np.int8)
+    common = dict(bias=rng.integers(-2**12, 2**12, 6).astype(np.int32), input_offset=-14, output_offset=-3,
+                  stride=(1, 1), dilation=(1, 1), padding=(1, 1, 1, 1), act_min=-128, act_max=127,
+                  multiplier=1395864371, shift=-7)
+    conv = dict(common, x=x, w=rng.integers(-8, 8, (6, 3, 3, 3)).astype(np.int8))
+    dw = dict(common, x=x, w=rng.integers(-8, 8, (1, 3, 3, 6)).astype(np.int8), depth_multiplier=2)
+    want_conv, want_dw = convolve_s8(**conv), depthwise_conv_s8(**dw)
+    assert len(np.unique(want_conv)) > 10 and len(np.unique(want_dw)) > 10  # not saturated: a decoy would show
+    for seed in range(4):
+        assert_same(frk.convolve_s8(**conv, decoy_seed=seed), want_conv)
+        assert_same(frk.depthwise_conv_s8(**dw, decoy_seed=seed), want_dw)
+        assert_same(frk.convolve_s4(**packed_case(conv), decoy_seed=seed), want_conv)
+        assert_same(frk.depthwise_conv_s4(**packed_case(dw), decoy_seed=seed), want_dw)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # DEPTHWISE_CONV_2D
 # ----------------------------------------------------------------------------------------------------------

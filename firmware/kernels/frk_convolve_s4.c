@@ -1,6 +1,6 @@
 /*
  * frk_convolve_s4.c - CONV_2D, int8 NHWC activations, symmetric int4 filter packed two per byte, per-channel
- * requantization. Twin: flexround_mcu/sim/convolve.py convolve_s4; spec: docs/arithmetic.md 4.1 and 4.9.
+ * or per-tensor requantization. Twin: flexround_mcu/sim/convolve.py convolve_s4; spec: docs/arithmetic.md 4.1 and 4.9.
  */
 #include "frk_nn.h"
 #include "frk_nn_support.h"
@@ -10,8 +10,9 @@
  * (n, oy, ox, c), with iy = oy*stride_h - pad_top + i*dilation_h and ix = ox*stride_w - pad_left + j*dilation_w:
  *
  *   acc = bias[c] + sum over i < KH, j < KW, k < C_in of  w[c, i, j, k] * (x[n, iy, ix, k] + input_offset)
- *   y   = clamp(requantize(acc, multiplier[c], shift[c]) + output_offset, act_min, act_max)
+ *   y   = clamp(requantize(acc, M, s) + output_offset, act_min, act_max)
  *
+ * with (M, s) = (multiplier[c], shift[c]) if per_channel is non-zero, else (multiplier[0], shift[0]).
  * w[c, i, j, k] is element ((c*KH + i)*KW + j)*C_in + k of the filter flattened in [C_out, KH, KW, C_in] order,
  * a value in [-8, 7] stored as the low (even element) or high (odd element) nibble of filter[element >> 1].
  * With an odd C_in a tap's C_in weights can start in a high nibble; frk__dot_s4 handles both parities.
@@ -20,8 +21,9 @@
  * used.
  */
 void frk_convolve_s4(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
-                     const frk_dims *input_dims, const int8_t *input, const frk_dims *filter_dims,
-                     const uint8_t *filter, const int32_t *bias, const frk_dims *output_dims, int8_t *output)
+                     int32_t per_channel, const frk_dims *input_dims, const int8_t *input,
+                     const frk_dims *filter_dims, const uint8_t *filter, const int32_t *bias,
+                     const frk_dims *output_dims, int8_t *output)
 {
     const int32_t batches = input_dims->n;
     const int32_t in_h = input_dims->h;
@@ -46,6 +48,7 @@ void frk_convolve_s4(const frk_conv_params *params, const int32_t *multiplier, c
                 const int32_t ix_origin = ox * params->stride_w - params->pad_left;
                 for (oc = 0; oc < out_c; ++oc) {
                     const int32_t w_c = oc * filter_size; /* element index of this channel's first weight */
+                    const int32_t q = per_channel ? oc : 0; /* which (multiplier, shift) pair */
                     int32_t acc = 0;
                     for (ky = 0; ky < k_h; ++ky) {
                         const int32_t iy = iy_origin + ky * params->dilation_h;
@@ -65,7 +68,7 @@ void frk_convolve_s4(const frk_conv_params *params, const int32_t *multiplier, c
                     if (bias != NULL) {
                         acc += bias[oc];
                     }
-                    *output++ = frk__output_stage(acc, multiplier[oc], shift[oc], output_offset, lo, hi);
+                    *output++ = frk__output_stage(acc, multiplier[q], shift[q], output_offset, lo, hi);
                 }
             }
         }

@@ -1,5 +1,6 @@
 /*
- * frk_convolve_s8.c - CONV_2D, int8 NHWC activations, symmetric int8 filter, per-channel requantization.
+ * frk_convolve_s8.c - CONV_2D, int8 NHWC activations, symmetric int8 filter, per-channel or per-tensor
+ * requantization.
  * Twin: flexround_mcu/sim/convolve.py convolve_s8; spec: docs/arithmetic.md 4.1.
  */
 #include "frk_nn.h"
@@ -10,8 +11,10 @@
  * ix = ox*stride_w - pad_left + j*dilation_w:
  *
  *   acc = bias[c] + sum over i < KH, j < KW, k < C_in of  w[c, i, j, k] * (x[n, iy, ix, k] + input_offset)
- *   y   = clamp(requantize(acc, multiplier[c], shift[c]) + output_offset, act_min, act_max)
+ *   y   = clamp(requantize(acc, M, s) + output_offset, act_min, act_max)
  *
+ * with (M, s) = (multiplier[c], shift[c]) if per_channel is non-zero, else (multiplier[0], shift[0]) for every
+ * channel (a per-tensor filter then needs a table of one pair, not C_out copies of it).
  * Taps whose (iy, ix) falls outside the input are skipped: in real terms padding is an exact zero. Only the
  * top/left padding is a parameter; the bottom/right padding is implied by output_dims. A NULL bias is 0.
  *
@@ -20,8 +23,9 @@
  * equal input_dims->c (no grouped convolution). params->depth_multiplier is not used.
  */
 void frk_convolve_s8(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
-                     const frk_dims *input_dims, const int8_t *input, const frk_dims *filter_dims,
-                     const int8_t *filter, const int32_t *bias, const frk_dims *output_dims, int8_t *output)
+                     int32_t per_channel, const frk_dims *input_dims, const int8_t *input,
+                     const frk_dims *filter_dims, const int8_t *filter, const int32_t *bias,
+                     const frk_dims *output_dims, int8_t *output)
 {
     const int32_t batches = input_dims->n;
     const int32_t in_h = input_dims->h;
@@ -47,6 +51,7 @@ void frk_convolve_s8(const frk_conv_params *params, const int32_t *multiplier, c
                 const int32_t ix_origin = ox * params->stride_w - params->pad_left;
                 for (oc = 0; oc < out_c; ++oc) {
                     const int8_t *w_c = filter + oc * filter_size;
+                    const int32_t q = per_channel ? oc : 0; /* which (multiplier, shift) pair */
                     int32_t acc = 0;
                     for (ky = 0; ky < k_h; ++ky) {
                         const int32_t iy = iy_origin + ky * params->dilation_h;
@@ -71,7 +76,7 @@ void frk_convolve_s8(const frk_conv_params *params, const int32_t *multiplier, c
                     if (bias != NULL) {
                         acc += bias[oc];
                     }
-                    *output++ = frk__output_stage(acc, multiplier[oc], shift[oc], output_offset, lo, hi);
+                    *output++ = frk__output_stage(acc, multiplier[q], shift[q], output_offset, lo, hi);
                 }
             }
         }

@@ -1,6 +1,6 @@
 /*
  * frk_depthwise_conv_s4.c - DEPTHWISE_CONV_2D, int8 NHWC, symmetric int4 filter packed two per byte,
- * per-channel requantization, any depth multiplier.
+ * per-channel or per-tensor requantization, any depth multiplier.
  * Twin: flexround_mcu/sim/convolve.py depthwise_conv_s4; spec: docs/arithmetic.md 4.2 and 4.9.
  */
 #include "frk_nn.h"
@@ -11,17 +11,18 @@
  * c = ci * depth_multiplier + m reads input channel ci only; for every output element (n, oy, ox, c):
  *
  *   acc = bias[c] + sum over i < KH, j < KW of  w[0, i, j, c] * (x[n, iy, ix, ci] + input_offset)
- *   y   = clamp(requantize(acc, multiplier[c], shift[c]) + output_offset, act_min, act_max)
+ *   y   = clamp(requantize(acc, M, s) + output_offset, act_min, act_max)
  *
+ * with (M, s) = (multiplier[c], shift[c]) if per_channel is non-zero, else (multiplier[0], shift[0]).
  * w[0, i, j, c] is element (i*KW + j)*C_out + c of the [1, KH, KW, C_out] filter: the low nibble of
  * filter[element >> 1] for an even element, the high nibble for an odd one (with an odd C_out, a tap's
  * channels start mid-byte on every other tap). Taps outside the input are skipped; bottom/right padding is
  * implied by output_dims; a NULL bias is 0. acc is int32 (|acc| <= |bias| + KH*KW*255*8).
  */
 void frk_depthwise_conv_s4(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
-                           const frk_dims *input_dims, const int8_t *input, const frk_dims *filter_dims,
-                           const uint8_t *filter, const int32_t *bias, const frk_dims *output_dims,
-                           int8_t *output)
+                           int32_t per_channel, const frk_dims *input_dims, const int8_t *input,
+                           const frk_dims *filter_dims, const uint8_t *filter, const int32_t *bias,
+                           const frk_dims *output_dims, int8_t *output)
 {
     const int32_t batches = input_dims->n;
     const int32_t in_h = input_dims->h;
@@ -48,6 +49,7 @@ void frk_depthwise_conv_s4(const frk_conv_params *params, const int32_t *multipl
                 for (ci = 0; ci < in_c; ++ci) {
                     for (m = 0; m < mult; ++m) {
                         const int32_t oc = ci * mult + m;
+                        const int32_t q = per_channel ? oc : 0; /* which (multiplier, shift) pair */
                         int32_t acc = 0;
                         for (ky = 0; ky < k_h; ++ky) {
                             const int32_t iy = iy_origin + ky * params->dilation_h;
@@ -67,7 +69,7 @@ void frk_depthwise_conv_s4(const frk_conv_params *params, const int32_t *multipl
                         if (bias != NULL) {
                             acc += bias[oc];
                         }
-                        *output++ = frk__output_stage(acc, multiplier[oc], shift[oc], output_offset, lo, hi);
+                        *output++ = frk__output_stage(acc, multiplier[q], shift[q], output_offset, lo, hi);
                     }
                 }
             }

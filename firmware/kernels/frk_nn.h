@@ -5,8 +5,9 @@
  * Each function mirrors the numpy twin of the same name in flexround_mcu/sim/ (without the frk_ prefix), and
  * both follow docs/arithmetic.md: TFLite Micro's int8 arithmetic with double rounding. Activations are NHWC
  * int8; input_offset = -input zero point, output_offset = +output zero point; filters are symmetric (zero
- * point 0). Conv and depthwise take one (multiplier, shift) pair per output channel (per-tensor quantization
- * repeats the pair); fully connected takes one pair, or one per output channel when per_channel is set.
+ * point 0). Conv, depthwise and fully connected take a table of (multiplier, shift) pairs: one per output
+ * channel when per_channel is non-zero, else one pair for every channel (per-tensor quantization: a table of
+ * one entry is enough).
  * Padding is given as (top, left); the bottom/right padding follows from the output size.
  *
  * The _s4 kernels take the same parameters as their _s8 siblings, except that the filter is int4 values in
@@ -83,26 +84,28 @@ int32_t frk_requantize(int32_t acc, int32_t multiplier, int32_t shift);
 
 /* CONV_2D: filter [C_out, KH, KW, C_in] (filter_dims n=C_out, h=KH, w=KW, c=C_in); bias may be NULL. */
 void frk_convolve_s8(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
-                     const frk_dims *input_dims, const int8_t *input, const frk_dims *filter_dims,
-                     const int8_t *filter, const int32_t *bias, const frk_dims *output_dims, int8_t *output);
+                     int32_t per_channel, const frk_dims *input_dims, const int8_t *input,
+                     const frk_dims *filter_dims, const int8_t *filter, const int32_t *bias,
+                     const frk_dims *output_dims, int8_t *output);
 
 /* CONV_2D with a packed int4 filter [C_out, KH, KW, C_in] (filter_dims in elements, as for s8). */
 void frk_convolve_s4(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
-                     const frk_dims *input_dims, const int8_t *input, const frk_dims *filter_dims,
-                     const uint8_t *filter, const int32_t *bias, const frk_dims *output_dims, int8_t *output);
+                     int32_t per_channel, const frk_dims *input_dims, const int8_t *input,
+                     const frk_dims *filter_dims, const uint8_t *filter, const int32_t *bias,
+                     const frk_dims *output_dims, int8_t *output);
 
 /* DEPTHWISE_CONV_2D: filter [1, KH, KW, C_out], C_out = C_in * depth_multiplier; output channel
  * c_in * depth_multiplier + m reads input channel c_in. */
 void frk_depthwise_conv_s8(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
-                           const frk_dims *input_dims, const int8_t *input, const frk_dims *filter_dims,
-                           const int8_t *filter, const int32_t *bias, const frk_dims *output_dims,
-                           int8_t *output);
+                           int32_t per_channel, const frk_dims *input_dims, const int8_t *input,
+                           const frk_dims *filter_dims, const int8_t *filter, const int32_t *bias,
+                           const frk_dims *output_dims, int8_t *output);
 
 /* DEPTHWISE_CONV_2D with a packed int4 filter [1, KH, KW, C_out]. */
 void frk_depthwise_conv_s4(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
-                           const frk_dims *input_dims, const int8_t *input, const frk_dims *filter_dims,
-                           const uint8_t *filter, const int32_t *bias, const frk_dims *output_dims,
-                           int8_t *output);
+                           int32_t per_channel, const frk_dims *input_dims, const int8_t *input,
+                           const frk_dims *filter_dims, const uint8_t *filter, const int32_t *bias,
+                           const frk_dims *output_dims, int8_t *output);
 
 /* FULLY_CONNECTED: input [batch, depth], filter [C_out, depth], output [batch, C_out]. */
 void frk_fully_connected_s8(const frk_fc_params *params, const int32_t *multiplier, const int32_t *shift,

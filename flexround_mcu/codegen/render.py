@@ -9,6 +9,10 @@ The project is written into a temporary folder next to `out_dir` and renamed int
 Every project carries the board files (boards/: startup, semihosting, linker scripts) and a Makefile for every
 target of flexround_mcu/toolchain/targets.py; `target` only picks the default TARGET (recorded in project.json).
 memory.txt holds the memory report (weight bytes per layer against their floor, the arena plan).
+
+int4 filters (Tensor dtype "int4", values held unpacked in the QGraph) are written packed, two values per byte in
+CMSIS-NN's s4 layout (flexround_mcu/int4.py), as `const uint8_t` arrays of packed_size(count) bytes, and their ops
+call the frk_*_s4 kernels; the memory report counts those packed bytes.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..int4 import pack_int4, packed_size
 from ..ir import OpKind, QGraph
 from ..toolchain import targets as _targets
 from .arena import ArenaPlan, plan_arena
@@ -52,7 +57,18 @@ _KIND_SHORT = {
     OpKind.RESHAPE: "reshape",
     OpKind.SOFTMAX: "softmax",
 }
-_CTYPES = {"int8": "int8_t", "int32": "int32_t"}
+# The C element type of each constant dtype; int4 tensors are written packed, two values per byte.
+_CTYPES = {"int8": "int8_t", "int4": "uint8_t", "int32": "int32_t"}
+_CTYPE_BYTES = {"int8_t": 1, "uint8_t": 1, "int32_t": 4}
+# The kernel of each weighted op, by filter dtype.
+_KERNELS = {
+    (OpKind.CONV_2D, "int8"): "frk_convolve_s8",
+    (OpKind.CONV_2D, "int4"): "frk_convolve_s4",
+    (OpKind.DEPTHWISE_CONV_2D, "int8"): "frk_depthwise_conv_s8",
+    (OpKind.DEPTHWISE_CONV_2D, "int4"): "frk_depthwise_conv_s4",
+    (OpKind.FULLY_CONNECTED, "int8"): "frk_fully_connected_s8",
+    (OpKind.FULLY_CONNECTED, "int4"): "frk_fully_connected_s4",
+}
 _INT32_MIN = -(1 << 31)
 
 
@@ -124,7 +140,7 @@ class CArray:
     @property
     def nbytes(self) -> int:
         """Bytes the C array takes (padding for alignment not included)."""
-        return self.length * (1 if self.ctype == "int8_t" else 4)
+        return self.length * _CTYPE_BYTES[self.ctype]
 
     @property
     def length(self) -> int:
@@ -173,15 +189,17 @@ class _Lowering:
         return name
 
     def const_tensor(self, t: int, name: str, role: str = "constant") -> str:
-        """The C array of constant tensor t, emitted once (named after the first op that uses it)."""
+        """The C array of constant tensor t, emitted once (named after the first op that uses it); int4 values
+        packed two per byte."""
         if t not in self.const_names:
             tensor = self.g.tensors[t]
-            if tensor.dtype not in _CTYPES:
-                raise UserError(f"{self.g.name}: tensor {t} ({tensor.name}) has dtype {tensor.dtype}, which the C "
-                                f"export does not support yet (int8 and int32 only): re-quantize to int8 weights")
-            self.const_names[t] = self.add_array(
-                name, _CTYPES[tensor.dtype], tensor.data,
-                f"tensor {t}: {tensor.name} {tensor.dtype} [{_shape(tensor.shape)}]", role)
+            comment = f"tensor {t}: {tensor.name} {tensor.dtype} [{_shape(tensor.shape)}]"
+            values = tensor.data
+            if tensor.dtype == "int4":
+                values = pack_int4(tensor.data)
+                comment += (f", {tensor.size} values packed two per byte (element 2k in the low nibble) in "
+                            f"{values.size} bytes")
+            self.const_names[t] = self.add_array(name, _CTYPES[tensor.dtype], values, comment, role)
         return self.const_names[t]
 
     def ptr(self, t: int, op_name: str, role: str) -> str:
@@ -212,16 +230,16 @@ class _Lowering:
         if op.kind in (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED):
             w_idx, b_idx = op.inputs[1], op.inputs[2]
             w = g.tensors[w_idx]
-            if w.dtype != "int8":
-                raise UserError(f"{g.name}: op {k} ({op.kind.value}) has {w.dtype} weights (tensor {w_idx}, "
-                                f"{w.name}); the C export supports int8 weights only for now")
+            kernel = _KERNELS[(op.kind, w.dtype)]  # QGraph.validate admits int8 and int4 filters only
             filt = self.const_tensor(w_idx, f"{name}_filter", "filter")
             bias = self.const_tensor(b_idx, f"{name}_bias", "bias") if b_idx != -1 else "NULL"
-            cout = w.shape[0] if op.kind != OpKind.DEPTHWISE_CONV_2D else w.shape[3]
             mult = np.atleast_1d(np.asarray(p.multiplier, dtype=np.int64))
             shift = np.atleast_1d(np.asarray(p.shift, dtype=np.int64))
-            if op.kind != OpKind.FULLY_CONNECTED and mult.size == 1:  # the conv API takes per-channel arrays
-                mult, shift = np.repeat(mult, cout), np.repeat(shift, cout)
+            # One pair for all channels (per-tensor weights; the QGraph repeats it for conv ops) is written once
+            # and the kernel told per_channel = 0: C_out - 1 copies of it would be flash for nothing.
+            if np.all(mult == mult[0]) and np.all(shift == shift[0]):
+                mult, shift = mult[:1], shift[:1]
+            per_channel = str(int(mult.size > 1))
             m_name = self.add_array(f"{name}_multiplier", "int32_t", mult, f"op {k}: requantization multipliers",
                                     "multiplier")
             s_name = self.add_array(f"{name}_shift", "int32_t", shift, f"op {k}: requantization shifts", "shift")
@@ -231,9 +249,9 @@ class _Lowering:
                 c.decls.append(_struct("frk_fc_params", f"op{k}_params", label, [
                     ("input_offset", -zp_in), ("output_offset", zp_out),
                     ("act_min", p.act_min), ("act_max", p.act_max)]))
-                c.statement = _call("frk_fully_connected_s8", [
-                    f"&op{k}_params", m_name, s_name, str(int(mult.size > 1)), str(batch), str(depth), x_ptr,
-                    filt, bias, str(w.shape[0]), y_ptr])
+                c.statement = _call(kernel, [
+                    f"&op{k}_params", m_name, s_name, per_channel, str(batch), str(depth), x_ptr, filt, bias,
+                    str(w.shape[0]), y_ptr])
                 return c
             c.decls.append(_struct("frk_conv_params", f"op{k}_params", label, [
                 ("input_offset", -zp_in), ("output_offset", zp_out),
@@ -244,9 +262,8 @@ class _Lowering:
                 ("depth_multiplier", p.depth_multiplier if op.kind == OpKind.DEPTHWISE_CONV_2D else 1)]))
             c.decls += [_dims(f"op{k}_input_dims", x.shape), _dims(f"op{k}_filter_dims", w.shape),
                         _dims(f"op{k}_output_dims", y.shape)]
-            fn = "frk_convolve_s8" if op.kind == OpKind.CONV_2D else "frk_depthwise_conv_s8"
-            c.statement = _call(fn, [f"&op{k}_params", m_name, s_name, f"&op{k}_input_dims", x_ptr,
-                                     f"&op{k}_filter_dims", filt, bias, f"&op{k}_output_dims", y_ptr])
+            c.statement = _call(kernel, [f"&op{k}_params", m_name, s_name, per_channel, f"&op{k}_input_dims", x_ptr,
+                                         f"&op{k}_filter_dims", filt, bias, f"&op{k}_output_dims", y_ptr])
             return c
 
         if op.kind == OpKind.ADD:
@@ -310,8 +327,11 @@ _WEIGHTED = (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED)
 class LayerWeights:
     """The flash one op's constant arrays take (as written to weights.c) and its floor.
 
-    floor: 1 byte per int8 weight, 4 per int32 bias, and 8 (an int32 multiplier and an int32 shift) per
-    requantization channel: per output channel for per-channel weights, once for per-tensor weights.
+    filter_bytes is the filter array as written: 1 byte per int8 weight, or the packed bytes of an int4 filter
+    (packed_size(filter_values) = ceil(filter_values / 2)). floor: the filter at that size, 4 bytes per int32
+    bias, and 8 (an int32 multiplier and an int32 shift) per requantization channel: per output channel for
+    per-channel weights, once for per-tensor weights. filter_dtype / filter_values: the op's filter tensor
+    ("int8" or "int4", its element count); "" and 0 for an op without a filter of its own.
     """
 
     op: int
@@ -323,6 +343,8 @@ class LayerWeights:
     other_bytes: int      # other constants (e.g. a constant ADD operand)
     floor_bytes: int
     arrays: tuple[str, ...]
+    filter_dtype: str = ""
+    filter_values: int = 0
 
     @property
     def total_bytes(self) -> int:
@@ -355,30 +377,34 @@ class MemoryReport:
             "weight_floor_bytes": self.weight_floor_bytes,
             "arena_bytes": self.arena.arena_size,
             "arena_floor_bytes": self.arena.floor,
-            "layers": [{"op": la.op, "kind": la.kind, "name": la.name, "filter_bytes": la.filter_bytes,
+            "layers": [{"op": la.op, "kind": la.kind, "name": la.name, "filter_dtype": la.filter_dtype,
+                        "filter_values": la.filter_values, "filter_bytes": la.filter_bytes,
                         "bias_bytes": la.bias_bytes, "table_bytes": la.table_bytes, "other_bytes": la.other_bytes,
                         "total_bytes": la.total_bytes, "floor_bytes": la.floor_bytes} for la in self.layers],
         }
 
     def text(self) -> str:
         """The report as fixed-width text (memory.txt of an exported project)."""
-        head = (f"{'op':>4}  {'kind':<17}  {'filter':>8}  {'bias':>7}  {'tables':>7}  {'other':>6}  {'total':>8}  "
-                f"{'floor':>8}  name")
+        head = (f"{'op':>4}  {'kind':<17}  {'dtype':<5}  {'filter':>8}  {'bias':>7}  {'tables':>7}  {'other':>6}  "
+                f"{'total':>8}  {'floor':>8}  name")
         rule = "-" * (len(head) + 44)
         out = [f"Memory report: {self.model}", "",
                "Weights in flash (the const arrays of weights.c), bytes per layer",
                head, rule]
         for la in self.layers:
-            out.append(f"{la.op:>4}  {la.kind:<17}  {la.filter_bytes:>8}  {la.bias_bytes:>7}  {la.table_bytes:>7}  "
-                       f"{la.other_bytes:>6}  {la.total_bytes:>8}  {la.floor_bytes:>8}  {_tail(la.name, 48)}")
+            out.append(f"{la.op:>4}  {la.kind:<17}  {la.filter_dtype or '-':<5}  {la.filter_bytes:>8}  "
+                       f"{la.bias_bytes:>7}  {la.table_bytes:>7}  {la.other_bytes:>6}  {la.total_bytes:>8}  "
+                       f"{la.floor_bytes:>8}  {_tail(la.name, 48)}")
         tot = lambda f: sum(getattr(la, f) for la in self.layers)  # noqa: E731
         out += [rule,
-                f"{'':>4}  {'total':<17}  {tot('filter_bytes'):>8}  {tot('bias_bytes'):>7}  {tot('table_bytes'):>7}  "
-                f"{tot('other_bytes'):>6}  {self.weight_bytes:>8}  {self.weight_floor_bytes:>8}",
-                "floor: 1 byte per int8 weight, 4 per int32 bias, 8 per requantization channel (int32 multiplier "
-                "and shift);",
+                f"{'':>4}  {'total':<17}  {'':<5}  {tot('filter_bytes'):>8}  {tot('bias_bytes'):>7}  "
+                f"{tot('table_bytes'):>7}  {tot('other_bytes'):>6}  {self.weight_bytes:>8}  "
+                f"{self.weight_floor_bytes:>8}",
+                "filter: int8 weights one per byte, int4 weights packed two per byte (CMSIS-NN s4 layout);",
+                "floor: 1 byte per int8 weight, half a byte per int4 weight (rounded up per tensor), 4 per int32 "
+                "bias, 8 per requantization channel (int32 multiplier and shift);",
                 f"weights / floor = {_ratio(self.weight_bytes, self.weight_floor_bytes)} "
-                f"(the firmware adds up to 3 bytes of alignment per int8 array)",
+                f"(the firmware adds up to 3 bytes of alignment per 1-byte array)",
                 "",
                 "Activation arena (RAM): which tensor lives where (offset) and when (first and last op)",
                 self.arena.table(),
@@ -404,17 +430,19 @@ def _memory_report(graph: QGraph, plan: ArenaPlan, low: "_Lowering") -> MemoryRe
             continue
         by_role = lambda *roles: sum(a.nbytes for a in arrays if a.role in roles)  # noqa: E731
         floor = by_role("constant")
+        filter_dtype, filter_values = "", 0
         if op.kind in _WEIGHTED:
             w = graph.tensors[op.inputs[1]]
             owned = {a.role for a in arrays}
             if "filter" in owned:
-                floor += int(w.size)
+                filter_dtype, filter_values = w.dtype, int(w.size)
+                floor += packed_size(w.size) if w.dtype == "int4" else int(w.size)
             if "bias" in owned:
                 floor += 4 * int(graph.tensors[op.inputs[2]].size)
             floor += 8 * max(int(np.size(w.scale)), 1)
         layers.append(LayerWeights(k, op.kind.value, c_comment(op.name or ""), by_role("filter"), by_role("bias"),
                                    by_role("multiplier", "shift"), by_role("constant"), floor,
-                                   tuple(a.name for a in arrays)))
+                                   tuple(a.name for a in arrays), filter_dtype, filter_values))
     return MemoryReport(c_comment(graph.name), tuple(layers), plan)
 
 
@@ -515,7 +543,7 @@ def render_project(graph: QGraph, test_inputs: np.ndarray, expected_outputs: np.
         arena_size=plan.arena_size, arena_floor=plan.floor, arena_alignment=plan.alignment,
         arena_table=[c_comment(line) for line in plan.table().splitlines()],
         arrays=low.arrays, ops=low.ops, output_ptr=out_ptr,
-        weight_bytes=sum(a.values.size * (1 if a.ctype == "int8_t" else 4) for a in low.arrays),
+        weight_bytes=sum(a.values.size * _CTYPE_BYTES[a.ctype] for a in low.arrays),
         test_count=len(x),
         test_inputs=[format_values(row) for row in x],
         expected_outputs=[format_values(row) for row in y],
