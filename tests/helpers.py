@@ -26,9 +26,11 @@ def cli_fails_cleanly(capsys, *argv) -> str:
     return lines[0]
 
 
-def corrupt_one_weight(project, dest):
-    """Copy an exported C project (without build/) to dest with one weight changed: the first value of the
-    classifier's filter, negated (or moved by 100 if it is small). Returns dest."""
+def corrupt_one_weight(project, dest, array: str = "op14_fc_filter"):
+    """Copy an exported C project (without build/) to dest with one weight of filter `array` changed (default: the
+    ResNet-8 classifier's). An int8 filter's first value is negated (or moved by 100 if it is small); a packed int4
+    filter (uint8_t) gets the low nibble of its first byte, its first weight w, replaced by -8 if w >= 0, else 7
+    (a change of 8 or more). Returns dest."""
     import re
     import shutil
     from pathlib import Path
@@ -36,9 +38,13 @@ def corrupt_one_weight(project, dest):
     dest = Path(dest)
     shutil.copytree(project, dest, ignore=shutil.ignore_patterns("build"))
     text = (dest / "weights.c").read_text()
-    m = re.search(r"const int8_t op14_fc_filter\[\d+\][^{]*\{\s*(-?\d+)", text)
-    assert m, "op14_fc_filter not found in weights.c"
-    v = int(m.group(1))
-    new = -v if abs(v) >= 50 else (v + 100 if v < 0 else v - 100)
-    (dest / "weights.c").write_text(text[:m.start(1)] + str(new) + text[m.end(1):])
+    m = re.search(rf"const (int8_t|uint8_t) {re.escape(array)}\[\d+\][^{{]*\{{\s*(-?\d+)", text)
+    assert m, f"{array} not found in weights.c"
+    v = int(m.group(2))
+    if m.group(1) == "int8_t":
+        new = -v if abs(v) >= 50 else (v + 100 if v < 0 else v - 100)
+    else:
+        low = ((v & 0x0F) ^ 8) - 8
+        new = (v & 0xF0) | ((-8 if low >= 0 else 7) & 0x0F)
+    (dest / "weights.c").write_text(text[:m.start(2)] + str(new) + text[m.end(2):])
     return dest

@@ -1,8 +1,12 @@
 """C export: the arena plan, the generated project (deterministic, overwrite-safe) and the host build, which must
-reproduce the simulator's int8 outputs bit for bit on the real MLPerf Tiny models."""
+reproduce the simulator's int8 outputs bit for bit on the real MLPerf Tiny models; and int4 weights end to end
+(packed in weights.c, run by the frk_*_s4 kernels): a small graph with every s4 op, ResNet-8 at W4/W3/W2 (RTN)
+and an int4 DS-CNN (real depthwise shapes), all against the simulator on the host."""
 from __future__ import annotations
 
+import copy
 import itertools
+import json
 import re
 import shutil
 import stat
@@ -15,13 +19,15 @@ import pytest
 
 from helpers import corrupt_one_weight
 from flexround_mcu.codegen import export_c_project, plan_arena
-from flexround_mcu.codegen.render import MARKER, c_comment, c_identifier
+from flexround_mcu.codegen.render import MARKER, c_comment, c_identifier, memory_report
 from flexround_mcu.data import load_dataset
 from flexround_mcu.errors import UserError
 from flexround_mcu.frontends.tflite import load_tflite
 from flexround_mcu.ir import (AddParams, ConvParams, FullyConnectedParams, Op, OpKind, PoolParams, QGraph,
                               ReshapeParams, Tensor)
-from flexround_mcu.prepare import add_params
+from flexround_mcu.int4 import pack_int4, packed_size, unpack_int4
+from flexround_mcu.prepare import add_params, conv_multipliers
+from flexround_mcu.sim import runner as sim_runner
 from flexround_mcu.sim.runner import Simulator
 from flexround_mcu.toolchain import HarnessResult, build_host, run_host
 
@@ -300,3 +306,249 @@ def test_corrupted_weight_is_caught(shared_data, project_root, tmp_path):
     assert res.inputs == 100 and res.mismatches > 0 and res.returncode != 0 and not res.ok
     assert res.mismatch_lines and re.fullmatch(
         r"input \d+: MISMATCH \d+ of 10 values \(first at \d+: got -?\d+, expected -?\d+\)", res.mismatch_lines[0])
+
+
+
+# --------------------------------------------------------------------------------------------------- int4 weights
+def tiny_int4_graph() -> QGraph:
+    """Every s4 op with odd sizes, next to an int8 op:
+
+        x (1,7,7,3) -> conv 3x3 s2 int4 (per channel) -> a (1,4,4,5) -> depthwise 3x3 x2 int4 (per tensor)
+          -> b (1,4,4,10) -> conv 1x1 int8 -> c (1,4,4,7) -> avgpool 4x4 -> d -> reshape (1,7)
+          -> fc int4 (depth 7) -> g (1,3)
+
+    Odd filter sizes everywhere: conv rows of 27 weights and taps of 3 start mid-byte, the depthwise filter has 90
+    values (a tap's 10 channels), the fc rows of 7 alternate byte parity; -8 and 7 appear in every int4 filter."""
+    rng = np.random.default_rng(3)
+
+    def act(name, shape, scale, zp):
+        return Tensor(name, shape, "int8", scale, zp)
+
+    def weights(name, shape, dtype, scales, dim=0):
+        lo, hi = (-8, 7) if dtype == "int4" else (-127, 127)
+        data = rng.integers(lo, hi + 1, shape).astype(np.int8)
+        data.reshape(-1)[:2] = (lo, hi)
+        scales = np.atleast_1d(np.asarray(scales, np.float32))
+        return Tensor(name, shape, dtype, scales, np.zeros(scales.size), dim, data)
+
+    def bias(name, n):
+        return Tensor(name, (n,), "int32", 1e-4, 0, 0, rng.integers(-300, 300, n).astype(np.int32))
+
+    scales = {"x": 0.02, "a": 0.04, "b": 0.05, "c": 0.012, "g": 0.015}
+    w_scales = {"conv0": np.linspace(0.02, 0.04, 5), "dw": 0.05, "conv1": 0.002, "fc": 0.03}
+    t = [
+        act("x", (1, 7, 7, 3), scales["x"], -3),                      # 0
+        weights("conv0_w", (5, 3, 3, 3), "int4", w_scales["conv0"]),  # 1
+        bias("conv0_b", 5),                                           # 2
+        act("a", (1, 4, 4, 5), scales["a"], -128),                    # 3
+        weights("dw_w", (1, 3, 3, 10), "int4", w_scales["dw"], 3),    # 4
+        bias("dw_b", 10),                                             # 5
+        act("b", (1, 4, 4, 10), scales["b"], 5),                      # 6
+        weights("conv1_w", (7, 1, 1, 10), "int8", w_scales["conv1"]), # 7
+        act("c", (1, 4, 4, 7), scales["c"], -10),                     # 8
+        act("d", (1, 1, 1, 7), scales["c"], -10),                     # 9
+        act("e", (1, 7), scales["c"], -10),                           # 10
+        weights("fc_w", (3, 7), "int4", w_scales["fc"]),              # 11
+        bias("fc_b", 3),                                              # 12
+        act("g", (1, 3), scales["g"], 7),                             # 13
+    ]
+
+    def conv(stride, padding, x, w, y, dm=1):
+        m, sh = conv_multipliers(scales[x], w_scales[w], scales[y])
+        cout = {"conv0": 5, "dw": 10, "conv1": 7}[w]
+        return ConvParams(stride, (1, 1), padding, -128, 127, np.resize(m, cout), np.resize(sh, cout), dm)
+
+    fc_m, fc_s = conv_multipliers(scales["c"], w_scales["fc"], scales["g"])
+    ops = [
+        Op(OpKind.CONV_2D, (0, 1, 2), (3,), conv((2, 2), (1, 1, 1, 1), "x", "conv0", "a"), "conv0"),
+        Op(OpKind.DEPTHWISE_CONV_2D, (3, 4, 5), (6,), conv((1, 1), (1, 1, 1, 1), "a", "dw", "b", 2), "dw"),
+        Op(OpKind.CONV_2D, (6, 7, -1), (8,), conv((1, 1), (0, 0, 0, 0), "b", "conv1", "c"), "conv1"),
+        Op(OpKind.AVERAGE_POOL_2D, (8,), (9,), PoolParams((4, 4), (4, 4), (0, 0, 0, 0), -128, 127), "gap"),
+        Op(OpKind.RESHAPE, (9,), (10,), ReshapeParams(), "flatten"),
+        Op(OpKind.FULLY_CONNECTED, (10, 11, 12), (13,), FullyConnectedParams(-128, 127, fc_m, fc_s), "fc"),
+    ]
+    return QGraph(t, ops, [0], [13], name="tiny_int4")
+
+
+def tiny_int4_data(n: int = 30):
+    g = tiny_int4_graph()
+    x = np.random.default_rng(4).integers(-128, 128, (n, 7, 7, 3)).astype(np.int8)
+    return g, x, Simulator(g).run(x)[g.outputs[0]]
+
+
+def as_int8_weights(graph: QGraph) -> QGraph:
+    """The same graph with its int4 filters typed int8 (same values): the s8 kernels' path."""
+    g = copy.deepcopy(graph)
+    for t in g.tensors:
+        if t.dtype == "int4":
+            t.dtype = "int8"
+    g.validate()
+    return g
+
+
+def c_array(text: str, name: str) -> tuple[str, int, list[int]]:
+    """(C type, declared length, values) of a const array in weights.c."""
+    m = re.search(rf"const (\w+) {name}\[(\d+)\][^{{]*\{{([^}}]*)\}};", text)
+    assert m, f"{name} not in weights.c"
+    return m.group(1), int(m.group(2)), [int(v) for v in m.group(3).replace(",", " ").split()]
+
+
+def test_int4_filters_are_written_packed_and_call_the_s4_kernels(tmp_path):
+    g, x, y = tiny_int4_data(4)
+    out = export_c_project(g, tmp_path / "p", x, y)
+    weights, model_c = (out / "weights.c").read_text(), (out / "model.c").read_text()
+    for name, t in [("op0_conv_filter", 1), ("op1_dwconv_filter", 4), ("op5_fc_filter", 11)]:
+        ctype, length, values = c_array(weights, name)
+        tensor = g.tensors[t]
+        assert ctype == "uint8_t" and length == packed_size(tensor.size) == len(values)
+        assert values == pack_int4(tensor.data).tolist()  # CMSIS-NN's s4 layout, byte for byte
+        np.testing.assert_array_equal(unpack_int4(np.array(values, np.uint8), tensor.size),
+                                      tensor.data.reshape(-1))
+    assert packed_size(135) == 68 and c_array(weights, "op0_conv_filter")[2][-1] >> 4 == 0  # spare nibble is 0
+    assert "packed two per byte" in weights
+    ctype, length, _ = c_array(weights, "op2_conv_filter")
+    assert (ctype, length) == ("int8_t", 70)  # the int8 layer is unchanged
+    assert "frk_convolve_s4(&op0_params" in model_c and "frk_depthwise_conv_s4(&op1_params" in model_c
+    assert "frk_convolve_s8(&op2_params" in model_c and "frk_fully_connected_s4(&op5_params" in model_c
+    assert "_s8(&op0_params" not in model_c and "frk_depthwise_conv_s8" not in model_c
+    # per-channel scales keep one (multiplier, shift) pair per channel; a per-tensor layer stores one pair
+    assert c_array(weights, "op0_conv_multiplier")[1] == 5 and ", 1, &op0_input_dims" in model_c
+    assert c_array(weights, "op1_dwconv_multiplier")[1] == 1 and ", 0, &op1_input_dims" in model_c
+
+
+def test_int4_memory_report_counts_packed_bytes(tmp_path):
+    g = tiny_int4_graph()
+    report = memory_report(g)
+    by_op = {la.op: la for la in report.layers}
+    assert [(by_op[k].filter_dtype, by_op[k].filter_values, by_op[k].filter_bytes) for k in (0, 1, 2, 5)] == [
+        ("int4", 135, 68), ("int4", 90, 45), ("int8", 70, 70), ("int4", 21, 11)]
+    assert by_op[0].table_bytes == 2 * 4 * 5 and by_op[1].table_bytes == 8  # per channel vs one pair
+    assert by_op[0].floor_bytes == 68 + 4 * 5 + 8 * 5
+    assert report.weight_bytes == report.weight_floor_bytes == sum(la.total_bytes for la in report.layers)
+    assert report.to_dict()["layers"][0]["filter_dtype"] == "int4"
+    g8 = memory_report(as_int8_weights(g))
+    assert g8.weight_bytes - report.weight_bytes == (135 - 68) + (90 - 45) + (21 - 11)
+    g_, x, y = tiny_int4_data(3)
+    out = export_c_project(g_, tmp_path / "p", x, y)
+    text = (out / "memory.txt").read_text()
+    assert text == report.text() and "int4" in text and "half a byte per int4 weight" in text
+    assert json.loads((out / "project.json").read_text())["weight_bytes"] == report.weight_bytes
+
+
+def test_int4_export_is_deterministic(tmp_path):
+    g, x, y = tiny_int4_data(5)
+    a = source_files(export_c_project(g, tmp_path / "a", x, y))
+    b = source_files(export_c_project(tiny_int4_graph(), tmp_path / "b", x.copy(), y.copy()))
+    assert a == b
+
+
+def test_simulator_runs_int4_ops_through_the_s4_twins(monkeypatch):
+    """The runner prepares int4 filters with the s4 twins (on the packed bytes) and gives exactly what the s8
+    path gives on the same values typed int8."""
+    calls = []
+    for fn in ("prepare_filter_s4", "prepare_depthwise_filter_s4"):
+        real = getattr(sim_runner, fn)
+        monkeypatch.setattr(sim_runner, fn, lambda packed, shape, *a, _real=real, _fn=fn: (
+            calls.append((_fn, packed.dtype, packed.size, tuple(shape))), _real(packed, shape, *a))[1])
+    g, x, y = tiny_int4_data(40)
+    assert sorted(calls) == [("prepare_depthwise_filter_s4", np.uint8, 45, (1, 3, 3, 10)),
+                             ("prepare_filter_s4", np.uint8, 11, (3, 7)),
+                             ("prepare_filter_s4", np.uint8, 68, (5, 3, 3, 3))]
+    g8 = as_int8_weights(g)
+    every = Simulator(g).run(x, keep_all=True)
+    every8 = Simulator(g8).run(x, keep_all=True)
+    for t in every8:
+        np.testing.assert_array_equal(every[t], every8[t])
+    assert len(np.unique(every[6])) > 20 and len(np.unique(y)) > 10  # not saturated: the test can see errors
+
+
+@needs_gcc
+def test_tiny_int4_graph_builds_and_matches(tmp_path):
+    g, x, y = tiny_int4_data(30)
+    project = export_c_project(g, tmp_path / "tiny4", x, y)
+    res = run_host(build_host(project))
+    assert (res.inputs, res.mismatches, res.returncode) == (30, 0, 0), res.mismatch_lines[:3]
+    bad = run_host(build_host(corrupt_one_weight(project, tmp_path / "bad", "op1_dwconv_filter")))
+    assert bad.inputs == 30 and bad.mismatches > 0 and not bad.ok
+
+
+# ResNet-8 quantized by RTN at 4, 3 and 2 bits (first and last layers at 8 bits), lowered once per session.
+_rtn: dict[int, QGraph] = {}
+
+
+@pytest.fixture
+def resnet8_rtn_low_bits(shared_data):
+    if not _rtn:
+        from flexround_mcu.frontends.zoo_graph import resnet8_to_graph
+        from flexround_mcu.lower import lower
+        from flexround_mcu.quant.fakequant import quantize_model
+        from flexround_mcu.zoo import build
+        from flexround_mcu.zoo.resnet8 import to_nchw
+
+        model, _ = build("resnet8")
+        graph = resnet8_to_graph(model)
+        calib = to_nchw(load_dataset("cifar10-calib", limit=256).x)
+        for wbits in (4, 3, 2):
+            qm = quantize_model(graph, [calib[:128], calib[128:]], "rtn", wbits, "tensor", True)
+            _rtn[wbits] = lower(qm, name=f"resnet8_rtn_w{wbits}")
+    return _rtn
+
+
+@pytest.mark.parametrize("wbits", [4, 3, 2])
+def test_lowering_types_low_bit_weights_int4(resnet8_rtn_low_bits, wbits):
+    g = resnet8_rtn_low_bits[wbits]
+    weighted = [op for op in g.ops if op.kind in (OpKind.CONV_2D, OpKind.FULLY_CONNECTED)]
+    dtypes = [g.tensors[op.inputs[1]].dtype for op in weighted]
+    assert dtypes == ["int8"] + ["int4"] * (len(weighted) - 2) + ["int8"]  # first and last stay 8-bit
+    qmax = (1 << (wbits - 1)) - 1  # symmetric grids: [-7, 7], [-3, 3], [-1, 1]
+    for op in weighted[1:-1]:
+        w = g.tensors[op.inputs[1]].data
+        assert w.dtype == np.int8 and np.abs(w).max() == qmax
+    assert g.metadata["bits"][weighted[1].name] == wbits
+
+
+@needs_gcc
+@pytest.mark.parametrize("wbits", [4, 3, 2])
+def test_rtn_low_bit_resnet8_on_host_matches_simulator(resnet8_rtn_low_bits, wbits, tmp_path):
+    g = resnet8_rtn_low_bits[wbits]
+    tin = g.tensors[g.inputs[0]]
+    x = load_dataset("cifar10-test-5000", limit=50).quantize_input(float(tin.scale[0]), int(tin.zero_point[0]))
+    y = Simulator(g).run(x)[g.outputs[0]]
+    assert len(np.unique(y, axis=0)) > 10  # real data: varied outputs
+    project = export_c_project(g, tmp_path / f"w{wbits}", x, y)
+    assert (project / "model.c").read_text().count("frk_convolve_s4(") == 8
+    res = run_host(build_host(project))
+    assert res.lines[-1] == "SUMMARY inputs=50 mismatches=0", res.mismatch_lines[:5]
+    assert (res.inputs, res.mismatches, res.returncode) == (50, 0, 0)
+    if wbits == 4:  # one corrupted packed weight (in the first int4 layer) must show
+        bad = run_host(build_host(corrupt_one_weight(project, tmp_path / "bad", "op1_conv_filter")))
+        assert bad.inputs == 50 and bad.mismatches > 0 and not bad.ok
+
+
+@needs_gcc
+def test_int4_dscnn_on_host_matches_simulator(shared_data, tmp_path):
+    """The MLPerf Tiny DS-CNN with every filter re-quantized to int4 (values / 16, the shift raised by 4 so the
+    activations stay in range): depthwise 3x3 over 64 channels, the 10x4 first conv and the classifier through
+    the s4 kernels, on real data."""
+    g = load_tflite(shared_data / DSCNN)
+    for op in g.ops:
+        if op.kind in (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED):
+            w = g.tensors[op.inputs[1]]
+            w.data = np.clip(np.round(w.data / 16.0), -8, 7).astype(np.int8)
+            w.dtype = "int4"
+            if op.inputs[2] != -1:
+                b = g.tensors[op.inputs[2]]
+                b.data = np.round(b.data / 16.0).astype(np.int32)
+            op.params.shift = np.asarray(op.params.shift) + 4
+    g.validate()
+    t = g.tensors[g.inputs[0]]
+    x = load_dataset("kws01", limit=30).quantize_input(float(t.scale[0]), int(t.zero_point[0]))
+    y = Simulator(g).run(x)[g.outputs[0]]
+    assert len(np.unique(y.argmax(axis=1))) > 3
+    project = export_c_project(g, tmp_path / "dscnn4", x, y)
+    model_c = (project / "model.c").read_text()
+    assert "frk_depthwise_conv_s4(" in model_c and "frk_convolve_s4(" in model_c
+    assert "frk_fully_connected_s4(" in model_c
+    assert not re.search(r"frk_(convolve|depthwise_conv|fully_connected)_s8\(", model_c)
+    res = run_host(build_host(project))
+    assert (res.inputs, res.mismatches, res.returncode) == (30, 0, 0), res.mismatch_lines[:5]
