@@ -1,21 +1,29 @@
-"""Read a full-integer (int8) .tflite into a QGraph, computing every integer parameter as TFLite Micro does.
+"""Read a full-integer (int8) .tflite into a QGraph, computing every integer parameter as TFLite Micro does,
+and write a QGraph back as a .tflite that TFLite Micro runs.
 
 The flatbuffer is read through the maintained schema package `tflite` (PyPI); nothing here parses bytes by hand
 beyond checking the file identifier before handing the buffer over. A file that is not a usable int8 model gets a
 UserError that says what is wrong and where (op index and name, tensor index and name).
+
+Writing: that package has no builders, so the writer lays the tables out with flatbuffers.Builder from a table of
+schema.fbs field slots (_SCHEMA). A .tflite holds scales and SAME/VALID padding and a fused activation, not the
+QGraph's integer parameters: TFLite Micro derives those again when it loads the file. So the writer maps every op
+back to what the file can say and checks that deriving gives the same integers (reading the file back gives the
+same QGraph); where it cannot, it raises a UserError naming the op.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+import flatbuffers
 import numpy as np
 import tflite
 
 from ..errors import GraphError, UserError
-from ..int4 import unpack_int4
-from ..ir import (AddParams, ConvParams, FullyConnectedParams, Op, OpKind, PoolParams, QGraph, ReshapeParams,
-                  Tensor)
-from ..prepare import activation_range, add_params, conv_multipliers, prepare_softmax, same_padding
+from ..int4 import pack_int4, unpack_int4
+from ..ir import (NUMPY_DTYPES, AddParams, ConvParams, FullyConnectedParams, Op, OpKind, PoolParams, QGraph,
+                  ReshapeParams, Tensor)
+from ..prepare import ACTIVATIONS, activation_range, add_params, conv_multipliers, prepare_softmax, same_padding
 
 _BUILTIN = tflite.BuiltinOperator
 _OP_KINDS = {
@@ -254,3 +262,276 @@ class _Reader:
             depth_mult = cout // max(tx.shape[3], 1)
         return ConvParams(stride, dilation, pad, act[0], act[1], mult, shift, depth_mult)
 
+
+
+# ================================================================================================== writer
+
+SCHEMA_VERSION = 3  # the schema version the TFLite converter writes and TFLite Micro expects
+BUFFER_ALIGNMENT = 16  # constant data starts 16-byte aligned, as the converter lays it out: int32 biases and
+#                        weights are read in place from flash on a device
+
+# schema.fbs field order per table: the k-th field is slot k (vtable offset 4 + 2k, the `Offset(...)` in the
+# `tflite` reader classes). Fields the writer never sets are listed too, so a slot is its position in the tuple.
+# "ref" is a reference to a string, vector or table.
+_SCHEMA = {
+    "Model": (("version", "uint32"), ("operator_codes", "ref"), ("subgraphs", "ref"), ("description", "ref"),
+              ("buffers", "ref")),
+    "SubGraph": (("tensors", "ref"), ("inputs", "ref"), ("outputs", "ref"), ("operators", "ref"), ("name", "ref")),
+    "Buffer": (("data", "ref"),),
+    "Tensor": (("shape", "ref"), ("type", "int8"), ("buffer", "uint32"), ("name", "ref"), ("quantization", "ref")),
+    "QuantizationParameters": (("min", "ref"), ("max", "ref"), ("scale", "ref"), ("zero_point", "ref"),
+                               ("details_type", "uint8"), ("details", "ref"), ("quantized_dimension", "int32")),
+    "OperatorCode": (("deprecated_builtin_code", "int8"), ("custom_code", "ref"), ("version", "int32"),
+                     ("builtin_code", "int32")),
+    "Operator": (("opcode_index", "uint32"), ("inputs", "ref"), ("outputs", "ref"),
+                 ("builtin_options_type", "uint8"), ("builtin_options", "ref")),
+    "Conv2DOptions": (("padding", "int8"), ("stride_w", "int32"), ("stride_h", "int32"),
+                      ("fused_activation_function", "int8"), ("dilation_w_factor", "int32"),
+                      ("dilation_h_factor", "int32")),
+    "DepthwiseConv2DOptions": (("padding", "int8"), ("stride_w", "int32"), ("stride_h", "int32"),
+                               ("depth_multiplier", "int32"), ("fused_activation_function", "int8"),
+                               ("dilation_w_factor", "int32"), ("dilation_h_factor", "int32")),
+    "FullyConnectedOptions": (("fused_activation_function", "int8"), ("weights_format", "int8"),
+                              ("keep_num_dims", "bool")),
+    "AddOptions": (("fused_activation_function", "int8"),),
+    "Pool2DOptions": (("padding", "int8"), ("stride_w", "int32"), ("stride_h", "int32"), ("filter_width", "int32"),
+                      ("filter_height", "int32"), ("fused_activation_function", "int8")),
+    "ReshapeOptions": (("new_shape", "ref"),),
+    "SoftmaxOptions": (("beta", "float32"),),
+}
+_PREPEND = {
+    "ref": (flatbuffers.Builder.PrependUOffsetTRelativeSlot, 0),
+    "uint32": (flatbuffers.Builder.PrependUint32Slot, 0),
+    "int32": (flatbuffers.Builder.PrependInt32Slot, 0),
+    "int8": (flatbuffers.Builder.PrependInt8Slot, 0),
+    "uint8": (flatbuffers.Builder.PrependUint8Slot, 0),
+    "bool": (flatbuffers.Builder.PrependBoolSlot, False),
+    "float32": (flatbuffers.Builder.PrependFloat32Slot, 0.0),
+}
+_TFLITE_TYPES = {name: t for t, name in _DTYPES.items()}
+_BUILTIN_OF = {kind: code for code, kind in _OP_KINDS.items()}
+_OPTIONS_TABLE = {
+    OpKind.CONV_2D: "Conv2DOptions",
+    OpKind.DEPTHWISE_CONV_2D: "DepthwiseConv2DOptions",
+    OpKind.FULLY_CONNECTED: "FullyConnectedOptions",
+    OpKind.ADD: "AddOptions",
+    OpKind.AVERAGE_POOL_2D: "Pool2DOptions",
+    OpKind.MAX_POOL_2D: "Pool2DOptions",
+    OpKind.RESHAPE: "ReshapeOptions",
+    OpKind.SOFTMAX: "SoftmaxOptions",
+}
+# Operator versions as the TFLite converter numbers them for int8 activations and a bias (tools/versioning/
+# op_version.cc), keyed by the filter dtype for the weighted ops. TFLite Micro picks kernels by builtin code alone
+# and ignores them, but full TFLite refuses a version it does not register, so the file says what the converter would.
+_OP_VERSIONS = {
+    OpKind.CONV_2D: {"int8": 3, "int4": 7},
+    OpKind.DEPTHWISE_CONV_2D: {"int8": 3, "int4": 7},
+    OpKind.FULLY_CONNECTED: {"int8": 4, "int4": 10},
+    OpKind.ADD: 2,
+    OpKind.AVERAGE_POOL_2D: 2,
+    OpKind.MAX_POOL_2D: 2,
+    OpKind.RESHAPE: 1,
+    OpKind.SOFTMAX: 2,
+}
+
+
+def save_tflite(graph: QGraph, path: str | Path) -> Path:
+    """Write `graph` as a .tflite file at `path` (see write_tflite); returns the path."""
+    path = Path(path)
+    data = write_tflite(graph)
+    if not path.parent.is_dir():
+        raise UserError(f"{path}: the folder {path.parent} does not exist; create it or choose another path")
+    path.write_bytes(data)
+    return path
+
+
+def write_tflite(graph: QGraph) -> bytes:
+    """The QGraph as .tflite flatbuffer bytes that TFLite Micro runs and read_tflite reads back to the same QGraph.
+
+    Tensor k of the QGraph is tensor k of the file. A QGraph whose integer parameters a .tflite cannot express
+    (explicit padding that is neither SAME nor VALID, a clamp no fused activation gives, multipliers that do not
+    follow from the scales) raises a UserError naming the op.
+    """
+    graph.validate()
+    return _Writer(graph).model()
+
+
+class _Writer:
+    def __init__(self, graph: QGraph):
+        self.g = graph
+        self.b = flatbuffers.Builder(1 << 16)
+        self.b.ForceDefaults(True)  # every field is stored as given, so no reader depends on schema defaults
+        self.opcodes: dict[tuple[int, int], int] = {}  # (builtin code, version) -> index in operator_codes
+
+    # ----------------------------------------------------------------------------------------- flatbuffers
+    def table(self, table_name: str, /, **values) -> int:
+        fields = _SCHEMA[table_name]
+        self.b.StartObject(len(fields))
+        for slot, (field, kind) in enumerate(fields):
+            value = values.pop(field, None)
+            if value is not None:
+                prepend, default = _PREPEND[kind]
+                prepend(self.b, slot, value, default)
+        if values:
+            raise KeyError(f"{table_name} has no field(s) {sorted(values)}")
+        return self.b.EndObject()
+
+    def numbers(self, values, dtype) -> int:
+        return self.b.CreateNumpyVector(np.ascontiguousarray(values, dtype=np.dtype(dtype).newbyteorder("<"))
+                                        .reshape(-1))
+
+    def refs(self, offsets: list[int]) -> int:
+        self.b.StartVector(4, len(offsets), 4)
+        for off in reversed(offsets):
+            self.b.PrependUOffsetTRelative(off)
+        return self.b.EndVector()
+
+    def raw(self, data: bytes) -> int:
+        self.b.Prep(BUFFER_ALIGNMENT, len(data))  # so that the first data byte lands on the alignment
+        return self.numbers(np.frombuffer(data, np.uint8), np.uint8)
+
+    # ------------------------------------------------------------------------------------------------ model
+    def model(self) -> bytes:
+        g, b = self.g, self.b
+        buffers = [self.table("Buffer")]  # buffer 0: the empty sentinel that every non-constant tensor names
+        buffer_of = {}
+        for k, t in enumerate(g.tensors):
+            if t.data is not None:
+                buffer_of[k] = len(buffers)
+                buffers.append(self.table("Buffer", data=self.raw(self.tensor_bytes(t))))
+        tensors = [self.tensor(t, buffer_of.get(k, 0)) for k, t in enumerate(g.tensors)]
+        operators = [self.operator(i, op) for i, op in enumerate(g.ops)]
+        subgraph = self.table("SubGraph", tensors=self.refs(tensors), inputs=self.numbers(g.inputs, np.int32),
+                              outputs=self.numbers(g.outputs, np.int32), operators=self.refs(operators),
+                              name=b.CreateString("main"))
+        codes = [self.table("OperatorCode", deprecated_builtin_code=min(code, 127), version=version,
+                            builtin_code=code)
+                 for (code, version), _ in sorted(self.opcodes.items(), key=lambda item: item[1])]
+        root = self.table("Model", version=SCHEMA_VERSION, operator_codes=self.refs(codes),
+                          subgraphs=self.refs([subgraph]), description=b.CreateString("flexround-mcu"),
+                          buffers=self.refs(buffers))
+        b.Finish(root, file_identifier=b"TFL3")
+        return bytes(b.Output())
+
+    @staticmethod
+    def tensor_bytes(t: Tensor) -> bytes:
+        if t.dtype == "int4":
+            return pack_int4(t.data).tobytes()  # element 2k in the low nibble: TFLM's UnpackDenseInt4IntoInt8
+        return np.ascontiguousarray(t.data, dtype=np.dtype(NUMPY_DTYPES[t.dtype]).newbyteorder("<")).tobytes()
+
+    def tensor(self, t: Tensor, buffer: int) -> int:
+        quant = self.table("QuantizationParameters", scale=self.numbers(t.scale, np.float32),
+                           zero_point=self.numbers(t.zero_point, np.int64), quantized_dimension=t.quantized_dim)
+        return self.table("Tensor", shape=self.numbers(t.shape, np.int32), type=_TFLITE_TYPES[t.dtype],
+                          buffer=buffer, name=self.b.CreateString(t.name), quantization=quant)
+
+    def operator(self, i: int, op: Op) -> int:
+        table, fields = _OpOptions(self.g, i, op).fields()
+        if "new_shape" in fields:
+            fields["new_shape"] = self.numbers(fields["new_shape"], np.int32)
+        options = self.table(table, **fields)
+        version = _OP_VERSIONS[op.kind]
+        if isinstance(version, dict):
+            version = version[self.g.tensors[op.inputs[1]].dtype]
+        key = (_BUILTIN_OF[op.kind], version)
+        opcode = self.opcodes.setdefault(key, len(self.opcodes))
+        return self.table("Operator", opcode_index=opcode, inputs=self.numbers(op.inputs, np.int32),
+                          outputs=self.numbers(op.outputs, np.int32),
+                          builtin_options_type=getattr(tflite.BuiltinOptions, table), builtin_options=options)
+
+
+class _OpOptions:
+    """One op's builtin options, found from its integer parameters, and the check that TFLite Micro's prepare step
+    gives those parameters back from the file (scales, SAME/VALID, fused activation)."""
+
+    def __init__(self, graph: QGraph, idx: int, op: Op):
+        self.g, self.idx, self.op, self.p = graph, idx, op, op.params
+        self.x = graph.tensors[op.inputs[0]]
+        self.y = graph.tensors[op.outputs[0]]
+
+    def error(self, msg: str) -> UserError:
+        name = f" {self.op.name}" if self.op.name else ""
+        return UserError(f"{self.g.name}: op {self.idx} ({self.op.kind.value}{name}) cannot be written to .tflite: "
+                         f"{msg}")
+
+    def fields(self) -> tuple[str, dict]:
+        kind = self.op.kind
+        table = _OPTIONS_TABLE[kind]
+        if kind in (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D):
+            return table, self.conv()
+        if kind == OpKind.FULLY_CONNECTED:
+            self.check_multipliers()
+            return table, dict(fused_activation_function=self.activation(), weights_format=0, keep_num_dims=False)
+        if kind == OpKind.ADD:
+            a, b = (self.g.tensors[k] for k in self.op.inputs[:2])
+            derived = AddParams(**add_params(a.scale[0], b.scale[0], self.y.scale[0]),
+                                act_min=self.p.act_min, act_max=self.p.act_max)
+            if derived != self.p:
+                raise self.error("its rescale (multiplier, shift) pairs are not the ones TFLite Micro derives from "
+                                 "the input and output scales; re-derive them with prepare.add_params")
+            return table, dict(fused_activation_function=self.activation())
+        if kind == OpKind.RESHAPE:
+            return table, dict(new_shape=list(self.y.shape))
+        if kind == OpKind.SOFTMAX:
+            try:
+                derived = prepare_softmax(self.p.beta, self.x.scale[0])
+            except ValueError as exc:
+                raise self.error(str(exc)) from None
+            if derived != self.p:
+                raise self.error("its input multiplier, shift and diff_min are not the ones TFLite Micro derives "
+                                 "from beta and the input scale; re-derive them with prepare.prepare_softmax")
+            return table, dict(beta=float(self.p.beta))
+        # pooling
+        kh, kw = self.p.filter
+        return table, dict(padding=self.padding((kh, kw), (1, 1)), stride_w=self.p.stride[1],
+                           stride_h=self.p.stride[0], filter_width=kw, filter_height=kh,
+                           fused_activation_function=self.activation())
+
+    def conv(self) -> dict:
+        p, w = self.p, self.g.tensors[self.op.inputs[1]]
+        self.check_multipliers()
+        fields = dict(padding=self.padding(w.shape[1:3], p.dilation), stride_w=p.stride[1], stride_h=p.stride[0],
+                      fused_activation_function=self.activation(), dilation_w_factor=p.dilation[1],
+                      dilation_h_factor=p.dilation[0])
+        if self.op.kind == OpKind.DEPTHWISE_CONV_2D:
+            fields["depth_multiplier"] = p.depth_multiplier
+        return fields
+
+    def activation(self) -> int:
+        """The first fused activation whose clamp, as TFLM computes it for the output quantization, is the op's."""
+        wanted = (int(self.p.act_min), int(self.p.act_max))
+        scale, zero_point = self.y.scale[0], self.y.zero_point[0]
+        for name in ACTIVATIONS:
+            if activation_range(name, scale, zero_point) == wanted:
+                return getattr(tflite.ActivationFunctionType, name)
+        raise self.error(f"its output clamp [{wanted[0]}, {wanted[1]}] is not what any fused activation "
+                         f"({', '.join(ACTIVATIONS)}) gives for the output scale {float(scale):g} and zero point "
+                         f"{int(zero_point)}; clamp with one of those activations in the model")
+
+    def padding(self, k_hw, dilation) -> int:
+        pad = tuple(int(v) for v in self.p.padding)
+        if pad == (0, 0, 0, 0):
+            return tflite.Padding.VALID
+        in_h, in_w = self.x.shape[1:3]
+        top, bottom = same_padding(in_h, k_hw[0], self.p.stride[0], dilation[0])
+        left, right = same_padding(in_w, k_hw[1], self.p.stride[1], dilation[1])
+        if pad == (top, left, bottom, right):
+            return tflite.Padding.SAME
+        raise self.error(f"padding (top, left, bottom, right) = {pad} is neither VALID (0, 0, 0, 0) nor SAME "
+                         f"{(top, left, bottom, right)} for input {self.x.shape[1:3]}, window {tuple(k_hw)}, stride "
+                         f"{tuple(self.p.stride)}; a .tflite can only say SAME or VALID, so give the layer one of "
+                         f"those paddings")
+
+    def check_multipliers(self) -> None:
+        w = self.g.tensors[self.op.inputs[1]]
+        qdim = 3 if self.op.kind == OpKind.DEPTHWISE_CONV_2D else 0
+        if w.per_channel and w.quantized_dim != qdim:
+            raise self.error(f"filter {w.name} is quantized along dimension {w.quantized_dim}; TFLite Micro needs "
+                             f"the output-channel dimension {qdim}")
+        mult, shift = conv_multipliers(self.x.scale[0], w.scale, self.y.scale[0])
+        ours_m, ours_s = np.atleast_1d(self.p.multiplier), np.atleast_1d(self.p.shift)
+        if mult.size == 1 and ours_m.size > 1:  # per-tensor conv: the QGraph repeats the pair per channel
+            mult, shift = np.repeat(mult, ours_m.size), np.repeat(shift, ours_m.size)
+        if not (np.array_equal(mult, ours_m) and np.array_equal(shift, ours_s)):
+            raise self.error("its (multiplier, shift) pairs are not the ones TFLite Micro derives from the input, "
+                             "filter and output scales; re-derive them with prepare.conv_multipliers")
