@@ -1,4 +1,5 @@
-"""flexround_mcu.zoo: the PyTorch ResNet-8 against the Keras reference, its .h5 reader, and weight resolution."""
+"""flexround_mcu.zoo: the PyTorch ResNet-8 against the Keras reference, its .h5 reader, weight resolution, and the
+DS-CNN read from its float .tflite."""
 
 import hashlib
 import http.server
@@ -16,7 +17,7 @@ import torch
 from flexround_mcu.data import load_dataset
 from flexround_mcu.errors import UserError
 from helpers import user_error
-from flexround_mcu.zoo import ZOO, build
+from flexround_mcu.zoo import ZOO, build, build_graph, float_input
 from flexround_mcu.zoo import weights as W
 from flexround_mcu.zoo.resnet8 import KERAS_NAMES, ResNet8, SamePad2d, load_keras_h5, resnet8, same_padding, to_nchw
 
@@ -167,6 +168,61 @@ def test_logits_match_keras(shared_data):
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-4)
 
 
+# --- every entry as a FloatGraph; the DS-CNN -----------------------------------------------------------------------
+
+def graph_predict(graph, x: torch.Tensor) -> np.ndarray:
+    from flexround_mcu.quant.graph import GraphModule
+
+    with torch.no_grad():
+        return GraphModule(graph).eval()(x, upto=graph.logits).numpy()
+
+
+def test_build_graph_resnet8_is_the_module(shared_data):
+    graph, info = build_graph("resnet8")
+    model, _ = build("resnet8")
+    assert info.weights_source == "data" and graph.input_zero_point == info.input_zero_point == -128
+    ds = load_dataset("ic01", limit=32)
+    x = float_input(ds)
+    assert torch.equal(x, to_nchw(ds.x))  # raw pixels, the same input as before
+    np.testing.assert_allclose(graph_predict(graph, x), predict(model, ds.x), rtol=0, atol=1e-4)
+
+
+def test_ds_cnn_float_accuracy(shared_data):
+    from flexround_mcu.frontends.tflite import load_tflite
+
+    graph, info = build_graph("ds_cnn")
+    assert info.weights == (shared_data / "mlperf_tiny/kws/kws_ref_model_float32.tflite").resolve()
+    assert info.datasets == {"eval": "kws01", "calib": "kws01"}
+    # The input quantization is the int8 reference model's, in which kws01 is stored.
+    int8 = load_tflite(shared_data / "mlperf_tiny/kws/kws_ref_model.tflite")
+    tin = int8.tensors[int8.inputs[0]]
+    assert (np.float32(info.input_scale), info.input_zero_point) == (tin.scale[0], tin.zero_point[0])
+    assert (graph.input_scale, graph.input_zero_point, graph.input_shape) == (info.input_scale, 83, (1, 49, 10))
+    assert [n.kind for n in graph.nodes].count("conv") == 9 and sum(n.is_depthwise for n in graph.nodes) == 4
+    ds = load_dataset(info.eval_dataset)
+    assert np.array_equal(ds.quantize_input(info.input_scale, info.input_zero_point), ds.x)
+    hits = int((graph_predict(graph, float_input(ds)).argmax(1) == ds.y).sum())
+    assert (hits, len(ds)) == (901, 1000)
+    module, _ = build("ds_cnn")  # the GraphModule running the same graph
+    assert module.graph.logits == graph.logits and not module.training
+
+
+@pytest.mark.tflm
+def test_ds_cnn_accuracy_equals_tflite(shared_data):
+    """GraphModule and tf.lite agree on kws01 when both compute in float (901/1000). The file as shipped stores its
+    pointwise weights as int8, so tf.lite quantizes those convs' inputs on the fly: 900/1000."""
+    from test_frontends import dequantized_copy, tflite_reference
+
+    graph, info = build_graph("ds_cnn")
+    ds = load_dataset("kws01")
+    ours = graph_predict(graph, float_input(ds)).argmax(1)
+    shipped = info.weights.read_bytes()
+    float_logits, _ = tflite_reference(dequantized_copy(shipped), ds.to_float())
+    hybrid_logits, _ = tflite_reference(shipped, ds.to_float())
+    assert np.array_equal(float_logits.argmax(1), ours)
+    assert int((ours == ds.y).sum()) == 901 and int((hybrid_logits.argmax(1) == ds.y).sum()) == 900
+
+
 # --- download ----------------------------------------------------------------------------------------------------
 
 def test_download_ok(tmp_path, http_files):
@@ -288,7 +344,7 @@ def test_cache_dir_default(monkeypatch):
 
 def test_unknown_model():
     msg = user_error(build, "resnet9")
-    assert "resnet9" in msg and "resnet8" in msg and set(ZOO) == {"resnet8"}
+    assert "resnet9" in msg and "ds_cnn" in msg and set(ZOO) == {"resnet8", "ds_cnn"}
 
 
 # --- bad weights files --------------------------------------------------------------------------------------------

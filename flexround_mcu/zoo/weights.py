@@ -49,6 +49,17 @@ RESNET8_WEIGHTS = WeightsSpec(
     size=1116712,
 )
 
+# The MLPerf Tiny KWS DS-CNN as the reference repository's "float32" .tflite. Its pointwise convs store int8 weights
+# with a per-tensor scale (the converter's dynamic-range option); the float frontend dequantizes them.
+DS_CNN_WEIGHTS = WeightsSpec(
+    filename="kws_ref_model_float32.tflite",
+    data_relpath="mlperf_tiny/kws/kws_ref_model_float32.tflite",
+    url=("https://github.com/mlcommons/tiny/raw/1afd2c9820f795965a6134facd0b4dfae41ef23f/"
+         "benchmark/training/keyword_spotting/trained_models/kws_ref_model_float32.tflite"),
+    sha256="e5004c6f1012246e33fa068d8488325538e0444073cd361f5a7edb40c73f12d2",
+    size=43392,
+)
+
 
 @dataclass(frozen=True)
 class ResolvedWeights:
