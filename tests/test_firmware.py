@@ -1,6 +1,7 @@
 """Cortex-M firmware: the MLPerf Tiny int8 ResNet-8 exported as C, built with arm-none-eabi-gcc for the M4, M7 and
 M55, run under qemu-system-arm on 20 test inputs, and checked bit for bit against the integer simulator; its
-footprint (weight flash against its floor, the arena) and instruction count; and the failure paths (a corrupted
+footprint (weight flash against its floor, the arena) and instruction count; ResNet-8 quantized by FlexRound to
+W4, W3 and W2 (int4 filters, packed, through the s4 kernels) on the M7; and the failure paths (a corrupted
 weight, a hung guest, a fault, a missing toolchain).
 
 Without arm-none-eabi-gcc / qemu-system-arm these tests skip locally but FAIL on CI (CI set).
@@ -246,3 +247,60 @@ def test_missing_toolchain_gives_the_install_hint(arm_tools, resnet8, project_ro
     with pytest.raises(UserError, match=r"qemu-system-arm not found on PATH.*" + hint):
         run_project(project, build=False)
     assert set(CORTEX_M) == set(TARGETS) - {"host"}
+
+
+# ----------------------------------------------------------------------------------- FlexRound int4 on the M7
+FLEXROUND_ITERS = 30  # a short reconstruction: bit-exactness does not depend on how well the rounding is learned
+_flexround: dict[int, tuple] = {}
+
+
+@pytest.fixture(scope="module")
+def resnet8_float(module_shared_data):
+    """The zoo ResNet-8 as a float graph, and 128 calibration images (NCHW)."""
+    from flexround_mcu.frontends.zoo_graph import resnet8_to_graph
+    from flexround_mcu.zoo import build
+    from flexround_mcu.zoo.resnet8 import to_nchw
+
+    model, _ = build("resnet8")
+    return resnet8_to_graph(model), to_nchw(load_dataset("cifar10-calib", limit=128).x)
+
+
+def flexround_resnet8(wbits: int, resnet8_float, root: Path):
+    """(graph, inputs, simulator outputs, cortex-m7 project) of ResNet-8 quantized by FlexRound at `wbits`
+    (per tensor, first and last layers at 8 bits), made once per module."""
+    if wbits not in _flexround:
+        from flexround_mcu.lower import lower
+        from flexround_mcu.quant.fakequant import quantize_model
+        from flexround_mcu.quant.reconstruct import reconstruct
+
+        graph, calib = resnet8_float
+        qm = quantize_model(graph, [calib], "flexround", wbits, "tensor", True)
+        reconstruct(qm, calib, iters=FLEXROUND_ITERS, batch_size=16, seed=0)
+        g = lower(qm, name=f"resnet8_flexround_w{wbits}")
+        tin = g.tensors[g.inputs[0]]
+        x = load_dataset("cifar10-test-5000", limit=N_INPUTS).quantize_input(float(tin.scale[0]),
+                                                                             int(tin.zero_point[0]))
+        y = Simulator(g).run(x)[g.outputs[0]]
+        project = export_c_project(g, root / f"resnet8-flexround-w{wbits}", x, y, target="cortex-m7")
+        _flexround[wbits] = (g, x, y, project)
+    return _flexround[wbits]
+
+
+@pytest.mark.parametrize("wbits", [4, 3, 2])
+def test_flexround_low_bit_resnet8_bitexact_on_cortex_m7(wbits, arm_tools, resnet8, resnet8_float, project_root):
+    g, x, y, project = flexround_resnet8(wbits, resnet8_float, project_root)
+    int4_ops = [op for op in g.ops if op.inputs[1:] and g.tensors[op.inputs[1]].dtype == "int4"]
+    assert len(int4_ops) == 8 and g.metadata["bits"][int4_ops[0].name] == wbits  # all but the first and last
+    assert len(np.unique(y, axis=0)) > 3  # real data: varied outputs
+    assert (project / "model.c").read_text().count("frk_convolve_s4(") == 8
+    res = run_on_target(project, count_instructions=False)
+    assert res.target == "cortex-m7"
+    assert res.lines[-1] == f"SUMMARY inputs={N_INPUTS} mismatches=0", res.mismatch_lines[:5]
+    assert (res.inputs, res.mismatches, res.returncode) == (N_INPUTS, 0, 0) and res.ok
+
+    # the packed weights in the ELF are what the memory report counts, and at most 0.52x the int8 model's
+    report = memory_report(g)
+    assert res.weight_bytes == report.weight_bytes == report.weight_floor_bytes
+    int4_filters = sum(la.filter_bytes for la in report.layers if la.filter_dtype == "int4")
+    assert int4_filters == sum((g.tensors[op.inputs[1]].size + 1) // 2 for op in int4_ops)
+    assert report.weight_bytes <= 0.52 * memory_report(resnet8[0]).weight_bytes
