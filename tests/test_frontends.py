@@ -376,7 +376,8 @@ def test_keras_h5_resnet8_matches_zoo(shared_data):
 @pytest.mark.tflm
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_keras_file_and_saved_model(shared_data, tmp_path):
-    """A .keras file built here (BN, depthwise, global average pool) against Keras itself; the KWS SavedModel."""
+    """A .keras file built here (BN, zero padding, depthwise, global average pool) against Keras itself; the KWS
+    SavedModel."""
     pytest.importorskip("tensorflow")
     import keras
 
@@ -386,7 +387,8 @@ def test_keras_file_and_saved_model(shared_data, tmp_path):
     inputs = keras.Input((12, 10, 2))
     h = keras.layers.Conv2D(8, 3, strides=2, padding="same")(inputs)
     h = keras.layers.ReLU(max_value=6.0)(keras.layers.BatchNormalization()(h))
-    h = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(h)
+    h = keras.layers.ZeroPadding2D(((1, 0), (2, 1)))(h)  # folded into the depthwise conv's padding
+    h = keras.layers.DepthwiseConv2D(3, activation="relu")(h)
     h = keras.layers.MaxPooling2D(2)(keras.layers.Conv2D(8, 1)(h))
     outputs = keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(h))
     model = keras.Model(inputs, outputs)
@@ -397,7 +399,7 @@ def test_keras_file_and_saved_model(shared_data, tmp_path):
     model.save(path)
     graph = load_keras(path)
     assert [n.kind for n in graph.nodes] == ["conv", "conv", "conv", "maxpool", "avgpool", "flatten", "linear"]
-    assert graph.nodes[0].act == "RELU6" and graph.nodes[1].groups == 8
+    assert graph.nodes[0].act == "RELU6" and graph.nodes[1].groups == 8 and graph.nodes[1].padding == (1, 2, 0, 1)
     x = np.random.default_rng(1).standard_normal((16, 12, 10, 2)).astype(np.float32)
     theirs = np.asarray(model(x, training=False))
     ours = run_graph(graph, torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))

@@ -20,11 +20,12 @@ from ..errors import UserError
 from ..quant.graph import FloatGraph
 from .tflite_float import read_float_tflite
 
-# Keras layer classes the converter turns into ops that tflite_float reads (BatchNormalization only after a conv,
-# where the converter folds it; ZeroPadding2D, Reshape and the like are refused by the reader if they stay).
+# Keras layer classes the converter turns into ops that tflite_float reads. Some only in context, which the reader
+# then checks: BatchNormalization after a conv (folded by the converter), ZeroPadding2D before a conv (folded by
+# the reader), Reshape as a flatten.
 SUPPORTED_LAYERS = ("InputLayer", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense", "BatchNormalization",
                     "Activation", "ReLU", "Softmax", "Add", "AveragePooling2D", "MaxPooling2D",
-                    "GlobalAveragePooling2D", "Flatten", "Reshape", "Dropout", "SpatialDropout2D")
+                    "GlobalAveragePooling2D", "Flatten", "Reshape", "ZeroPadding2D", "Dropout", "SpatialDropout2D")
 ACTIVATIONS = ("linear", "relu", "relu6", "softmax")
 _HOW = "rewrite the model with supported layers or export it to a float .tflite yourself"
 

@@ -12,7 +12,8 @@ tf.lite runs int8-weight convs and FCs of such a "hybrid" model with its input q
 differ from this float graph's by that input rounding (tests/test_frontends.py measures it on the KWS model).
 
 A standalone RELU or RELU6 is fused into the op that produces its input, when that op can carry a fused activation
-and nothing else reads its output. Anything outside this op set gets a UserError naming the op index, the op name,
+and nothing else reads its output; a zero PAD (Keras ZeroPadding2D) is folded into the padding of the conv that
+reads it, when nothing else does. Anything outside this op set gets a UserError naming the op index, the op name,
 its output tensor (whose name carries the Keras layer path for converted models) and the file.
 """
 from __future__ import annotations
@@ -34,7 +35,7 @@ _T = tflite.TensorType
 _TYPE_NAMES = {v: k for k, v in vars(_T).items() if not k.startswith("_")}
 
 SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "AVERAGE_POOL_2D", "MAX_POOL_2D",
-                 "MEAN", "RESHAPE", "SOFTMAX", "RELU", "RELU6", "DEQUANTIZE")
+                 "MEAN", "RESHAPE", "SOFTMAX", "RELU", "RELU6", "PAD", "DEQUANTIZE")
 _OPTIONS = {
     _BUILTIN.CONV_2D: tflite.Conv2DOptions,
     _BUILTIN.DEPTHWISE_CONV_2D: tflite.DepthwiseConv2DOptions,
@@ -104,6 +105,7 @@ class _FloatReader:
         self.nodes: list[FNode] = []
         self.values: dict[int, str] = {}         # tflite tensor index -> FloatGraph value ("input" or a node name)
         self.constants: dict[int, np.ndarray] = {}  # DEQUANTIZE output tensor -> its float32 data
+        self.pads: dict[int, tuple[int, str, tuple[int, int, int, int]]] = {}  # PAD output -> (op, value, t/l/b/r)
         self.readers = self._count_readers()
 
     # ----------------------------------------------------------------------------------------------- helpers
@@ -172,6 +174,9 @@ class _FloatReader:
 
     def value(self, i: int, role: str, op_ctx) -> str:
         """The FloatGraph value that tflite tensor i holds (the graph input or an earlier node's output)."""
+        if i in self.pads:
+            raise self.op_error(*op_ctx, f"reads the output of PAD (op {self.pads[i][0]}); a PAD is only supported "
+                                         f"as the padding of the one conv that reads it")
         if i not in self.values:
             raise self.op_error(*op_ctx, f"the {role} tensor {i} ({self.tname(i)}) is a constant or comes from "
                                          f"nowhere; only computed activations are supported as the {role}")
@@ -262,8 +267,15 @@ class _FloatReader:
                                       "export a float model")
         self.constants[out] = self.constant(tin[0], "input", ctx)
 
+    def conv_input(self, i: int, ctx) -> tuple[str, tuple[int, int, int, int]]:
+        """(value, extra padding) of a conv's input: a PAD that only this conv reads becomes part of its padding."""
+        if i in self.pads and self.readers.get(i, 0) == 1:
+            _, x, pad = self.pads.pop(i)
+            return x, pad
+        return self.value(i, "input", ctx), (0, 0, 0, 0)
+
     def op_conv_2d(self, k, ctx, tin, out, opts):
-        x = self.value(tin[0], "input", ctx)
+        x, extra = self.conv_input(tin[0], ctx)
         filt = self.constant(tin[1], "filter", ctx)  # (C_out, KH, KW, C_in / groups)
         x_shape = self.shape(tin[0])
         if len(x_shape) != 4 or filt.ndim != 4:
@@ -272,22 +284,23 @@ class _FloatReader:
             raise self.op_error(*ctx, f"grouped conv ({x_shape[3]} input channels, filter depth {filt.shape[3]}) is "
                                       f"not supported; use groups of 1 or a DEPTHWISE_CONV_2D")
         weight = torch.from_numpy(np.ascontiguousarray(filt.transpose(0, 3, 1, 2)))
-        self._conv(k, ctx, tin, out, opts, x, x_shape, weight, groups=1, prefix="conv")
+        self._conv(k, ctx, tin, out, opts, x, x_shape, weight, 1, "conv", extra)
 
     def op_depthwise_conv_2d(self, k, ctx, tin, out, opts):
-        x = self.value(tin[0], "input", ctx)
+        x, extra = self.conv_input(tin[0], ctx)
         filt = self.constant(tin[1], "filter", ctx)  # (1, KH, KW, C_in * M)
         x_shape = self.shape(tin[0])
         if len(x_shape) != 4 or filt.ndim != 4 or filt.shape[0] != 1 or filt.shape[3] % x_shape[3]:
             raise self.op_error(*ctx, f"expects an NHWC input and a (1, KH, KW, C*M) filter, got {x_shape} and "
                                       f"{filt.shape}")
         weight = torch.from_numpy(np.ascontiguousarray(filt.transpose(3, 0, 1, 2)))  # (C*M, 1, KH, KW)
-        self._conv(k, ctx, tin, out, opts, x, x_shape, weight, groups=x_shape[3], prefix="dwconv")
+        self._conv(k, ctx, tin, out, opts, x, x_shape, weight, x_shape[3], "dwconv", extra)
 
-    def _conv(self, k, ctx, tin, out, opts, x, x_shape, weight, groups, prefix):
+    def _conv(self, k, ctx, tin, out, opts, x, x_shape, weight, groups, prefix, extra):
         stride = (opts.StrideH(), opts.StrideW())
         dilation = (opts.DilationHFactor(), opts.DilationWFactor())
-        pad = self.padding(opts, x_shape[1:3], tuple(weight.shape[2:]), stride, dilation)
+        own = self.padding(opts, x_shape[1:3], tuple(weight.shape[2:]), stride, dilation)
+        pad = tuple(a + b for a, b in zip(own, extra))
         bias = self._bias(tin, weight.shape[0], ctx)
         self.emit(FNode("conv", f"{prefix}{k}", [x], weight, bias, stride, pad, dilation, groups,
                         act=self.activation(opts, ctx)), out)
@@ -367,6 +380,15 @@ class _FloatReader:
             self.values[out] = x
             return
         self.emit(FNode("flatten", f"flatten{k}", [x]), out)
+
+    def op_pad(self, k, ctx, tin, out, opts):
+        # Zero padding of H and W only; it waits for the conv that reads it (conv_input) to become its padding.
+        x = self.value(tin[0], "input", ctx)
+        pads = self.constant(tin[1], "paddings", ctx).astype(int).tolist()
+        if len(tin) > 2 or len(pads) != 4 or pads[0] != [0, 0] or pads[3] != [0, 0]:
+            raise self.op_error(*ctx, f"paddings {pads}: only zero padding of H and W of an NHWC tensor is supported")
+        (top, bottom), (left, right) = pads[1], pads[2]
+        self.pads[out] = (k, x, (top, left, bottom, right))
 
     def op_softmax(self, k, ctx, tin, out, opts):
         x = self.value(tin[0], "input", ctx)
