@@ -15,7 +15,8 @@
  * with (M, s) = (multiplier[c], shift[c]) if per_channel is non-zero, else (multiplier[0], shift[0]).
  * w[c, i, j, k] is element ((c*KH + i)*KW + j)*C_in + k of the filter flattened in [C_out, KH, KW, C_in] order,
  * a value in [-8, 7] stored as the low (even element) or high (odd element) nibble of filter[element >> 1].
- * With an odd C_in a tap's C_in weights can start in a high nibble; frk__dot_s4 handles both parities.
+ * With an odd C_in a tap's C_in weights can start in a high nibble; frk__dot_s4 handles both parities. A filter
+ * row with no tap in the padding (and no horizontal dilation) is summed as one run of KW*C_in values.
  * Taps outside the input are skipped (zero padding); bottom/right padding is implied by output_dims; a NULL
  * bias is 0. acc is int32 and exact while |bias| + KH*KW*C_in*255*8 < 2^31. params->depth_multiplier is not
  * used.
@@ -39,6 +40,7 @@ void frk_convolve_s4(const frk_conv_params *params, const int32_t *multiplier, c
     const int32_t lo = params->act_min - output_offset;
     const int32_t hi = params->act_max - output_offset;
     const int32_t filter_size = k_h * k_w * in_c; /* elements (not bytes) of one output channel's filter */
+    const int32_t whole_rows = params->dilation_w == 1; /* a filter row then covers contiguous input */
     int32_t b, oy, ox, oc, ky, kx;
 
     for (b = 0; b < batches; ++b) {
@@ -54,6 +56,14 @@ void frk_convolve_s4(const frk_conv_params *params, const int32_t *multiplier, c
                         const int32_t iy = iy_origin + ky * params->dilation_h;
                         if (iy < 0 || iy >= in_h) {
                             continue; /* padding row: contributes nothing */
+                        }
+                        if (whole_rows && ix_origin >= 0 && ix_origin + k_w <= in_w) {
+                            /* No padding column in this filter row: its KW taps are KW*C_in contiguous input
+                             * values against KW*C_in consecutive nibbles, one run (fewer run starts and ends). */
+                            acc += frk__dot_s4(filter, w_c + ky * k_w * in_c,
+                                               input + ((b * in_h + iy) * in_w + ix_origin) * in_c, k_w * in_c,
+                                               input_offset);
+                            continue;
                         }
                         for (kx = 0; kx < k_w; ++kx) {
                             const int32_t ix = ix_origin + kx * params->dilation_w;

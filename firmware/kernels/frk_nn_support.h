@@ -101,47 +101,51 @@ static inline int8_t frk__output_stage(int32_t acc, int32_t multiplier, int32_t 
 
 /* int4 (s4) filters: two's-complement nibbles packed densely over the whole tensor (docs/arithmetic.md 1):
  * element i of the flattened filter is the low nibble of byte i >> 1 when i is even, the high nibble when i is
- * odd. (n ^ 8) - 8 sign-extends a nibble n in 0..15 (8..15 -> -8..-1) with neither an implementation-defined
- * right shift of a negative value nor an out-of-range conversion to a signed type. */
-static inline int32_t frk__s4_low(uint8_t byte)
+ * odd. The kernels take the bytes as `const uint8_t *` and read them through `const int8_t *` (the signed and
+ * unsigned variants of a type may alias; int8_t is two's complement by definition), so that one signed load
+ * gives both nibbles: the high one is the byte shifted right by 4 (floor), the low one is bits 3..0
+ * sign-extended with (n ^ 8) - 8. GCC turns these into one ASR and one SBFX. */
+static inline int32_t frk__s4_low(int32_t byte)
 {
-    return (int32_t)((byte & 0x0Fu) ^ 0x08u) - 8;
+    return (int32_t)(((uint32_t)byte & 0x0Fu) ^ 0x08u) - 8;
 }
 
-static inline int32_t frk__s4_high(uint8_t byte)
+static inline int32_t frk__s4_high(int32_t byte)
 {
-    return (int32_t)(((uint32_t)byte >> 4) ^ 0x08u) - 8;
+    return frk__asr32(byte, 4);
 }
 
 /* Element i of a packed s4 filter, as an int32 in [-8, 7]. */
 static inline int32_t frk__s4_at(const uint8_t *packed, int32_t i)
 {
-    const uint8_t byte = packed[i >> 1];
+    const int32_t byte = ((const int8_t *)packed)[i >> 1];
     return (i & 1) ? frk__s4_high(byte) : frk__s4_low(byte);
 }
 
 /* sum over k < n of  w[first + k] * (x[k] + input_offset), w a packed s4 filter and x int8: one tap's (or one
- * fully connected row's) contribution to the accumulator. A run that starts on an odd element index begins in
- * the high nibble of a byte (a row starting mid-byte); after it, each byte holds the next two weights, and an
- * odd remainder ends in the low nibble of one more byte. The sum is int32: the callers bound it as for s8. */
+ * filter row's, or one fully connected row's) contribution to the accumulator. A run that starts on an odd
+ * element index begins in the high nibble of a byte (a row starting mid-byte); after it, each byte holds the
+ * next two weights, and an odd remainder ends in the low nibble of one more byte (never reading the high
+ * nibble past the run). The sum is int32: the callers bound it as for s8. */
 static inline int32_t frk__dot_s4(const uint8_t *packed, int32_t first, const int8_t *x, int32_t n,
                                   int32_t input_offset)
 {
-    const uint8_t *w = packed + (first >> 1);
+    const int8_t *w = (const int8_t *)packed + (first >> 1);
     int32_t acc = 0;
-    int32_t k = 0;
+    int32_t pairs;
 
     if ((first & 1) && n > 0) {
-        acc += frk__s4_high(*w++) * ((int32_t)x[0] + input_offset);
-        k = 1;
+        acc += frk__s4_high(*w++) * ((int32_t)*x++ + input_offset);
+        --n;
     }
-    for (; k + 1 < n; k += 2) {
-        const uint8_t byte = *w++;
-        acc += frk__s4_low(byte) * ((int32_t)x[k] + input_offset);
-        acc += frk__s4_high(byte) * ((int32_t)x[k + 1] + input_offset);
+    for (pairs = n >> 1; pairs > 0; --pairs) {
+        const int32_t byte = *w++;
+        acc += frk__s4_low(byte) * ((int32_t)x[0] + input_offset);
+        acc += frk__s4_high(byte) * ((int32_t)x[1] + input_offset);
+        x += 2;
     }
-    if (k < n) {
-        acc += frk__s4_low(*w) * ((int32_t)x[k] + input_offset);
+    if (n & 1) {
+        acc += frk__s4_low(*w) * ((int32_t)x[0] + input_offset);
     }
     return acc;
 }
