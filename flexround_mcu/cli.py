@@ -128,10 +128,15 @@ def simulate(model: Path, dataset: str, limit: int | None, compare: str | None, 
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Reconstruction learning rate (default: flexround 1e-3, adaround 1e-3).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--act-lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="LSQ: also learn the activation steps during reconstruction, at this learning rate [default: off].")
+@click.option("--qdrop", type=click.FloatRange(min=0, max=1, max_open=True), default=0.0, show_default=True,
+              help="QDrop: probability of leaving an activation unquantized while a block learns.")
+@click.option("--emit-tflite", is_flag=True, help="Also write OUT/model.tflite (int8 / int4 weights) for TFLite Micro.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing output folder that is not a previous export.")
 def export(model, target, method, wbits, abits, granularity, first_last_8bit, weights, calib_size, eval_size,
-           test_inputs, out, iters, lr, batch_size, seed, force):
+           test_inputs, out, iters, lr, batch_size, act_lr, qdrop, emit_tflite, seed, force):
     """Quantize zoo MODEL, write its C project and report.json, build it for TARGET and check it bit for bit."""
     from .workflow import ExportOptions, run_export, summary_table
 
@@ -139,7 +144,8 @@ def export(model, target, method, wbits, abits, granularity, first_last_8bit, we
                                       abits=int(abits), granularity=granularity, first_last_8bit=first_last_8bit,
                                       weights=str(weights) if weights else None, calib_size=calib_size,
                                       eval_size=eval_size, test_inputs=test_inputs, out=out, seed=seed,
-                                      force=force, iters=iters, lr=lr, batch_size=batch_size))
+                                      force=force, iters=iters, lr=lr, batch_size=batch_size, act_lr=act_lr,
+                                      drop_prob=qdrop, emit_tflite=emit_tflite))
     click.echo(summary_table(report))
     for where, res in (("the host C build", report["bitexact"]["host_c"]), ("the firmware", report["bitexact"]["qemu"])):
         if res is not None and res["mismatches"]:

@@ -41,6 +41,9 @@ class ExportOptions:
     iters: int = 500
     lr: float | None = None  # None: the method's default (METHOD_LR)
     batch_size: int = 32
+    act_lr: float | None = None  # LSQ: learn the activation steps during reconstruction at this lr (None: off)
+    drop_prob: float = 0.0  # QDrop: probability of leaving an activation unquantized while a block learns
+    emit_tflite: bool = False  # also write OUT/model.tflite (the QGraph as TFLite Micro runs it)
 
 
 METHOD_LR = {"flexround": 1e-3, "adaround": 1e-3}  # BRECQ's Adam default for AdaRound; measured for FlexRound
@@ -77,16 +80,15 @@ def torch_accuracy(fn, x_nchw, labels, desc: str, batch: int = 500) -> float:
 
 
 def weight_bytes(graph, memory, bits: dict[str, int]) -> dict:
-    """Weight flash as exported today (int8 containers: codegen's memory report of the rendered arrays) and as
-    packed int4 would store it (two sub-8-bit weights per byte; biases and tables unchanged)."""
+    """Weight flash as exported (codegen's memory report: int4 filters packed two per byte) and what the same
+    arrays take with every filter in int8 containers, the int8 model's layout (biases and tables unchanged)."""
     per_layer = []
     for layer in memory.layers:
         name = graph.ops[layer.op].name
-        nbits = bits.get(name, 8)
-        packed = layer.total_bytes - (0 if nbits == 8 else layer.filter_bytes // 2)
-        per_layer.append({"layer": name, "bits": nbits, "weights": layer.filter_bytes, "bytes": layer.total_bytes,
-                          "bytes_packed": packed})
-    return {"container": memory.weight_bytes, "packed": sum(la["bytes_packed"] for la in per_layer),
+        as_int8 = layer.total_bytes + (layer.filter_values - layer.filter_bytes if layer.filter_dtype == "int4" else 0)
+        per_layer.append({"layer": name, "bits": bits.get(name, 8), "filter_dtype": layer.filter_dtype or None,
+                          "weights": layer.filter_values, "bytes": layer.total_bytes, "bytes_int8_containers": as_int8})
+    return {"exported": memory.weight_bytes, "int8_containers": sum(la["bytes_int8_containers"] for la in per_layer),
             "per_layer": per_layer}
 
 
@@ -143,7 +145,7 @@ def run_export(opt: ExportOptions) -> dict:
                 bar.n = it
                 bar.refresh()
             recon_logs = reconstruct(qm, calib_x, iters=opt.iters, lr=lr, batch_size=opt.batch_size,
-                                     seed=opt.seed, progress=tick)
+                                     seed=opt.seed, drop_prob=opt.drop_prob, act_lr=opt.act_lr, progress=tick)
     quantize_s = time.perf_counter() - t_q
     acc_fake = torch_accuracy(lambda x: qm.module(x, upto=graph.logits), eval_x, eval_set.y, "fake-quant model")
 
@@ -160,6 +162,9 @@ def run_export(opt: ExportOptions) -> dict:
     stage = out.parent / f".{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         export_c_project(qgraph, stage, x_int8[:n_test], expected, target=opt.target)
+        if opt.emit_tflite:
+            from .frontends.tflite import save_tflite
+            save_tflite(qgraph, stage / "model.tflite")
         _say("building the C project for the host and running the harness ...")
         result = run_host(build_host(stage))
         host = {"inputs": result.inputs, "mismatches": result.mismatches}
@@ -183,7 +188,7 @@ def run_export(opt: ExportOptions) -> dict:
             "accuracy": {"dataset": f"{eval_set.name}" if opt.eval_size is None else f"{eval_set.name}[:{len(eval_set)}]",
                          "n": len(eval_set), "float": round(acc_float, 4), "fake_quant": round(acc_fake, 4),
                          "int_sim": round(acc_int, 4), "logits": "int8 FULLY_CONNECTED output (before softmax)"},
-            "memory": {"weight_bytes": wb["container"], "weight_bytes_packed": wb["packed"],
+            "memory": {"weight_bytes": wb["exported"], "weight_bytes_int8_containers": wb["int8_containers"],
                        "flash_bytes": device.flash_bytes if device else None,
                        "flash_bytes_without_test_data": device.model_flash_bytes if device else None,
                        "ram_bytes": device.ram_bytes if device else None,
@@ -195,8 +200,10 @@ def run_export(opt: ExportOptions) -> dict:
             "calibration": {"dataset": info.calib_dataset, "images": opt.calib_size},
             "reconstruction": None if not recon_logs else {
                 "iters": opt.iters, "lr": opt.lr or METHOD_LR[opt.method], "batch_size": opt.batch_size,
+                "act_lr": opt.act_lr, "drop_prob": opt.drop_prob,
                 "blocks": [{"block": b.block, "loss_start": round(b.loss_start, 5), "loss_end": round(b.loss_end, 5),
                             "seconds": round(b.seconds, 1)} for b in recon_logs]},
+            "tflite": "model.tflite" if opt.emit_tflite else None,
             "weights_file": str(info.weights),
             "time_s": {"quantize": round(quantize_s, 1), "total": round(time.perf_counter() - t_start, 1)},
         }
@@ -224,7 +231,8 @@ def summary_table(report: dict) -> str:
                                 f"{' (first/last 8-bit)' if report['first_last_8bit'] else ''}"),
         (f"accuracy on {a['dataset']} (n={a['n']})",
          f"float {a['float']:.2%}  fake-quant {a['fake_quant']:.2%}  int8 sim {a['int_sim']:.2%}"),
-        ("weights", f"{m['weight_bytes']} B (int8 containers), {m['weight_bytes_packed']} B packed"),
+        ("weights", f"{m['weight_bytes']} B as exported (int4 packed), {m['weight_bytes_int8_containers']} B with "
+                    f"int8 filters ({m['weight_bytes'] / m['weight_bytes_int8_containers']:.2f}x)"),
         ("activation arena", f"{m['arena_bytes']} B (floor {m['arena_floor_bytes']} B)"),
         ("host C vs simulator", "not run" if host is None else
          f"{host['mismatches']} mismatching of {host['inputs']} inputs"),

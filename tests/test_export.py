@@ -56,7 +56,24 @@ def test_same_command_gives_byte_identical_sources(shared_data, capsys, tmp_path
     # the first and last layers stay at 8 bits, the others are 4-bit values in [-7, 7]
     bits = [layer["bits"] for layer in r2["layers"]]
     assert bits[0] == bits[-1] == 8 and set(bits[1:-1]) == {4}
-    assert r2["memory"]["weight_bytes_packed"] < r2["memory"]["weight_bytes"]
+    # 4-bit filters are written packed: two weights a byte, against the int8 layout of the same arrays
+    layers = {la["layer"]: la for la in r2["layers"]}
+    for la in layers.values():
+        if la["bits"] == 4:
+            assert la["filter_dtype"] == "int4"
+            assert la["bytes_int8_containers"] - la["bytes"] == la["weights"] - (la["weights"] + 1) // 2
+    assert r2["memory"]["weight_bytes"] == sum(la["bytes"] for la in layers.values())
+    assert r2["memory"]["weight_bytes"] < 0.55 * r2["memory"]["weight_bytes_int8_containers"]
+
+
+def test_emit_tflite_writes_the_graph_tflite_micro_runs(shared_data, capsys, tmp_path):
+    from flexround_mcu.frontends.tflite import load_tflite
+    r = export(capsys, tmp_path / "t", "--method", "rtn", "--eval-size", "16", "--calib-size", "16",
+               "--test-inputs", "3", "--emit-tflite")
+    assert r["tflite"] == "model.tflite"
+    g = load_tflite(tmp_path / "t" / "model.tflite")
+    int4 = [t for t in g.tensors if t.dtype == "int4"]
+    assert len(int4) == sum(1 for la in r["layers"] if la["bits"] == 4) > 0
 
 
 def test_rerun_replaces_own_output(shared_data, capsys, tmp_path):
