@@ -2,6 +2,7 @@
 
     FLEXROUND_MCU_DATA=../shared/data .venv/bin/python benchmarks/ptq_resnet8.py \
         [--methods rtn,adaround,flexround] [--bits 8,4,3,2] [--channel-bits 4] [--iters 500] [--iters-w2 2000] \
+        [--variants lsq,qdrop] [--variant-bits 4,3] [--act-lr 1e-3] [--qdrop 0.5] \
         [--eval N] [--seed 0] [--shift-layer s2_conv2] [--threads N] [--no-malloc-tune] [--quick]
 
 Rows: every method x weight bits with per-tensor weight scales, plus every method at --channel-bits with
@@ -9,7 +10,8 @@ per-channel scales; int8 activations; the first and last layers 8-bit, rounded t
 (the library's rule). AdaRound and FlexRound get the same seed, the same 1,024 calibration images (cifar10-calib,
 np.random.default_rng(seed).choice(4000, 1024, replace=False), sorted, as workflow.run_export), the same number
 of iterations per block (--iters; --iters-w2 at 2 bits), batch 32 and each method's default lr
-(workflow.METHOD_LR). Peers: the float zoo model (logits argmax) and the MLPerf Tiny int8 reference
+(workflow.METHOD_LR). Option rows (--variants): FlexRound with LSQ-learned activation steps, and with QDrop, at
+--variant-bits, everything else as the plain FlexRound row of the same bits. Peers: the float zoo model (logits argmax) and the MLPerf Tiny int8 reference
 (`mlperf_tiny/ic/pretrainedResnet_quant.tflite`, TFLite converter PTQ, per-channel) run through our simulator
 (its output is the int8 softmax; argmax of that).
 
@@ -91,9 +93,14 @@ def sim_scores(qgraph, x_int8: np.ndarray, tensor: int, desc: str) -> np.ndarray
 
 
 # ------------------------------------------------------------------------------------------------ one row
-def run_row(ctx: dict, method: str, wbits: int, granularity: str, iters: int, args, keep_layer: str | None):
+VARIANTS = {"lsq": "+ LSQ activation steps", "qdrop": "+ QDrop"}
+
+
+def run_row(ctx: dict, method: str, wbits: int, granularity: str, iters: int, args, keep_layer: str | None,
+            variant: str | None = None):
     """Quantize, reconstruct (AdaRound / FlexRound), evaluate fake-quant and integer simulator. Returns
-    (row dict, shift data for `keep_layer` or None)."""
+    (row dict, shift data for `keep_layer` or None). variant: None, "lsq" (activation steps learned at
+    --act-lr) or "qdrop" (activations left unquantized with probability --qdrop while a block learns)."""
     import torch
     from flexround_mcu.lower import lower
     from flexround_mcu.quant.fakequant import quantize_model
@@ -101,7 +108,7 @@ def run_row(ctx: dict, method: str, wbits: int, granularity: str, iters: int, ar
 
     graph, calib_x = ctx["graph"], ctx["calib_x"]
     torch.manual_seed(args.seed)
-    tag = f"{method} W{wbits} {granularity}"
+    tag = f"{method}{'+' + variant if variant else ''} W{wbits} {granularity}"
     t_q = time.perf_counter()
     with bar(len(calib_x), f"{tag}: calibration") as b:
         qm = quantize_model(graph, [calib_x[i:i + 128] for i in range(0, len(calib_x), 128)], method, wbits,
@@ -116,9 +123,12 @@ def run_row(ctx: dict, method: str, wbits: int, granularity: str, iters: int, ar
                 b.set_description(f"{tag}: block {block}")
                 b.n = it
                 b.refresh()
+            act_lr = args.act_lr if variant == "lsq" else None
+            drop = args.qdrop if variant == "qdrop" else 0.0
             logs = reconstruct(qm, calib_x, iters=iters, lr=lr, batch_size=args.batch_size, seed=args.seed,
-                               progress=tick)
+                               act_lr=act_lr, drop_prob=drop, progress=tick)
         recon = {"iters": iters, "lr": lr, "batch_size": args.batch_size, "seed": args.seed,
+                 "act_lr": act_lr, "drop_prob": drop,
                  "blocks": [{"block": l.block, "loss_start": round(l.loss_start, 5), "loss_end": round(l.loss_end, 5),
                              "seconds": round(l.seconds, 1)} for l in logs]}
     quantize_s = time.perf_counter() - t_q
@@ -141,7 +151,7 @@ def run_row(ctx: dict, method: str, wbits: int, granularity: str, iters: int, ar
     shift = None
     if keep_layer is not None:
         shift = shift_data(qm, keep_layer)
-    row = {"method": method, "wbits": wbits, "abits": 8, "granularity": granularity, "first_last_8bit": True,
+    row = {"method": method, "variant": variant, "wbits": wbits, "abits": 8, "granularity": granularity, "first_last_8bit": True,
            "bits": dict(qm.bits), "calibration": {"dataset": "cifar10-calib", "images": len(calib_x),
                                                    "act_range": "minmax", "weight_grid": "mse"},
            "reconstruction": recon,
@@ -248,12 +258,12 @@ def plot_accuracy(rows: list[dict], float_acc: float, tflite_acc: float | None, 
     all_bits = set()
     for m in METHOD_LABEL:
         pts = sorted((r["wbits"], 100 * r["accuracy"]["int_sim_test5000"]) for r in rows
-                     if r["method"] == m and r["granularity"] == "tensor")
+                     if r["method"] == m and r["granularity"] == "tensor" and not r.get("variant"))
         if pts:
             all_bits.update(b for b, _ in pts)
             ax.plot(*zip(*pts), marker="o", color=colors[m], label=f"{METHOD_LABEL[m]} (per-tensor)")
         ch = [(r["wbits"], 100 * r["accuracy"]["int_sim_test5000"]) for r in rows
-              if r["method"] == m and r["granularity"] == "channel"]
+              if r["method"] == m and r["granularity"] == "channel" and not r.get("variant")]
         if ch:
             all_bits.update(b for b, _ in ch)
             ax.scatter(*zip(*ch), marker="D", facecolors="none", edgecolors=colors[m], s=50,
@@ -288,7 +298,8 @@ def markdown(result: dict) -> str:
     for r in result["rows"]:
         a = r["accuracy"]
         it = r["reconstruction"]["iters"] if r["reconstruction"] else "-"
-        lines.append(f"| {METHOD_LABEL[r['method']]} | W{r['wbits']}A8 | {r['granularity']} | {it} | "
+        label = METHOD_LABEL[r["method"]] + (f" {VARIANTS[r['variant']]}" if r.get("variant") else "")
+        lines.append(f"| {label} | W{r['wbits']}A8 | {r['granularity']} | {it} | "
                      f"{100 * a['int_sim_test5000']:.2f} | {100 * a['int_sim_ic01']:.2f} | "
                      f"{100 * a['fake_quant_test5000']:.2f} | {r['time_s']['quantize']:.1f} |")
     return "\n".join(lines)
@@ -303,6 +314,10 @@ def parse_args(argv=None):
     ap.add_argument("--channel-bits", default="4", help="weight bits of the per-channel rows ('' for none)")
     ap.add_argument("--iters", type=int, default=None, help="reconstruction iterations per block (default 500)")
     ap.add_argument("--iters-w2", type=int, default=None, help="iterations per block at 2 bits (default 2000)")
+    ap.add_argument("--variants", default="lsq,qdrop", help="FlexRound option rows: lsq, qdrop ('' for none)")
+    ap.add_argument("--variant-bits", default="4,3", help="weight bits of the option rows (per-tensor)")
+    ap.add_argument("--act-lr", type=float, default=1e-3, help="LSQ rows: learning rate of the log activation steps")
+    ap.add_argument("--qdrop", type=float, default=0.5, help="QDrop rows: probability of an unquantized activation")
     ap.add_argument("--eval", type=int, default=None, help="first N images of cifar10-test-5000 (default all)")
     ap.add_argument("--calib-size", type=int, default=1024)
     ap.add_argument("--batch-size", type=int, default=32)
@@ -323,7 +338,11 @@ def parse_args(argv=None):
         ap.error(f"unknown method(s) {bad}: choose from {list(METHOD_LABEL)}")
     args.bit_list = [int(b) for b in args.bits.split(",") if b.strip()]
     args.channel_bit_list = [int(b) for b in args.channel_bits.split(",") if b.strip()]
-    for b in args.bit_list + args.channel_bit_list:
+    args.variant_list = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if [v for v in args.variant_list if v not in VARIANTS]:
+        ap.error(f"unknown variant(s) in {args.variants!r}: choose from {list(VARIANTS)}")
+    args.variant_bit_list = [int(b) for b in args.variant_bits.split(",") if b.strip()]
+    for b in args.bit_list + args.channel_bit_list + args.variant_bit_list:
         if b not in (2, 3, 4, 8):
             ap.error(f"weight bits must be 2, 3, 4 or 8, got {b}")
     if args.iters < 1 or args.iters_w2 < 1:
@@ -353,6 +372,7 @@ def main(argv=None) -> int:
     from flexround_mcu.frontends.tflite import load_tflite
     from flexround_mcu.frontends.zoo_graph import resnet8_to_graph
     from flexround_mcu.zoo import build as build_zoo
+    from flexround_mcu.workflow import METHOD_LR
     from flexround_mcu.zoo.resnet8 import to_nchw
 
     if args.threads > 0:
@@ -397,7 +417,9 @@ def main(argv=None) -> int:
         say(f"{tpath} not found: no TFLite reference row")
 
     configs = [(b, "tensor") for b in args.bit_list] + [(b, "channel") for b in args.channel_bit_list]
-    plan = [(b, g, m) for b, g in configs for m in args.method_list]
+    plan = [(b, g, m, None) for b, g in configs for m in args.method_list]
+    if "flexround" in args.method_list:
+        plan += [(b, "tensor", "flexround", v) for v in args.variant_list for b in args.variant_bit_list]
     result = {
         "benchmark": "ptq_resnet8", "command": command, "argv": sys.argv[1:] if argv is None else list(argv),
         "quick": args.quick, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
@@ -405,6 +427,7 @@ def main(argv=None) -> int:
         "machine": platform.machine(), "python": platform.python_version(), "torch": torch.__version__,
         "numpy": np.__version__, "model": "resnet8 (MLPerf Tiny, zoo)", "seed": args.seed,
         "settings": {"iters": args.iters, "iters_w2": args.iters_w2, "batch_size": args.batch_size,
+                     "lr": dict(METHOD_LR), "variants": {"lsq_act_lr": args.act_lr, "qdrop_prob": args.qdrop},
                      "calib_images": args.calib_size, "calib_pick": "np.sort(default_rng(seed).choice(4000, n, "
                                                                      "replace=False))",
                      "first_last_8bit": True, "abits": 8, "act_range": "minmax", "weight_grid": "mse (Lp 2.4)"},
@@ -419,14 +442,15 @@ def main(argv=None) -> int:
 
     shift = None
     with bar(len(plan), "rows", unit="row", leave=True) as rows_bar:
-        for wbits, gran, method in plan:
+        for wbits, gran, method, variant in plan:
             iters = args.iters_w2 if wbits == 2 else args.iters
-            keep = args.shift_layer if (method == "flexround" and wbits == 4 and gran == "tensor") else None
-            row, sh = run_row(ctx, method, wbits, gran, iters, args, keep)
+            keep = (args.shift_layer if (method == "flexround" and wbits == 4 and gran == "tensor" and not variant)
+                    else None)
+            row, sh = run_row(ctx, method, wbits, gran, iters, args, keep, variant)
             shift = sh or shift
             result["rows"].append(row)
             a = row["accuracy"]
-            rows_bar.write(f"{method:>9} W{wbits} {gran:<7}: int8 sim {a['int_sim_test5000']:.2%} "
+            rows_bar.write(f"{method + ('+' + variant if variant else ''):>15} W{wbits} {gran:<7}: int8 sim {a['int_sim_test5000']:.2%} "
                            f"(ic01 {a['int_sim_ic01']:.2%}), fake-quant {a['fake_quant_test5000']:.2%}, "
                            f"quantize {row['time_s']['quantize']:.1f} s", file=sys.stderr)
             rows_bar.update(1)

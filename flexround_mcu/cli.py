@@ -123,10 +123,10 @@ def simulate(model: Path, dataset: str, limit: int | None, compare: str | None, 
               help="Inputs embedded in the C harness and compared bit for bit [default: 100 host, 20 Cortex-M].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder (default out/MODEL-METHOD-wBITS-GRANULARITY-TARGET).")
-@click.option("--iters", type=int, default=500, show_default=True,
-              help="Reconstruction iterations per block (flexround, adaround).")
+@click.option("--iters", type=int, default=None,
+              help="Reconstruction iterations per block (flexround, adaround) [default: 500; 2000 at --wbits 2].")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Reconstruction learning rate (default: flexround 1e-3, adaround 1e-3).")
+              help="Reconstruction learning rate [default: flexround 3e-3, adaround 1e-3].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--act-lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="LSQ: also learn the activation steps during reconstruction, at this learning rate [default: off].")
