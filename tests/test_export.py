@@ -141,9 +141,10 @@ def test_flexround_w4_default_export(shared_data, capsys, tmp_path):
     r = export(capsys, tmp_path / "out")
     assert (r["method"], r["wbits"], r["granularity"], r["first_last_8bit"]) == ("flexround", 4, "tensor", True)
     acc = r["accuracy"]
-    # issue 4 asks for >= 76.20% (TFLite's 8-bit per-channel model); measured 76.16% with this seed, so the
-    # assertion is what holds today: within 1.5 points of float and far above round to nearest (62.66%).
-    assert acc["int_sim"] >= acc["float"] - 0.015
+    # issue 4: 4-bit per-tensor weights as accurate as TFLite's 8-bit per-channel model (76.20%). Measured 76.24%
+    # with torch's default 2 threads on the 2-core machine (the thread count changes float summation order and
+    # moves the result by a few tenths; benchmarks/ptq_resnet8.py --threads 1 gives 76.44%).
+    assert acc["int_sim"] >= TFLITE_INT8_PER_CHANNEL
     assert abs(acc["int_sim"] - acc["fake_quant"]) <= 0.003
     assert r["bitexact"]["host_c"] == {"inputs": 100, "mismatches": 0}
     blocks = r["reconstruction"]["blocks"]
