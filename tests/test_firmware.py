@@ -250,7 +250,7 @@ def test_missing_toolchain_gives_the_install_hint(arm_tools, resnet8, project_ro
 
 
 # ----------------------------------------------------------------------------------- FlexRound int4 on the M7
-FLEXROUND_ITERS = 30  # a short reconstruction: bit-exactness does not depend on how well the rounding is learned
+FLEXROUND_ITERS = 20  # a short reconstruction: bit-exactness does not depend on how well the rounding is learned
 _flexround: dict[int, tuple] = {}
 
 
