@@ -102,7 +102,48 @@ def simulate(model: Path, dataset: str, limit: int | None, compare: str | None, 
         click.echo(f"accuracy: {accuracy:.2%}")
 
 
-@cli.command()
+class _Scale(click.ParamType):
+    """A positive number, also written as a fraction (1/255)."""
+
+    name = "SCALE"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float):
+            return value
+        text = str(value).strip()
+        try:
+            num, _, den = text.partition("/")
+            v = float(num) / float(den) if den else float(num)
+        except (ValueError, ZeroDivisionError):
+            v = float("nan")
+        if not (v > 0 and v != float("inf")):
+            self.fail(f"{value!r} is not a positive number (e.g. 0.5847 or 1/255)", param, ctx)
+        return v
+
+
+EXPORT_HELP = """Quantize MODEL, write its C project and report.json, build it for TARGET and check it bit for bit.
+
+\b
+MODEL is one of:
+  a zoo name          resnet8, ds_cnn (weights, data and input quantization built in)
+  FILE.tflite         a float32 TFLite model
+  FILE.h5, .keras     a Keras model (needs TensorFlow)
+  FOLDER              a TensorFlow SavedModel (holds saved_model.pb)
+  package.module:fn   a PyTorch nn.Module returned by fn() (imported from the working directory or sys.path;
+                      traced with torch.fx; needs --input-shape)
+
+\b
+A model that is not in the zoo needs its data and its declared preprocessing:
+  --dataset / --calib-dataset   a known dataset name, or a folder of .npz files with arrays x (N,H,W,C) and
+                                y (N,) (or x.npy + y.npy, or one .npz file); x in raw units: uint8, int8 or float32
+  --input-scale S --input-zero-point Z
+                                the model's float input is (q - Z) * S, q the data as int8: uint8 values - 128
+                                (e.g. pixels), int8 values as stored; float data are the model's input itself,
+                                quantized to q = round(x / S) + Z. E.g. a model fed pixel / 255: S 1/255, Z -128.
+"""
+
+
+@cli.command(help=EXPORT_HELP)
 @click.argument("model")
 @click.option("--target", type=click.Choice(["host", "cortex-m4", "cortex-m7", "cortex-m55"]), default="host",
               show_default=True, help="Where the C code runs: the host, or a Cortex-M board emulated by QEMU.")
@@ -115,14 +156,28 @@ def simulate(model: Path, dataset: str, limit: int | None, compare: str | None, 
               help="One weight scale per tensor, or one per output channel.")
 @click.option("--first-last-8bit/--no-first-last-8bit", default=True, show_default=True)
 @click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Weights file (default: the data folder, the cache, then a checked download).")
-@click.option("--calib-size", type=click.IntRange(min=1), default=1024, show_default=True,
-              help="Calibration images, drawn from the training images with --seed.")
-@click.option("--eval-size", type=click.IntRange(min=1), default=None, help="Evaluate on the first N test images.")
+              help="Zoo models: weights file (default: the data folder, the cache, then a checked download).")
+@click.option("--dataset", default=None,
+              help="Evaluation data: a known dataset (" + ", ".join(DATASET_CHOICES) + ") or a folder of .npz/.npy "
+                   "files [zoo default: the model's own; required otherwise].")
+@click.option("--calib-dataset", default=None,
+              help="Calibration data, as --dataset (e.g. cifar10-calib: 4,000 CIFAR-10 training images) "
+                   "[zoo default: the model's own; required otherwise].")
+@click.option("--input-scale", type=_Scale(), default=None,
+              help="Declared preprocessing (non-zoo models): the model's input is (q - ZERO_POINT) * SCALE; "
+                   "a number or a fraction such as 1/255.")
+@click.option("--input-zero-point", type=click.IntRange(-128, 127), default=None,
+              help="Declared preprocessing (non-zoo models): the int8 value of real 0.")
+@click.option("--input-shape", default=None, metavar="C,H,W",
+              help="The model's input shape (needed for PyTorch models; checked against the others).")
+@click.option("--calib-size", type=click.IntRange(min=1), default=None,
+              help="Calibration inputs, drawn from the calibration data with --seed [default: 1024, or all of a "
+                   "smaller set].")
+@click.option("--eval-size", type=click.IntRange(min=1), default=None, help="Evaluate on the first N inputs.")
 @click.option("--test-inputs", type=click.IntRange(min=1), default=None,
               help="Inputs embedded in the C harness and compared bit for bit [default: 100 host, 20 Cortex-M].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output folder (default out/MODEL-METHOD-wBITS-GRANULARITY-TARGET).")
+              help="Output folder (default out/MODEL-METHOD-wBITS-GRANULARITY-TARGET, MODEL made folder-safe).")
 @click.option("--iters", type=int, default=None,
               help="Reconstruction iterations per block (flexround, adaround) [default: 500; 2000 at --wbits 2].")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -135,9 +190,9 @@ def simulate(model: Path, dataset: str, limit: int | None, compare: str | None, 
 @click.option("--emit-tflite", is_flag=True, help="Also write OUT/model.tflite (int8 / int4 weights) for TFLite Micro.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing output folder that is not a previous export.")
-def export(model, target, method, wbits, abits, granularity, first_last_8bit, weights, calib_size, eval_size,
-           test_inputs, out, iters, lr, batch_size, act_lr, qdrop, emit_tflite, seed, force):
-    """Quantize zoo MODEL, write its C project and report.json, build it for TARGET and check it bit for bit."""
+def export(model, target, method, wbits, abits, granularity, first_last_8bit, weights, dataset, calib_dataset,
+           input_scale, input_zero_point, input_shape, calib_size, eval_size, test_inputs, out, iters, lr, batch_size,
+           act_lr, qdrop, emit_tflite, seed, force):
     from .workflow import ExportOptions, run_export, summary_table
 
     report = run_export(ExportOptions(model=model, target=target, method=method, wbits=int(wbits),
@@ -145,7 +200,9 @@ def export(model, target, method, wbits, abits, granularity, first_last_8bit, we
                                       weights=str(weights) if weights else None, calib_size=calib_size,
                                       eval_size=eval_size, test_inputs=test_inputs, out=out, seed=seed,
                                       force=force, iters=iters, lr=lr, batch_size=batch_size, act_lr=act_lr,
-                                      drop_prob=qdrop, emit_tflite=emit_tflite))
+                                      drop_prob=qdrop, emit_tflite=emit_tflite, dataset=dataset,
+                                      calib_dataset=calib_dataset, input_scale=input_scale,
+                                      input_zero_point=input_zero_point, input_shape=input_shape))
     click.echo(summary_table(report))
     for where, res in (("the host C build", report["bitexact"]["host_c"]), ("the firmware", report["bitexact"]["qemu"])):
         if res is not None and res["mismatches"]:

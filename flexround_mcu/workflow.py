@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,15 +25,15 @@ MARKER = ".flexround-mcu-project"
 
 @dataclass
 class ExportOptions:
-    model: str
+    model: str  # a zoo name, a .tflite, a .h5/.keras file, a SavedModel folder, or package.module:factory
     target: str = "host"
     method: str = "flexround"
     wbits: int = 4
     abits: int = 8
     granularity: str = "tensor"
     first_last_8bit: bool = True
-    weights: str | None = None
-    calib_size: int = 1024
+    weights: str | None = None  # zoo models only
+    calib_size: int | None = None  # None: 1024, or the whole calibration set if it is smaller
     eval_size: int | None = None
     test_inputs: int | None = None  # None: 100 on the host, 20 on a Cortex-M target (emulated, slower)
     out: Path | None = None
@@ -44,6 +45,18 @@ class ExportOptions:
     act_lr: float | None = None  # LSQ: learn the activation steps during reconstruction at this lr (None: off)
     drop_prob: float = 0.0  # QDrop: probability of leaving an activation unquantized while a block learns
     emit_tflite: bool = False  # also write OUT/model.tflite (the QGraph as TFLite Micro runs it)
+    # Data: a known dataset name or a folder of .npy/.npz files (data/folder.py). Zoo models have defaults.
+    dataset: str | None = None  # evaluation
+    calib_dataset: str | None = None  # calibration
+    # Declared input preprocessing (non-zoo models): the model's input is real = (q - zero_point) * scale, q the
+    # data as int8 (see model_units). Zoo models carry their own.
+    input_scale: float | None = None
+    input_zero_point: int | None = None
+    input_shape: str | tuple | None = None  # "C,H,W": needed for a PyTorch model, checked against the others
+
+
+DEFAULT_CALIB_SIZE = 1024
+CALIB_ONLY = ("cifar10-calib",)  # training images: for calibration, never for a reported accuracy
 
 
 # AdaRound: BRECQ's Adam default. FlexRound: measured on ResNet-8 (README, "Choosing the defaults"): lr 3e-3 met
@@ -101,43 +114,264 @@ def weight_bytes(graph, memory, bits: dict[str, int]) -> dict:
             "per_layer": per_layer}
 
 
+# ------------------------------------------------------------------------------------------ which model, which data
+
+MODEL_FORMS = ("a zoo name ({zoo}), a float .tflite, a Keras .h5/.keras file, a SavedModel folder, or "
+               "package.module:factory for a PyTorch nn.Module")
+_FACTORY = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):([A-Za-z_]\w*)$")
+_KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Where the model of an export came from, with its data and its int8 input quantization."""
+
+    name: str  # MODEL as given on the command line
+    label: str  # a folder- and identifier-safe form of it: the default --out and the C project's name
+    kind: str  # "zoo", "tflite", "keras", "saved_model" or "torch"
+    source: str  # zoo: its weights file; a file or folder model: its path; torch: package.module:factory
+    eval_dataset: str
+    calib_dataset: str
+    input_scale: float  # the model's input is real = (q - input_zero_point) * input_scale
+    input_zero_point: int
+    input_shape: tuple[int, int, int]  # (C, H, W)
+    weights_source: str | None = None  # zoo: "explicit", "data", "cache" or "download"
+
+
+def _zoo_names() -> list[str]:
+    from .zoo import ZOO
+    return sorted(ZOO)
+
+
+def _label(text: str) -> str:
+    """A folder-name-safe label: letters, digits, '_', '.', '-' (a ':' would break make and Windows paths)."""
+    label = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._-")
+    return label or "model"
+
+
+def model_kind(model: str) -> tuple[str, str]:
+    """(kind, label) of MODEL without loading anything; UserError if it is none of MODEL_FORMS."""
+    if model in _zoo_names():
+        return "zoo", model
+    path = Path(model)
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        if not (path / "saved_model.pb").is_file():
+            raise UserError(f"{model}: a folder without saved_model.pb is not a SavedModel; pass "
+                            f"{MODEL_FORMS.format(zoo=', '.join(_zoo_names()))}")
+        return "saved_model", _label(path.resolve().name)
+    if suffix == ".tflite" or suffix in _KERAS_SUFFIXES:
+        if not path.is_file():
+            raise UserError(f"{model}: no such file; check the path of the model")
+        return ("tflite" if suffix == ".tflite" else "keras"), _label(path.stem)
+    m = _FACTORY.match(model)
+    if m and not path.exists():
+        return "torch", _label(f"{m.group(1)}.{m.group(2)}")
+    if path.exists():
+        raise UserError(f"{model}: unknown model file type '{path.suffix}'; pass "
+                        f"{MODEL_FORMS.format(zoo=', '.join(_zoo_names()))}")
+    raise UserError(f"unknown model {model!r}: pass {MODEL_FORMS.format(zoo=', '.join(_zoo_names()))}")
+
+
+def parse_input_shape(value) -> tuple[int, int, int] | None:
+    """--input-shape "C,H,W" (or a 3-tuple) -> (C, H, W); None stays None."""
+    if value is None:
+        return None
+    parts = value if isinstance(value, (tuple, list)) else str(value).split(",")
+    try:
+        shape = tuple(int(str(p).strip()) for p in parts)
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) <= 0:
+        raise UserError(f"--input-shape {value if isinstance(value, str) else ','.join(map(str, value))!r}: "
+                        f"give the model's input as C,H,W, three positive integers (e.g. 3,32,32)")
+    return shape
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:300]}" if lines else type(exc).__name__
+
+
+def load_factory(spec: str):
+    """`package.module:factory` -> the nn.Module that factory() returns, in eval mode.
+
+    The working directory is put on sys.path while the module is imported and the factory runs (the console
+    script, unlike `python -m`, does not have it there), so a module next to the user's data is found.
+    """
+    from torch import nn
+
+    m = _FACTORY.match(spec)
+    if not m:
+        raise UserError(f"{spec!r} is not package.module:factory; name a function that returns the nn.Module")
+    module_name, attr = m.groups()
+    cwd = os.getcwd()
+    added = "" not in sys.path and cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        import importlib
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+                raise UserError(f"{spec}: no module named {exc.name!r} (looked in {cwd} and sys.path); run from the "
+                                f"folder that holds it or add that folder to PYTHONPATH") from None
+            raise UserError(f"{spec}: importing {module_name} failed ({_first_line(exc)}); install what it "
+                            f"needs") from None
+        except Exception as exc:
+            raise UserError(f"{spec}: importing {module_name} failed ({_first_line(exc)}); fix the module") from None
+        factory = getattr(module, attr, None)
+        if factory is None:
+            raise UserError(f"{spec}: module {module_name} has no {attr!r}; name a function in it that returns "
+                            f"the nn.Module")
+        if isinstance(factory, nn.Module):
+            model = factory
+        elif callable(factory):
+            try:
+                model = factory()
+            except Exception as exc:
+                raise UserError(f"{spec}: calling {attr}() failed ({_first_line(exc)}); it must build the model "
+                                f"without arguments") from None
+        else:
+            raise UserError(f"{spec}: {attr} is a {type(factory).__name__}, not a function; name a function that "
+                            f"returns the nn.Module")
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+    if not isinstance(model, nn.Module):
+        raise UserError(f"{spec}: {attr}() returned a {type(model).__module__}.{type(model).__name__}, not a "
+                        f"torch.nn.Module; return the model")
+    return model.eval()
+
+
+def resolve_model(opt: ExportOptions):
+    """MODEL -> (FloatGraph, ModelInfo): the float model as the quantizer sees it, its data and input quantization.
+
+    Zoo models bring their weights, datasets and input quantization (--dataset / --calib-dataset may replace the
+    data). Every other model needs the declared preprocessing (--input-scale, --input-zero-point), the data
+    (--dataset, --calib-dataset) and, for PyTorch, --input-shape. Options are checked before anything is loaded.
+    """
+    kind, label = model_kind(opt.model)
+    shape = parse_input_shape(opt.input_shape)
+    given = {"--input-scale": opt.input_scale, "--input-zero-point": opt.input_zero_point}
+    if kind == "zoo":
+        from .zoo import build_graph
+        graph, zinfo = build_graph(opt.model, weights=opt.weights)
+        own = (float(np.float32(zinfo.input_scale)), zinfo.input_zero_point)
+        if opt.input_scale is not None and float(np.float32(opt.input_scale)) != own[0] or \
+                opt.input_zero_point is not None and opt.input_zero_point != own[1]:
+            raise UserError(f"{opt.model} is a zoo model whose input quantization is scale {zinfo.input_scale:.7g}, "
+                            f"zero point {zinfo.input_zero_point}: drop --input-scale / --input-zero-point")
+        info = ModelInfo(opt.model, label, kind, str(zinfo.weights), opt.dataset or zinfo.eval_dataset,
+                         opt.calib_dataset or zinfo.calib_dataset, zinfo.input_scale, zinfo.input_zero_point,
+                         tuple(graph.input_shape), zinfo.weights_source)
+    else:
+        what = "a PyTorch factory" if kind == "torch" else f"a {kind.replace('_', ' ')} model"
+        if opt.weights is not None:
+            raise UserError(f"--weights is for zoo models; {opt.model} ({what}) holds its own weights: drop --weights")
+        missing = [k for k, v in given.items() if v is None]
+        if missing:
+            raise UserError(f"{opt.model} is {what}: pass {' and '.join(missing)} (the declared preprocessing: the "
+                            f"model's input is (q - zero_point) * scale, q the data as int8, e.g. pixel - 128)")
+        for option, value in (("--dataset", opt.dataset), ("--calib-dataset", opt.calib_dataset)):
+            if value is None:
+                raise UserError(f"{opt.model} is {what}: pass {option} (a known dataset name or a folder of "
+                                f".npz/.npy files with x and y)")
+        if kind == "torch" and shape is None:
+            raise UserError(f"{opt.model} is a PyTorch factory: pass --input-shape C,H,W (e.g. 3,32,32)")
+        scale, zp = float(opt.input_scale), int(opt.input_zero_point)
+        if kind == "tflite":
+            from .frontends.tflite_float import load_float_tflite
+            graph = load_float_tflite(opt.model, input_scale=scale, input_zero_point=zp, name=label)
+        elif kind in ("keras", "saved_model"):
+            from .frontends.keras import load_keras
+            graph = load_keras(opt.model, input_scale=scale, input_zero_point=zp)
+        else:
+            from .frontends.torch_fx import trace_module
+            graph = trace_module(load_factory(opt.model), shape, scale, zp, name=opt.model)
+        source = opt.model if kind == "torch" else str(Path(opt.model).resolve())
+        info = ModelInfo(opt.model, label, kind, source, opt.dataset, opt.calib_dataset, graph.input_scale,
+                         graph.input_zero_point, tuple(graph.input_shape))
+    if shape is not None and shape != info.input_shape:
+        raise UserError(f"--input-shape {','.join(map(str, shape))}: {opt.model} takes inputs of shape "
+                        f"{','.join(map(str, info.input_shape))} (C,H,W); drop the option or correct it")
+    return graph, info
+
+
+def model_units(ds, scale: float, zero_point: int):
+    """The dataset relabelled so that its to_float() is the model's input and quantize_input(scale, zero_point) the
+    int8 input: real = (q - zero_point) * scale, with q the data as int8 (uint8 values - 128, int8 values as
+    stored), so the int8 input is the data itself, bit for bit. Float data are the model's input already.
+
+    For the zoo's own datasets this is what the dataset's own convention gives (CIFAR pixels for ResNet-8,
+    dequantized MFCC features for DS-CNN)."""
+    if ds.x.dtype == np.uint8:
+        return replace(ds, real_scale=float(scale), real_offset=float(zero_point + 128))
+    if ds.x.dtype == np.int8:
+        return replace(ds, real_scale=float(scale), real_offset=float(zero_point))
+    return ds
+
+
+def check_data(ds, info: ModelInfo, option: str, classes: int | None = None) -> None:
+    """The data fit the model: input shape, and labels within its classes."""
+    c, h, w = info.input_shape
+    if tuple(ds.x.shape[1:]) != (h, w, c):
+        raise UserError(f"{option} {ds.name}: inputs of shape {tuple(ds.x.shape[1:])} (H,W,C), but {info.name} takes "
+                        f"{(h, w, c)}; pass data of the model's input size")
+    if classes is not None and len(ds.y) and int(ds.y.max()) >= classes:
+        raise UserError(f"{option} {ds.name}: label {int(ds.y.max())}, but {info.name} has {classes} outputs; pass "
+                        f"the data the model was trained for")
+
+
 def run_export(opt: ExportOptions) -> dict:
     """Run the whole export; returns the report (also written to OUT/report.json)."""
     t_start = time.perf_counter()
-    out = Path(opt.out or f"out/{opt.model}-{opt.method}-w{opt.wbits}-{opt.granularity}-{opt.target}")
+    _, label = model_kind(opt.model)
+    out = Path(opt.out or f"out/{label}-{opt.method}-w{opt.wbits}-{opt.granularity}-{opt.target}")
     check_output_folder(out, opt.force)  # fail before spending minutes on quantization
+    iters = opt.iters if opt.iters is not None else default_iters(opt.wbits)
+    if iters < 1:
+        raise UserError(f"--iters {iters}: the reconstruction needs at least 1 iteration per block")
 
     import torch
 
     from .codegen.render import export_c_project, memory_report
-    from .data import load_dataset
-    from .frontends.zoo_graph import resnet8_to_graph
+    from .data import load_data
     from .lower import lower
     from .quant.fakequant import quantize_model
     from .quant.graph import GraphModule
     from .sim.runner import Simulator
     from .toolchain.host import build_host, run_host
-    from .zoo import build as build_zoo
-    from .zoo.resnet8 import to_nchw
+    from .zoo import float_input
 
     torch.manual_seed(opt.seed)
-    model, info = build_zoo(opt.model, weights=opt.weights)
-    graph = {"resnet8": resnet8_to_graph}[opt.model](model)
-
-    eval_set = load_dataset(info.eval_dataset, limit=opt.eval_size)
-    calib_all = load_dataset(info.calib_dataset)
-    iters = opt.iters if opt.iters is not None else default_iters(opt.wbits)
-    if iters < 1:
-        raise UserError(f"--iters {iters}: the reconstruction needs at least 1 iteration per block")
-    if opt.calib_size > len(calib_all):
-        raise UserError(f"--calib-size {opt.calib_size} is more than the {len(calib_all)} calibration images of "
+    graph, info = resolve_model(opt)
+    if info.eval_dataset in CALIB_ONLY:
+        raise UserError(f"--dataset {info.eval_dataset} holds training images, for calibration only: evaluate on "
+                        f"another set (e.g. cifar10-test-5000) and pass it as --calib-dataset")
+    # Both sets in the model's units: float input real = (q - zero_point) * scale, int8 input q (model_units).
+    eval_set = model_units(load_data(info.eval_dataset, limit=opt.eval_size), info.input_scale, info.input_zero_point)
+    calib_all = model_units(load_data(info.calib_dataset), info.input_scale, info.input_zero_point)
+    check_data(eval_set, info, "--dataset")
+    check_data(calib_all, info, "--calib-dataset")
+    calib_size = opt.calib_size if opt.calib_size is not None else min(DEFAULT_CALIB_SIZE, len(calib_all))
+    if calib_size > len(calib_all):
+        raise UserError(f"--calib-size {calib_size} is more than the {len(calib_all)} calibration inputs of "
                         f"{info.calib_dataset}: pass at most {len(calib_all)}")
-    pick = np.sort(np.random.default_rng(opt.seed).choice(len(calib_all), opt.calib_size, replace=False))
-    calib_x = to_nchw(calib_all.x[pick])
-    _say(f"model: {opt.model} (weights: {info.weights})")
-    eval_x = to_nchw(eval_set.x)
+    same_data = info.calib_dataset == info.eval_dataset
+    pick = np.sort(np.random.default_rng(opt.seed).choice(len(calib_all), calib_size, replace=False))
+    calib_x = float_input(replace(calib_all, x=calib_all.x[pick], y=calib_all.y[pick]))
+    eval_x = float_input(eval_set)
 
     float_module = GraphModule(graph).eval()
+    with torch.no_grad():
+        classes = int(np.prod(float_module(eval_x[:1], upto=graph.logits).shape[1:]))
+    check_data(eval_set, info, "--dataset", classes)
+    _say(f"model: {opt.model} ({info.kind}: {info.source})")  # from here on, no more bad input to report
+    if same_data:
+        _say(f"note: calibrating on {info.calib_dataset}, the evaluation set too: quantized accuracies are measured "
+             f"partly on calibration inputs")
     acc_float = torch_accuracy(lambda x: float_module(x, upto=graph.logits), eval_x, eval_set.y, "float model")
 
     t_q = time.perf_counter()
@@ -159,7 +393,7 @@ def run_export(opt: ExportOptions) -> dict:
     quantize_s = time.perf_counter() - t_q
     acc_fake = torch_accuracy(lambda x: qm.module(x, upto=graph.logits), eval_x, eval_set.y, "fake-quant model")
 
-    qgraph = lower(qm, name=opt.model)
+    qgraph = lower(qm, name=info.label)
     tin = qgraph.tensors[qgraph.inputs[0]]
     x_int8 = eval_set.quantize_input(float(tin.scale[0]), int(tin.zero_point[0]))
     sim = Simulator(qgraph)
@@ -192,7 +426,11 @@ def run_export(opt: ExportOptions) -> dict:
         plan = memory.arena
         wb = weight_bytes(qgraph, memory, qm.bits)
         report = {
-            "model": opt.model, "target": opt.target, "method": opt.method, "wbits": opt.wbits,
+            "model": opt.model,
+            "model_source": {"kind": info.kind, "source": info.source, "weights_found_in": info.weights_source},
+            "input": {"shape_chw": list(info.input_shape), "scale": info.input_scale,
+                      "zero_point": info.input_zero_point},
+            "target": opt.target, "method": opt.method, "wbits": opt.wbits,
             "abits": opt.abits, "granularity": opt.granularity, "first_last_8bit": opt.first_last_8bit,
             "seed": opt.seed,
             "accuracy": {"dataset": f"{eval_set.name}" if opt.eval_size is None else f"{eval_set.name}[:{len(eval_set)}]",
@@ -207,14 +445,14 @@ def run_export(opt: ExportOptions) -> dict:
             "instructions_per_inference": (round(device.instructions_per_inference)
                                            if device and device.instructions_per_inference else None),
             "layers": wb["per_layer"],
-            "calibration": {"dataset": info.calib_dataset, "images": opt.calib_size},
+            "calibration": {"dataset": info.calib_dataset, "images": calib_size, "same_as_evaluation": same_data},
             "reconstruction": None if not recon_logs else {
                 "iters": iters, "lr": opt.lr or METHOD_LR[opt.method], "batch_size": opt.batch_size,
                 "act_lr": opt.act_lr, "drop_prob": opt.drop_prob,
                 "blocks": [{"block": b.block, "loss_start": round(b.loss_start, 5), "loss_end": round(b.loss_end, 5),
                             "seconds": round(b.seconds, 1)} for b in recon_logs]},
             "tflite": "model.tflite" if opt.emit_tflite else None,
-            "weights_file": str(info.weights),
+            "weights_file": None if info.kind == "torch" else info.source,
             "time_s": {"quantize": round(quantize_s, 1), "total": round(time.perf_counter() - t_start, 1)},
         }
         (stage / "report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -241,8 +479,9 @@ def summary_table(report: dict) -> str:
                                 f"{' (first/last 8-bit)' if report['first_last_8bit'] else ''}"),
         (f"accuracy on {a['dataset']} (n={a['n']})",
          f"float {a['float']:.2%}  fake-quant {a['fake_quant']:.2%}  int8 sim {a['int_sim']:.2%}"),
-        ("weights", f"{m['weight_bytes']} B as exported (int4 packed), {m['weight_bytes_int8_containers']} B with "
-                    f"int8 filters ({m['weight_bytes'] / m['weight_bytes_int8_containers']:.2f}x)"),
+        ("weights", f"{m['weight_bytes']} B" if m["weight_bytes"] == m["weight_bytes_int8_containers"] else
+         f"{m['weight_bytes']} B with int4 filters packed, {m['weight_bytes_int8_containers']} B with int8 filters "
+         f"({m['weight_bytes'] / m['weight_bytes_int8_containers']:.3f}x)"),
         ("activation arena", f"{m['arena_bytes']} B (floor {m['arena_floor_bytes']} B)"),
         ("host C vs simulator", "not run" if host is None else
          f"{host['mismatches']} mismatching of {host['inputs']} inputs"),
