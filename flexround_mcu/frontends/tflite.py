@@ -52,6 +52,25 @@ _OPTIONS = {
 }
 
 
+def builtin_options(op, cls):
+    """An operator's builtin options table read as `cls` (a tflite.*Options class), or None."""
+    table = op.BuiltinOptions()
+    if cls is None or table is None:
+        return None
+    opts = cls()
+    opts.Init(table.Bytes, table.Pos)
+    return opts
+
+
+def explicit_padding(opts, in_hw, k_hw, stride, dilation) -> tuple[int, int, int, int]:
+    """TFLite's SAME / VALID padding of a conv or pool as explicit (top, left, bottom, right)."""
+    if opts.Padding() == tflite.Padding.VALID:
+        return 0, 0, 0, 0
+    top, bottom = same_padding(in_hw[0], k_hw[0], stride[0], dilation[0])
+    left, right = same_padding(in_hw[1], k_hw[1], stride[1], dilation[1])
+    return top, left, bottom, right
+
+
 def load_tflite(path: str | Path) -> QGraph:
     """Read an int8 .tflite file into a QGraph (UserError on any file that cannot be used)."""
     path = Path(path)
@@ -146,13 +165,7 @@ class _Reader:
         return self.index_of[i]
 
     def options(self, op, kind: OpKind):
-        cls = _OPTIONS.get(kind)
-        table = op.BuiltinOptions()
-        if cls is None or table is None:
-            return None
-        opts = cls()
-        opts.Init(table.Bytes, table.Pos)
-        return opts
+        return builtin_options(op, _OPTIONS.get(kind))
 
     def activation(self, op_idx, kind, opts) -> str:
         code = opts.FusedActivationFunction() if opts is not None else 0
@@ -160,13 +173,6 @@ class _Reader:
         if act not in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1"):
             raise self.op_error(op_idx, kind.value, f"fused activation {act} is not supported")
         return act
-
-    def padding(self, opts, in_hw, k_hw, stride, dilation) -> tuple[int, int, int, int]:
-        if opts.Padding() == tflite.Padding.VALID:
-            return 0, 0, 0, 0
-        top, bottom = same_padding(in_hw[0], k_hw[0], stride[0], dilation[0])
-        left, right = same_padding(in_hw[1], k_hw[1], stride[1], dilation[1])
-        return top, left, bottom, right
 
     # ----------------------------------------------------------------------------------------------- graph
     def graph(self) -> QGraph:
@@ -231,7 +237,7 @@ class _Reader:
         stride = (opts.StrideH(), opts.StrideW())
         if len(tx.shape) != 4:
             raise self.op_error(op_idx, kind.value, f"expects an NHWC input, got {tx.shape}")
-        pad = self.padding(opts, tx.shape[1:3], k, stride, (1, 1))
+        pad = explicit_padding(opts, tx.shape[1:3], k, stride, (1, 1))
         act = activation_range(self.activation(op_idx, kind, opts), ty.scale[0], ty.zero_point[0])
         return Op(kind, (x,), (y,), PoolParams(k, stride, pad, act[0], act[1]), out_name)
 
@@ -256,7 +262,7 @@ class _Reader:
         dilation = (opts.DilationHFactor(), opts.DilationWFactor())
         if len(tx.shape) != 4:
             raise self.op_error(op_idx, kind.value, f"expects an NHWC input, got {tx.shape}")
-        pad = self.padding(opts, tx.shape[1:3], tw.shape[1:3], stride, dilation)
+        pad = explicit_padding(opts, tx.shape[1:3], tw.shape[1:3], stride, dilation)
         depth_mult = 1
         if kind == OpKind.DEPTHWISE_CONV_2D:
             depth_mult = cout // max(tx.shape[3], 1)

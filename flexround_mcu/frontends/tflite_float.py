@@ -25,8 +25,8 @@ import tflite
 import torch
 
 from ..errors import UserError
-from ..prepare import same_padding
 from ..quant.graph import FloatGraph, FNode
+from .tflite import builtin_options, explicit_padding
 
 _BUILTIN = tflite.BuiltinOperator
 _BUILTIN_NAMES = {v: k for k, v in vars(_BUILTIN).items() if not k.startswith("_")}
@@ -183,13 +183,7 @@ class _FloatReader:
         return self.values[i]
 
     def options(self, op, builtin):
-        cls = _OPTIONS.get(builtin)
-        table = op.BuiltinOptions()
-        if cls is None or table is None:
-            return None
-        opts = cls()
-        opts.Init(table.Bytes, table.Pos)
-        return opts
+        return builtin_options(op, _OPTIONS.get(builtin))
 
     def activation(self, opts, op_ctx) -> str:
         code = opts.FusedActivationFunction() if opts is not None else 0
@@ -197,13 +191,6 @@ class _FloatReader:
         if act not in ("NONE", "RELU", "RELU6"):
             raise self.op_error(*op_ctx, f"fused activation {act} is not supported (NONE, RELU, RELU6 are)")
         return act
-
-    def padding(self, opts, in_hw, k_hw, stride, dilation) -> tuple[int, int, int, int]:
-        if opts.Padding() == tflite.Padding.VALID:
-            return 0, 0, 0, 0
-        top, bottom = same_padding(in_hw[0], k_hw[0], stride[0], dilation[0])
-        left, right = same_padding(in_hw[1], k_hw[1], stride[1], dilation[1])
-        return top, left, bottom, right
 
     def emit(self, node: FNode, out: int) -> None:
         self.nodes.append(node)
@@ -299,7 +286,7 @@ class _FloatReader:
     def _conv(self, k, ctx, tin, out, opts, x, x_shape, weight, groups, prefix, extra):
         stride = (opts.StrideH(), opts.StrideW())
         dilation = (opts.DilationHFactor(), opts.DilationWFactor())
-        own = self.padding(opts, x_shape[1:3], tuple(weight.shape[2:]), stride, dilation)
+        own = explicit_padding(opts, x_shape[1:3], tuple(weight.shape[2:]), stride, dilation)
         pad = tuple(a + b for a, b in zip(own, extra))
         bias = self._bias(tin, weight.shape[0], ctx)
         self.emit(FNode("conv", f"{prefix}{k}", [x], weight, bias, stride, pad, dilation, groups,
@@ -348,7 +335,7 @@ class _FloatReader:
         if len(x_shape) != 4:
             raise self.op_error(*ctx, f"expects an NHWC input, got {x_shape}")
         kernel, stride = (opts.FilterHeight(), opts.FilterWidth()), (opts.StrideH(), opts.StrideW())
-        pad = self.padding(opts, x_shape[1:3], kernel, stride, (1, 1))
+        pad = explicit_padding(opts, x_shape[1:3], kernel, stride, (1, 1))
         self.emit(FNode(kind, f"{kind}{k}", [x], stride=stride, padding=pad, kernel=kernel,
                         act=self.activation(opts, ctx)), out)
 
