@@ -202,6 +202,22 @@ def test_keras_h5(shared_data, capsys, tmp_path):
     assert r["bitexact"]["host_c"] == {"inputs": 10, "mismatches": 0}
 
 
+@pytest.mark.tflm
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_saved_model_folder(shared_data, capsys, tmp_path):
+    """The MLPerf Tiny KWS SavedModel (float weights) with the int8 reference model's input quantization."""
+    pytest.importorskip("tensorflow")
+    model = str(shared_data / "mlperf_tiny/kws/kws_ref_model_savedmodel")
+    r = export(capsys, model, tmp_path / "s", "--input-scale", "0.5847029", "--input-zero-point", "83",
+               "--dataset", "kws01", "--calib-dataset", "kws01", "--method", "rtn", "--wbits", "8",
+               "--test-inputs", "5")
+    acc = r["accuracy"]
+    assert r["model_source"]["kind"] == "saved_model" and r["calibration"]["same_as_evaluation"] is True
+    assert acc["float"] == 0.913  # its float weights: above the 90.1% of the .tflite's int8-stored ones
+    assert acc["int_sim"] >= acc["float"] - 0.02
+    assert r["bitexact"]["host_c"] == {"inputs": 5, "mismatches": 0}
+
+
 # --------------------------------------------------------------------------------------- pieces, without a run
 
 
