@@ -46,7 +46,7 @@ def _sources(folder: Path) -> dict[str, bytes]:
 
 
 def test_same_command_gives_byte_identical_sources(shared_data, capsys, tmp_path):
-    args = ["--wbits", "4", "--eval-size", "64", "--calib-size", "64", "--test-inputs", "8"]
+    args = ["--wbits", "4", "--eval-size", "64", "--calib-size", "64", "--test-inputs", "8", "--iters", "20"]
     r1 = export(capsys, tmp_path / "a", *args)
     r2 = export(capsys, tmp_path / "b", *args)
     a, b = _sources(tmp_path / "a"), _sources(tmp_path / "b")
@@ -77,7 +77,7 @@ def test_emit_tflite_writes_the_graph_tflite_micro_runs(shared_data, capsys, tmp
 
 
 def test_rerun_replaces_own_output(shared_data, capsys, tmp_path):
-    args = ["--eval-size", "16", "--calib-size", "16", "--test-inputs", "4"]
+    args = ["--eval-size", "16", "--calib-size", "16", "--test-inputs", "4", "--iters", "20"]
     export(capsys, tmp_path / "o", *args)
     (tmp_path / "o" / "stale.txt").write_text("from before")
     export(capsys, tmp_path / "o", *args)
