@@ -1,6 +1,7 @@
 """Shared fixtures."""
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -32,3 +33,18 @@ def shared_data(monkeypatch) -> Path:
         pytest.skip(msg)
     monkeypatch.setenv("FLEXROUND_MCU_DATA", str(root))
     return root
+
+
+ARM_TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm", "qemu-system-arm", "gcc", "make")
+
+
+@pytest.fixture(scope="session")
+def arm_tools():
+    """The cross toolchain and QEMU: skip locally when missing, fail on CI (make setup installs them there)."""
+    missing = [t for t in ARM_TOOLS if shutil.which(t) is None]
+    if missing:
+        msg = (f"{', '.join(missing)} not found: install with apt-get install --no-install-recommends "
+               f"gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm (or make setup)")
+        if _on_ci():
+            pytest.fail(msg)
+        pytest.skip(msg)

@@ -8,8 +8,6 @@ QEMU tests skip locally without arm-none-eabi-gcc / qemu-system-arm but FAIL on 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -30,22 +28,8 @@ IC_FLOAT = "mlperf_tiny/ic/pretrainedResnet.tflite"
 IC_H5 = "mlperf_tiny/ic/pretrainedResnet.h5"
 KWS_FLOAT = "mlperf_tiny/kws/kws_ref_model_float32.tflite"
 FX_FACTORY = "tests.fx_models:mobilenet_v2_tiny"
-TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm", "qemu-system-arm", "gcc", "make")
 
 
-def _on_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-@pytest.fixture
-def arm_tools():
-    missing = [t for t in TOOLS if shutil.which(t) is None]
-    if missing:
-        msg = (f"{', '.join(missing)} not found: apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
-               f"qemu-system-arm")
-        if _on_ci():
-            pytest.fail(msg)
-        pytest.skip(msg)
 
 
 def export(capsys, model: str, out: Path, *args) -> dict:

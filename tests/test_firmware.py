@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import _on_ci
 from helpers import corrupt_one_weight
 from flexround_mcu.codegen import export_c_project, plan_arena
 from flexround_mcu.codegen.render import memory_report
@@ -30,22 +30,8 @@ from flexround_mcu.toolchain import (CORTEX_M, TARGETS, build_project, footprint
 RESNET = "mlperf_tiny/ic/pretrainedResnet_quant.tflite"
 N_INPUTS = 20
 ARENA_BOUND_RESNET8 = 49152  # issue 5: at most 49,152 bytes (TFLite Micro needs 55,984)
-TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm", "qemu-system-arm", "gcc", "make")
 
 
-def _on_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-@pytest.fixture(scope="module")
-def arm_tools():
-    missing = [t for t in TOOLS if shutil.which(t) is None]
-    if missing:
-        msg = (f"{', '.join(missing)} not found: install with apt-get install --no-install-recommends "
-               f"gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm (or make setup)")
-        if _on_ci():
-            pytest.fail(msg)
-        pytest.skip(msg)
 
 
 @pytest.fixture(scope="module")
