@@ -136,6 +136,44 @@ void frk_max_pool_s8(const frk_pool_params *params, const frk_dims *input_dims, 
 int32_t frk_softmax_s8(const frk_softmax_params *params, int32_t rows, int32_t depth, const int8_t *input,
                        int8_t *output);
 
+/* ---- fast kernels (frk_*_dsp.c): the same outputs as their portable twins above, bit for bit, from the
+ * export-time data of docs/arithmetic.md 6. They use the Armv7E-M DSP instructions (Cortex-M4/M7/M55) through
+ * frk_dsp_support.h, which has C versions of them for other targets, so they build everywhere. In each:
+ *   filter       the layout of section 6.2 for that kernel (rows padded and interleaved; int4 nibble-split);
+ *   kernel_bias  bias[c] + input_offset * sum(w[c]) (6.1), never NULL: padding is then the input zero point;
+ *   scratch      int8 working memory whose size the export computes (6.3); NULL where the size is 0.
+ * The export picks a fast kernel only for layers whose bounds it has checked (6.1). */
+#define FRK_DEPTHWISE_DSP_MAX_TAPS 64
+
+void frk_convolve_s8_dsp(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
+                         int32_t per_channel, const frk_dims *input_dims, const int8_t *input,
+                         const frk_dims *filter_dims, const int8_t *filter, const int32_t *kernel_bias,
+                         const frk_dims *output_dims, int8_t *output, int8_t *scratch);
+void frk_convolve_s4_dsp(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
+                         int32_t per_channel, const frk_dims *input_dims, const int8_t *input,
+                         const frk_dims *filter_dims, const uint8_t *filter, const int32_t *kernel_bias,
+                         const frk_dims *output_dims, int8_t *output, int8_t *scratch);
+/* Depth multiplier 1, C % 4 == 0, KH*KW <= FRK_DEPTHWISE_DSP_MAX_TAPS. */
+void frk_depthwise_conv_s8_dsp(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
+                               int32_t per_channel, const frk_dims *input_dims, const int8_t *input,
+                               const frk_dims *filter_dims, const int8_t *filter, const int32_t *kernel_bias,
+                               const frk_dims *output_dims, int8_t *output, int8_t *scratch);
+void frk_depthwise_conv_s4_dsp(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
+                               int32_t per_channel, const frk_dims *input_dims, const int8_t *input,
+                               const frk_dims *filter_dims, const uint8_t *filter, const int32_t *kernel_bias,
+                               const frk_dims *output_dims, int8_t *output, int8_t *scratch);
+void frk_fully_connected_s8_dsp(const frk_fc_params *params, const int32_t *multiplier, const int32_t *shift,
+                                int32_t per_channel, int32_t batch, int32_t depth, const int8_t *input,
+                                const int8_t *filter, const int32_t *kernel_bias, int32_t out_channels,
+                                int8_t *output, int8_t *scratch);
+void frk_fully_connected_s4_dsp(const frk_fc_params *params, const int32_t *multiplier, const int32_t *shift,
+                                int32_t per_channel, int32_t batch, int32_t depth, const int8_t *input,
+                                const uint8_t *filter, const int32_t *kernel_bias, int32_t out_channels,
+                                int8_t *output, int8_t *scratch);
+/* Any parameters; the fast path needs TFLM's int8 ones (frk_elementwise_add_dsp.c), others run the portable. */
+void frk_elementwise_add_s8_dsp(const frk_add_params *params, const int8_t *input1, const int8_t *input2,
+                                int32_t size, int8_t *output);
+
 #ifdef __cplusplus
 }
 #endif

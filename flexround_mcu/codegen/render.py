@@ -31,6 +31,7 @@ from ..int4 import pack_int4, packed_size
 from ..ir import OpKind, QGraph
 from ..toolchain import targets as _targets
 from .arena import ArenaPlan, plan_arena
+from .kernels import KERNEL_SETS, plan_kernels
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES_DIR = ROOT / "templates"
@@ -60,15 +61,6 @@ _KIND_SHORT = {
 # The C element type of each constant dtype; int4 tensors are written packed, two values per byte.
 _CTYPES = {"int8": "int8_t", "int4": "uint8_t", "int32": "int32_t"}
 _CTYPE_BYTES = {"int8_t": 1, "uint8_t": 1, "int32_t": 4}
-# The kernel of each weighted op, by filter dtype.
-_KERNELS = {
-    (OpKind.CONV_2D, "int8"): "frk_convolve_s8",
-    (OpKind.CONV_2D, "int4"): "frk_convolve_s4",
-    (OpKind.DEPTHWISE_CONV_2D, "int8"): "frk_depthwise_conv_s8",
-    (OpKind.DEPTHWISE_CONV_2D, "int4"): "frk_depthwise_conv_s4",
-    (OpKind.FULLY_CONNECTED, "int8"): "frk_fully_connected_s8",
-    (OpKind.FULLY_CONNECTED, "int4"): "frk_fully_connected_s4",
-}
 _INT32_MIN = -(1 << 31)
 
 
@@ -163,8 +155,10 @@ class COp:
 class _Lowering:
     """Turns a QGraph plus its arena plan into C arrays, parameter structs and one statement per op."""
 
-    def __init__(self, graph: QGraph, plan: ArenaPlan):
+    def __init__(self, graph: QGraph, plan: ArenaPlan, kernels: str = "portable"):
         self.g, self.plan = graph, plan
+        self.choices = plan_kernels(graph, kernels)
+        self.scratch_bytes = max([c.scratch_bytes for c in self.choices] + [0])
         self.arrays: list[CArray] = []
         self.const_names: dict[int, str] = {}
         self.names: set[str] = set()
@@ -230,9 +224,20 @@ class _Lowering:
         if op.kind in (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED):
             w_idx, b_idx = op.inputs[1], op.inputs[2]
             w = g.tensors[w_idx]
-            kernel = _KERNELS[(op.kind, w.dtype)]  # QGraph.validate admits int8 and int4 filters only
-            filt = self.const_tensor(w_idx, f"{name}_filter", "filter")
-            bias = self.const_tensor(b_idx, f"{name}_bias", "bias") if b_idx != -1 else "NULL"
+            choice = self.choices[k]
+            kernel = choice.name  # QGraph.validate admits int8 and int4 filters only
+            if choice.fast:
+                # The fast kernel's own layout of this filter and the bias with the input offset folded in
+                # (docs/arithmetic.md 6): arrays of this op alone, even where the tensor is shared.
+                filt = self.add_array(f"{name}_filter", _CTYPES[w.dtype], choice.filter_values,
+                                      f"tensor {w_idx}: {w.name} {w.dtype} [{_shape(w.shape)}] in the layout of "
+                                      f"{kernel} ({choice.filter_values.size} bytes)", "filter")
+                bias = self.add_array(f"{name}_kernel_bias", "int32_t", choice.kernel_bias,
+                                      f"op {k}: bias + input_offset * sum(w) per output channel", "bias")
+            else:
+                filt = self.const_tensor(w_idx, f"{name}_filter", "filter")
+                bias = self.const_tensor(b_idx, f"{name}_bias", "bias") if b_idx != -1 else "NULL"
+            tail = (["frk_scratch" if choice.scratch_bytes else "NULL"] if choice.fast else [])
             mult = np.atleast_1d(np.asarray(p.multiplier, dtype=np.int64))
             shift = np.atleast_1d(np.asarray(p.shift, dtype=np.int64))
             # One pair for all channels (per-tensor weights; the QGraph repeats it for conv ops) is written once
@@ -251,7 +256,7 @@ class _Lowering:
                     ("act_min", p.act_min), ("act_max", p.act_max)]))
                 c.statement = _call(kernel, [
                     f"&op{k}_params", m_name, s_name, per_channel, str(batch), str(depth), x_ptr, filt, bias,
-                    str(w.shape[0]), y_ptr])
+                    str(w.shape[0]), y_ptr] + tail)
                 return c
             c.decls.append(_struct("frk_conv_params", f"op{k}_params", label, [
                 ("input_offset", -zp_in), ("output_offset", zp_out),
@@ -263,7 +268,7 @@ class _Lowering:
             c.decls += [_dims(f"op{k}_input_dims", x.shape), _dims(f"op{k}_filter_dims", w.shape),
                         _dims(f"op{k}_output_dims", y.shape)]
             c.statement = _call(kernel, [f"&op{k}_params", m_name, s_name, per_channel, f"&op{k}_input_dims", x_ptr,
-                                         f"&op{k}_filter_dims", filt, bias, f"&op{k}_output_dims", y_ptr])
+                                         f"&op{k}_filter_dims", filt, bias, f"&op{k}_output_dims", y_ptr] + tail)
             return c
 
         if op.kind == OpKind.ADD:
@@ -278,7 +283,7 @@ class _Lowering:
                 ("output_offset", zp_out), ("output_multiplier", p.output_multiplier),
                 ("output_shift", p.output_shift),
                 ("act_min", p.act_min), ("act_max", p.act_max)]))
-            c.statement = _call("frk_elementwise_add_s8", [f"&op{k}_params", x_ptr, x2_ptr, str(y.size), y_ptr])
+            c.statement = _call(self.choices[k].name, [f"&op{k}_params", x_ptr, x2_ptr, str(y.size), y_ptr])
             return c
 
         if op.kind in (OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D):
@@ -307,6 +312,16 @@ class _Lowering:
             c.statement = f"    /* no code: the output aliases the input bytes ({c_comment(where)}) */"
             return c
         raise NotImplementedError(op.kind)  # unreachable: QGraph.validate admits only the kinds above
+
+
+def kernel_table(graph: QGraph, choices) -> str:
+    """One line per op that runs a kernel: op, kind, kernel, and why a dsp export kept the portable one."""
+    lines = []
+    for k, (op, choice) in enumerate(zip(graph.ops, choices)):
+        if choice.name:
+            why = f" (portable: {choice.reason})" if choice.reason else ""
+            lines.append(f"op {k}: {op.kind.value} -> {choice.name}{why}")
+    return "\n".join(lines)
 
 
 def _struct(ctype: str, name: str, comment: str, fields: list[tuple[str, int]]) -> str:
@@ -446,11 +461,20 @@ def _memory_report(graph: QGraph, plan: ArenaPlan, low: "_Lowering") -> MemoryRe
     return MemoryReport(c_comment(graph.name), tuple(layers), plan)
 
 
-def memory_report(graph: QGraph) -> MemoryReport:
-    """The memory report of `graph` as export_c_project writes it (weights per layer, arena plan, floors)."""
+def _kernel_set(target: str, kernels: str | None) -> str:
+    if kernels is None:
+        return _targets.get_target(target).kernels
+    if kernels not in KERNEL_SETS:
+        raise UserError(f"unknown kernel set {kernels!r}: choose one of {', '.join(KERNEL_SETS)}")
+    return kernels
+
+
+def memory_report(graph: QGraph, target: str = "host", kernels: str | None = None) -> MemoryReport:
+    """The memory report of `graph` as export_c_project writes it for `target` (weights per layer in the layouts
+    of the target's kernels, arena plan, floors)."""
     _check_graph(graph)
     plan = plan_arena(graph, ARENA_ALIGNMENT)
-    return _memory_report(graph, plan, _Lowering(graph, plan))
+    return _memory_report(graph, plan, _Lowering(graph, plan, _kernel_set(target, kernels)))
 
 
 # ---------------------------------------------------------------------------------------------- the export
@@ -518,16 +542,19 @@ def _environment():
 
 
 def render_project(graph: QGraph, test_inputs: np.ndarray, expected_outputs: np.ndarray,
-                   target: str = "host") -> dict[str, bytes]:
-    """The generated files (relative path -> bytes), kernels included, without writing anything."""
+                   target: str = "host", kernels: str | None = None) -> dict[str, bytes]:
+    """The generated files (relative path -> bytes), kernels included, without writing anything.
+
+    kernels: "portable" or "dsp" (codegen/kernels.py); default: the target's (dsp on the Cortex-M boards)."""
     if target not in TARGETS:
         raise UserError(f"unknown target {target!r}: choose one of {', '.join(TARGETS)}")
+    kernels = _kernel_set(target, kernels)
     _check_graph(graph)
     x, y = _check_data(graph, test_inputs, expected_outputs)
-    kernels = _kernel_files()
+    kernel_files = _kernel_files()
     boards = _targets.board_files()
     plan = plan_arena(graph, ARENA_ALIGNMENT)
-    low = _Lowering(graph, plan)
+    low = _Lowering(graph, plan, kernels)
     t_in, t_out = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
     out_ptr = low.ptr(graph.outputs[0], "model", "output")
     model_name = c_comment(graph.name)
@@ -543,13 +570,15 @@ def render_project(graph: QGraph, test_inputs: np.ndarray, expected_outputs: np.
         arena_size=plan.arena_size, arena_floor=plan.floor, arena_alignment=plan.alignment,
         arena_table=[c_comment(line) for line in plan.table().splitlines()],
         arrays=low.arrays, ops=low.ops, output_ptr=out_ptr,
+        kernels=kernels, scratch_bytes=low.scratch_bytes,
+        kernel_lines=[c_comment(line) for line in kernel_table(graph, low.choices).splitlines()],
         weight_bytes=sum(a.values.size * _CTYPE_BYTES[a.ctype] for a in low.arrays),
         test_count=len(x),
         test_inputs=[format_values(row) for row in x],
         expected_outputs=[format_values(row) for row in y],
         target=target,
-        kernel_sources=[f"kernels/{p.name}" for p in kernels if p.suffix == ".c"],
-        kernel_headers=[f"kernels/{p.name}" for p in kernels if p.suffix == ".h"],
+        kernel_sources=[f"kernels/{p.name}" for p in kernel_files if p.suffix == ".c"],
+        kernel_headers=[f"kernels/{p.name}" for p in kernel_files if p.suffix == ".h"],
         target_names=list(TARGETS),
         cortex_targets=[t for t in _targets.TARGETS.values() if t.is_cortex_m],
         board_sources=[f"boards/{n}" for n in _targets.BOARD_SOURCES],
@@ -557,7 +586,7 @@ def render_project(graph: QGraph, test_inputs: np.ndarray, expected_outputs: np.
     )
     env = _environment()
     files = {name: env.get_template(name + ".j2").render(**ctx).encode("ascii") for name in TEMPLATE_FILES}
-    for p in kernels:
+    for p in kernel_files:
         files[f"kernels/{p.name}"] = p.read_bytes()
     for p in boards:
         files[f"boards/{p.name}"] = p.read_bytes()
@@ -572,6 +601,9 @@ def render_project(graph: QGraph, test_inputs: np.ndarray, expected_outputs: np.
         "output_size": t_out.size,
         "arena_bytes": plan.arena_size,
         "arena_floor_bytes": plan.floor,
+        "kernels": kernels,
+        "scratch_bytes": low.scratch_bytes,
+        "op_kernels": [c.name for c in low.choices],
         "weight_bytes": report.weight_bytes,
         "weight_floor_bytes": report.weight_floor_bytes,
         "weight_arrays": list(report.weight_arrays),
@@ -582,7 +614,7 @@ def render_project(graph: QGraph, test_inputs: np.ndarray, expected_outputs: np.
 
 
 def export_c_project(graph: QGraph, out_dir, test_inputs: np.ndarray, expected_outputs: np.ndarray,
-                     target: str = "host", force: bool = False) -> Path:
+                     target: str = "host", force: bool = False, kernels: str | None = None) -> Path:
     """Write the C project for `graph` to `out_dir` (see the module docstring); returns its path.
 
     test_inputs: int8 (N, ...) graph inputs; expected_outputs: int8 (N, output size), e.g. the simulator's.
@@ -592,7 +624,7 @@ def export_c_project(graph: QGraph, out_dir, test_inputs: np.ndarray, expected_o
     if out_dir.name in ("", ".", ".."):
         out_dir = out_dir.resolve()
     _check_destination(out_dir, force)
-    files = render_project(graph, test_inputs, expected_outputs, target)
+    files = render_project(graph, test_inputs, expected_outputs, target, kernels)
 
     parent = out_dir.parent
     try:

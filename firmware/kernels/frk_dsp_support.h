@@ -1,0 +1,318 @@
+/*
+ * frk_dsp_support.h - internal helpers of the fast (_dsp) kernels: the Armv7E-M DSP instructions they use, the
+ * requantization epilogue built on SMMULR, and the int8 / nibble-split int4 dot-product cores of the convolution
+ * and fully connected kernels. Not part of the API (frk_nn.h).
+ *
+ * Each instruction is a static inline function. With __ARM_FEATURE_DSP (Cortex-M4/M7/M55) it is the instruction
+ * itself (inline asm: GCC 12 neither fuses a rotate into SXTB16 nor schedules its __smlad intrinsic well); on any
+ * other compiler target it is a C99 function computing the same 32 bits, so the fast kernels also build and run on
+ * the host, where tests compare them with the numpy twins. Define FRK_NO_DSP_ASM to use the C versions on Arm too.
+ *
+ * Packed words: a uint32_t holds four int8 lanes (byte 0 lowest) or two int16 lanes (halfword 0 lowest).
+ * The arithmetic of every fast kernel is that of its portable twin (docs/arithmetic.md 4); the export-time
+ * transforms it relies on (weight layouts, the input offset folded into the bias) are docs/arithmetic.md 6.
+ */
+#ifndef FRK_DSP_SUPPORT_H
+#define FRK_DSP_SUPPORT_H
+
+#include <stdint.h>
+#include <string.h> /* memcpy: an unaligned 4-byte load, one LDR on Armv7E-M */
+
+#include "frk_nn_support.h"
+
+#if defined(__GNUC__)
+#define FRK_ALWAYS_INLINE __attribute__((always_inline)) inline
+#else
+#define FRK_ALWAYS_INLINE inline
+#endif
+
+#if defined(__ARM_FEATURE_DSP) && !defined(FRK_NO_DSP_ASM)
+#define FRK_DSP_ASM 1
+#else
+#define FRK_DSP_ASM 0
+#endif
+
+/* Four bytes from any address (Cortex-M4/M7/M55 allow unaligned LDR from normal memory). */
+static inline uint32_t frk__read_u32(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void frk__write_u32(void *p, uint32_t v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+/* int16 lane of a C value, as the 16 low bits of a word (the lane's two's complement). */
+static inline uint32_t frk__lane16(int32_t v)
+{
+    return (uint32_t)v & 0xFFFFu;
+}
+
+/* Signed value of a byte / halfword of x (C99-defined: no conversion of out-of-range unsigned values). */
+static inline int32_t frk__sbyte(uint32_t x, int32_t n)
+{
+    return (int32_t)((x >> (8 * n)) & 0xFFu) - (int32_t)(((x >> (8 * n)) & 0x80u) << 1);
+}
+
+static inline int32_t frk__shalf(uint32_t x, int32_t n)
+{
+    return (int32_t)((x >> (16 * n)) & 0xFFFFu) - (int32_t)(((x >> (16 * n)) & 0x8000u) << 1);
+}
+
+/* SXTB16: bytes 0 and 2 of x sign-extended into halfwords 0 and 1. */
+static inline uint32_t frk__sxtb16(uint32_t x)
+{
+#if FRK_DSP_ASM
+    uint32_t r;
+    __asm__("sxtb16 %0, %1" : "=r"(r) : "r"(x));
+    return r;
+#else
+    return frk__lane16(frk__sbyte(x, 0)) | (frk__lane16(frk__sbyte(x, 2)) << 16);
+#endif
+}
+
+/* SXTB16 with ROR #8: bytes 1 and 3 of x sign-extended into halfwords 0 and 1. */
+static inline uint32_t frk__sxtb16_ror8(uint32_t x)
+{
+#if FRK_DSP_ASM
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+#else
+    return frk__lane16(frk__sbyte(x, 1)) | (frk__lane16(frk__sbyte(x, 3)) << 16);
+#endif
+}
+
+/* SMLAD: acc + lo(a)*lo(b) + hi(a)*hi(b), int16 lanes, wrapping modulo 2^32 (the Q flag is never read). */
+static inline int32_t frk__smlad(uint32_t a, uint32_t b, int32_t acc)
+{
+#if FRK_DSP_ASM
+    int32_t r;
+    __asm__("smlad %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+#else
+    const uint32_t lo = (uint32_t)(frk__shalf(a, 0) * frk__shalf(b, 0));
+    const uint32_t hi = (uint32_t)(frk__shalf(a, 1) * frk__shalf(b, 1));
+    return frk__from_u32((uint32_t)acc + lo + hi);
+#endif
+}
+
+/* SMLABB / SMLATT: acc + lo(a)*lo(b) / acc + hi(a)*hi(b), wrapping. */
+static inline int32_t frk__smlabb(uint32_t a, uint32_t b, int32_t acc)
+{
+#if FRK_DSP_ASM
+    int32_t r;
+    __asm__("smlabb %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+#else
+    return frk__from_u32((uint32_t)acc + (uint32_t)(frk__shalf(a, 0) * frk__shalf(b, 0)));
+#endif
+}
+
+static inline int32_t frk__smlatt(uint32_t a, uint32_t b, int32_t acc)
+{
+#if FRK_DSP_ASM
+    int32_t r;
+    __asm__("smlatt %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+#else
+    return frk__from_u32((uint32_t)acc + (uint32_t)(frk__shalf(a, 1) * frk__shalf(b, 1)));
+#endif
+}
+
+/* SMMULR: the high word of a*b + 2^31, i.e. floor((a*b + 2^31) / 2^32). */
+static inline int32_t frk__smmulr(int32_t a, int32_t b)
+{
+#if FRK_DSP_ASM
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+#else
+    return (int32_t)frk__asr64((int64_t)a * b + ((int64_t)1 << 31), 32);
+#endif
+}
+
+/* ---- requantization epilogue ---------------------------------------------------------------------------
+ * frk__output_stage(acc, M, shift, ...) of the portable kernels, in fewer instructions, for accumulators the
+ * export has bounded: |acc * 2^left| < 2^30 (left = max(shift, 0)). Then
+ *   SRDHM(a, M) = floor((a*M + 2^30) / 2^31) = floor((2a*M + 2^31) / 2^32) = SMMULR(2a, M)   (2a fits int32)
+ *   RDBPOT(x, e) = (x + [x < 0] + 2^(e-1)) >> e   for e >= 1 (ties away from zero: a negative tie is pulled
+ *                  down by one before the floor), and x itself for e = 0,
+ * so the epilogue is LSL, ADD, SMMULR, ASR/AND/ADD/ADD/ASR, offset and clamp, with no 64-bit arithmetic. The
+ * per-channel constants are computed once per channel (frk__rq_for), not per output. */
+typedef struct {
+    int32_t multiplier;
+    int32_t left;   /* max(shift, 0) */
+    int32_t right;  /* max(-shift, 0) */
+    int32_t round;  /* 2^(right-1), or 0 when right == 0 */
+    int32_t fix;    /* -1 when right > 0 (apply the negative-tie correction), else 0 */
+} frk__rq;
+
+static inline frk__rq frk__rq_for(int32_t multiplier, int32_t shift)
+{
+    frk__rq rq;
+    rq.multiplier = multiplier;
+    rq.left = shift > 0 ? shift : 0;
+    rq.right = shift > 0 ? 0 : -shift;
+    rq.round = rq.right > 0 ? (int32_t)((uint32_t)1 << (rq.right - 1)) : 0;
+    rq.fix = rq.right > 0 ? -1 : 0;
+    return rq;
+}
+
+/* clamp(requantize(acc) + output_offset, act_min, act_max) with lo/hi the bounds less the offset, as in
+ * frk__output_stage; exact for |acc * 2^left| < 2^30. */
+static inline int8_t frk__output_stage_dsp(int32_t acc, const frk__rq *rq, int32_t output_offset, int32_t lo,
+                                           int32_t hi)
+{
+    const int32_t a = frk__from_u32((uint32_t)acc << rq->left);
+    int32_t x = frk__smmulr(frk__from_u32((uint32_t)a << 1), rq->multiplier);
+    x = frk__asr32(x + (frk__asr32(x, 31) & rq->fix) + rq->round, rq->right);
+    x = x < lo ? lo : x;
+    x = x > hi ? hi : x;
+    return (int8_t)(x + output_offset);
+}
+
+/* ---- dot-product cores ----------------------------------------------------------------------------------
+ * Weights, in the layouts the exporter writes (docs/arithmetic.md 6.2):
+ *   int8: a filter row of K values is padded with zeros to k_pad (a multiple of 4); two rows (output channels
+ *         2j, 2j+1) are interleaved 4 values at a time: [row0 k0..3][row1 k0..3][row0 k4..7]...; an odd last
+ *         row is stored alone.
+ *   int4: rows padded to a multiple of 8; each 8 values k..k+7 of a row are one word whose byte i holds w[k+i]
+ *         in its low nibble and w[k+4+i] in its high nibble ("nibble-split"); pairs of rows interleaved a word
+ *         at a time. Then (word << 4) & 0xF0F0F0F0 has 16*w[k..k+3] in its four bytes and word & 0xF0F0F0F0
+ *         has 16*w[k+4..k+7] (exact: 16*w is in [-128, 112]), in natural order, ready for SXTB16; the
+ *         accumulator then holds 16 * sum(w*x), shifted back exactly at the end.
+ * Columns (activations) are raw int8 (no offset added: the offset is in the bias) in natural order; SXTB16 and
+ * SXTB16-ROR8 of a column word pair up with those of a weight word lane by lane (k, k+2) and (k+1, k+3), so the
+ * order inside each pair does not matter to SMLAD.
+ * frk__block_s8 / frk__block_s4 add to acc[r*2 + c] the dot product of row r (rows = 1 or 2) with column c
+ * (cols = 1 or 2) over `groups` groups of 4 (int8) or 8 (int4) values. rows and cols are compile-time
+ * constants at every call site, so each call becomes a straight loop with no tests inside. */
+static FRK_ALWAYS_INLINE void frk__block_s8(const int8_t *w, const int8_t *col0, const int8_t *col1, int32_t groups,
+                                         int32_t rows, int32_t cols, int32_t acc[4])
+{
+    int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
+    for (; groups > 0; --groups) {
+        const uint32_t x0 = frk__read_u32(col0);
+        const uint32_t x0a = frk__sxtb16(x0), x0b = frk__sxtb16_ror8(x0);
+        uint32_t x1a = 0, x1b = 0;
+        const uint32_t w0 = frk__read_u32(w);
+        const uint32_t w0a = frk__sxtb16(w0), w0b = frk__sxtb16_ror8(w0);
+        col0 += 4;
+        if (cols == 2) {
+            const uint32_t x1 = frk__read_u32(col1);
+            x1a = frk__sxtb16(x1);
+            x1b = frk__sxtb16_ror8(x1);
+            col1 += 4;
+        }
+        a00 = frk__smlad(w0a, x0a, a00);
+        a00 = frk__smlad(w0b, x0b, a00);
+        if (cols == 2) {
+            a01 = frk__smlad(w0a, x1a, a01);
+            a01 = frk__smlad(w0b, x1b, a01);
+        }
+        if (rows == 2) {
+            const uint32_t w1 = frk__read_u32(w + 4);
+            const uint32_t w1a = frk__sxtb16(w1), w1b = frk__sxtb16_ror8(w1);
+            a10 = frk__smlad(w1a, x0a, a10);
+            a10 = frk__smlad(w1b, x0b, a10);
+            if (cols == 2) {
+                a11 = frk__smlad(w1a, x1a, a11);
+                a11 = frk__smlad(w1b, x1b, a11);
+            }
+            w += 8;
+        } else {
+            w += 4;
+        }
+    }
+    acc[0] = a00, acc[1] = a01, acc[2] = a10, acc[3] = a11;
+}
+
+/* 16*w[k..k+3] and 16*w[k+4..k+7] from one nibble-split word, as int8 lanes. */
+static inline uint32_t frk__s4_lower16(uint32_t word)
+{
+    return (word << 4) & 0xF0F0F0F0u;
+}
+
+static inline uint32_t frk__s4_upper16(uint32_t word)
+{
+    return word & 0xF0F0F0F0u;
+}
+
+static FRK_ALWAYS_INLINE void frk__block_s4(const uint8_t *w, const int8_t *col0, const int8_t *col1, int32_t groups,
+                                         int32_t rows, int32_t cols, int32_t acc[4])
+{
+    int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
+    for (; groups > 0; --groups) {
+        int32_t half;
+        const uint32_t wr0 = frk__read_u32(w);
+        const uint32_t wr1 = rows == 2 ? frk__read_u32(w + 4) : 0u;
+        for (half = 0; half < 2; ++half) {
+            const uint32_t x0 = frk__read_u32(col0 + 4 * half);
+            const uint32_t x0a = frk__sxtb16(x0), x0b = frk__sxtb16_ror8(x0);
+            const uint32_t w0 = half == 0 ? frk__s4_lower16(wr0) : frk__s4_upper16(wr0);
+            const uint32_t w0a = frk__sxtb16(w0), w0b = frk__sxtb16_ror8(w0);
+            uint32_t x1a = 0, x1b = 0;
+            if (cols == 2) {
+                const uint32_t x1 = frk__read_u32(col1 + 4 * half);
+                x1a = frk__sxtb16(x1);
+                x1b = frk__sxtb16_ror8(x1);
+            }
+            a00 = frk__smlad(w0a, x0a, a00);
+            a00 = frk__smlad(w0b, x0b, a00);
+            if (cols == 2) {
+                a01 = frk__smlad(w0a, x1a, a01);
+                a01 = frk__smlad(w0b, x1b, a01);
+            }
+            if (rows == 2) {
+                const uint32_t w1 = half == 0 ? frk__s4_lower16(wr1) : frk__s4_upper16(wr1);
+                const uint32_t w1a = frk__sxtb16(w1), w1b = frk__sxtb16_ror8(w1);
+                a10 = frk__smlad(w1a, x0a, a10);
+                a10 = frk__smlad(w1b, x0b, a10);
+                if (cols == 2) {
+                    a11 = frk__smlad(w1a, x1a, a11);
+                    a11 = frk__smlad(w1b, x1b, a11);
+                }
+            }
+        }
+        col0 += 8;
+        if (cols == 2) {
+            col1 += 8;
+        }
+        w += rows == 2 ? 8 : 4;
+    }
+    acc[0] = a00, acc[1] = a01, acc[2] = a10, acc[3] = a11;
+}
+
+/* ---- im2col helpers ------------------------------------------------------------------------------------- */
+/* n bytes from src to dst, a word at a time (the board's memcpy is a byte loop). */
+static inline void frk__copy_s8(int8_t *dst, const int8_t *src, int32_t n)
+{
+    for (; n >= 4; n -= 4, dst += 4, src += 4) {
+        frk__write_u32(dst, frk__read_u32(src));
+    }
+    for (; n > 0; --n) {
+        *dst++ = *src++;
+    }
+}
+
+/* n copies of the byte v (as a word: v4 = v * 0x01010101) at dst. */
+static inline void frk__fill_s8(int8_t *dst, uint32_t v4, int32_t n)
+{
+    for (; n >= 4; n -= 4, dst += 4) {
+        frk__write_u32(dst, v4);
+    }
+    for (; n > 0; --n) {
+        *dst++ = (int8_t)frk__sbyte(v4, 0);
+    }
+}
+
+static inline uint32_t frk__splat_s8(int32_t v)
+{
+    return ((uint32_t)v & 0xFFu) * 0x01010101u;
+}
+
+#endif /* FRK_DSP_SUPPORT_H */

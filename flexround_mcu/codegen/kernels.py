@@ -1,0 +1,183 @@
+"""Which C kernel runs each op, and the export-time data the fast kernels want (docs/arithmetic.md 6).
+
+Two kernel sets:
+  portable  the C99 reference kernels (frk_convolve_s8, ...): the host's default and the reference of every test;
+  dsp       the Armv7E-M kernels (frk_*_dsp.c: SXTB16/SMLAD/SMMULR), the default on the Cortex-M4/M7/M55 boards.
+A dsp export still uses the portable kernel for a layer that a fast kernel does not cover or whose bounds do not
+hold (`KernelChoice.reason` says which); the fast kernels' C versions of the DSP instructions let a dsp project
+build and run on any target too.
+
+What the export does for a fast conv / depthwise / fully connected layer, where the portable kernel does it at
+run time or per MAC:
+  - kernel_bias = bias + input_offset * sum(w) per output channel (6.1): no offset added per MAC, padding taps
+    read the input zero point instead of being skipped;
+  - the filter in the layout the kernel's inner loop loads (6.2): conv and FC rows padded to 4 (int8) or 8 (int4)
+    values and interleaved in pairs, int4 nibble-split so that two ANDs give 16*w in natural byte order;
+    depthwise weights grouped 4 channels by tap (int4: two taps per word);
+  - the checks that make the fast requantization and the 16x int4 sums exact (6.1), and the scratch size (6.3).
+No torch here: this runs on the QGraph's integers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..ir import OpKind, QGraph
+
+KERNEL_SETS = ("portable", "dsp")
+DEPTHWISE_MAX_TAPS = 64  # FRK_DEPTHWISE_DSP_MAX_TAPS in frk_nn.h
+_LIMIT_2_30 = 1 << 30
+_LIMIT_2_31 = 1 << 31
+
+PORTABLE = {
+    (OpKind.CONV_2D, "int8"): "frk_convolve_s8",
+    (OpKind.CONV_2D, "int4"): "frk_convolve_s4",
+    (OpKind.DEPTHWISE_CONV_2D, "int8"): "frk_depthwise_conv_s8",
+    (OpKind.DEPTHWISE_CONV_2D, "int4"): "frk_depthwise_conv_s4",
+    (OpKind.FULLY_CONNECTED, "int8"): "frk_fully_connected_s8",
+    (OpKind.FULLY_CONNECTED, "int4"): "frk_fully_connected_s4",
+    OpKind.ADD: "frk_elementwise_add_s8",
+}
+
+
+@dataclass(frozen=True)
+class KernelChoice:
+    """The kernel of one op. For a fast weighted kernel: the filter bytes in its layout (`filter_values`, int8 or
+    uint8), `kernel_bias` (int32, bias with the input offset folded in) and the int8 scratch it needs."""
+
+    name: str
+    fast: bool
+    reason: str = ""                       # why the portable kernel runs in a dsp export ("" otherwise)
+    filter_values: np.ndarray | None = None
+    kernel_bias: np.ndarray | None = None
+    scratch_bytes: int = 0
+
+
+def _round_up(n: int, m: int) -> int:
+    return (n + m - 1) // m * m
+
+
+# ----------------------------------------------------------------------------------------------- layouts
+def nibble_split(rows: np.ndarray) -> np.ndarray:
+    """int4 rows [R, K] with K % 8 == 0 -> uint8 [R, K/2]: per 8 values k..k+7 four bytes, byte i holding
+    w[k+i] in its low nibble and w[k+4+i] in its high nibble."""
+    r, k = rows.shape
+    v = (rows.astype(np.int16) & 0x0F).astype(np.uint8).reshape(r, k // 8, 2, 4)
+    return (v[:, :, 0, :] | (v[:, :, 1, :] << 4)).reshape(r, k // 2)
+
+
+def interleave_pairs(rows: np.ndarray, chunk: int) -> np.ndarray:
+    """Byte rows [R, B] -> flat bytes with rows 2j, 2j+1 interleaved `chunk` bytes at a time; an odd last row
+    follows alone."""
+    r, b = rows.shape
+    pairs = r // 2
+    head = rows[:2 * pairs].reshape(pairs, 2, b // chunk, chunk).transpose(0, 2, 1, 3).reshape(-1)
+    return np.concatenate([head, rows[2 * pairs:].reshape(-1)])
+
+
+def gemm_filter_layout(w2d: np.ndarray, dtype: str) -> np.ndarray:
+    """A conv / FC filter as rows [C_out, K] -> the bytes frk_convolve_s8_dsp / _s4_dsp load (6.2)."""
+    group = 4 if dtype == "int8" else 8
+    cout, k = w2d.shape
+    padded = np.zeros((cout, _round_up(k, group)), np.int8)
+    padded[:, :k] = w2d
+    if dtype == "int8":
+        return interleave_pairs(padded.view(np.uint8), 4).view(np.int8)
+    return interleave_pairs(nibble_split(padded), 4)
+
+
+def depthwise_filter_layout(w: np.ndarray, dtype: str) -> np.ndarray:
+    """A depthwise filter [1, KH, KW, C] (C % 4 == 0) -> the bytes frk_depthwise_conv_s8_dsp / _s4_dsp load:
+    int8 [C/4, T, 4]; int4 [C/4, ceil(T/2), 4] bytes, tap 2u in the low and tap 2u+1 in the high nibbles."""
+    c = w.shape[-1]
+    taps = w.reshape(-1, c // 4, 4).transpose(1, 0, 2)  # [C/4, T, 4]
+    if dtype == "int8":
+        return taps.reshape(-1).astype(np.int8)
+    t = taps.shape[1]
+    if t % 2:
+        taps = np.concatenate([taps, np.zeros((c // 4, 1, 4), taps.dtype)], axis=1)
+    nib = (taps.astype(np.int16) & 0x0F).astype(np.uint8)
+    return (nib[:, 0::2, :] | (nib[:, 1::2, :] << 4)).reshape(-1)
+
+
+# -------------------------------------------------------------------------------------------------- checks
+def _bounds_reason(w2d: np.ndarray, bias: np.ndarray, input_offset: int, shift: np.ndarray, dtype: str) -> str:
+    """'' when the fast kernels are exact for these rows (6.1), else why not."""
+    abs_w = np.abs(w2d.astype(np.int64)).sum(axis=1)
+    left = np.maximum(np.broadcast_to(np.asarray(shift, np.int64), abs_w.shape), 0)
+    acc_bound = np.abs(bias.astype(np.int64)) + 255 * abs_w
+    if np.any(acc_bound * (np.int64(1) << left) >= _LIMIT_2_30):
+        return "the accumulator bound |bias| + 255*sum|w| (times 2^shift) reaches 2^30"
+    kernel_bias = bias.astype(np.int64) + input_offset * w2d.astype(np.int64).sum(axis=1)
+    if np.any(np.abs(kernel_bias) >= _LIMIT_2_31):
+        return "bias + input_offset*sum(w) does not fit int32"
+    if dtype == "int4" and np.any(16 * 128 * abs_w >= _LIMIT_2_31):
+        return "16*128*sum|w| reaches 2^31 (the int4 core's scaled sum)"
+    return ""
+
+
+def _kernel_bias(w2d: np.ndarray, bias: np.ndarray, input_offset: int) -> np.ndarray:
+    return (bias.astype(np.int64) + input_offset * w2d.astype(np.int64).sum(axis=1)).astype(np.int32)
+
+
+# ------------------------------------------------------------------------------------------------- choice
+def choose_kernel(graph: QGraph, op, kernels: str) -> KernelChoice:
+    """The kernel of `op` in an export with kernel set `kernels` ("portable" or "dsp")."""
+    if kernels not in KERNEL_SETS:
+        raise ValueError(f"unknown kernel set {kernels!r}")
+    if op.kind == OpKind.ADD:
+        return KernelChoice("frk_elementwise_add_s8_dsp" if kernels == "dsp" else PORTABLE[OpKind.ADD],
+                            kernels == "dsp")
+    if op.kind not in (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED):
+        return KernelChoice("", False)
+    w = graph.tensors[op.inputs[1]]
+    portable = PORTABLE[(op.kind, w.dtype)]
+    if kernels == "portable":
+        return KernelChoice(portable, False)
+    x = graph.tensors[op.inputs[0]]
+    cout = w.shape[-1] if op.kind == OpKind.DEPTHWISE_CONV_2D else w.shape[0]
+    bias = graph.tensors[op.inputs[2]].data if op.inputs[2] != -1 else np.zeros(cout, np.int32)
+    bias = np.asarray(bias, np.int64).reshape(-1)
+    input_offset = -int(x.zero_point[0])
+    shift = np.atleast_1d(np.asarray(op.params.shift, np.int64))
+    group = 4 if w.dtype == "int8" else 8
+
+    if op.kind == OpKind.DEPTHWISE_CONV_2D:
+        c = w.shape[-1]
+        taps = int(np.prod(w.shape[1:3]))
+        if op.params.depth_multiplier != 1:
+            return KernelChoice(portable, False, "depth multiplier is not 1")
+        if c % 4:
+            return KernelChoice(portable, False, f"{c} channels is not a multiple of 4")
+        if taps > DEPTHWISE_MAX_TAPS:
+            return KernelChoice(portable, False, f"{taps} taps exceed {DEPTHWISE_MAX_TAPS}")
+        rows = w.data.reshape(taps, c).T  # [C, T]: each channel's taps
+        why = _bounds_reason(rows, bias, input_offset, shift, w.dtype)
+        if why:
+            return KernelChoice(portable, False, why)
+        return KernelChoice(portable + "_dsp", True, filter_values=depthwise_filter_layout(w.data, w.dtype),
+                            kernel_bias=_kernel_bias(rows, bias, input_offset), scratch_bytes=c)
+
+    rows = w.data.reshape(cout, -1)
+    why = _bounds_reason(rows, bias, input_offset, shift, w.dtype)
+    if why:
+        return KernelChoice(portable, False, why)
+    k = rows.shape[1]
+    k_pad = _round_up(k, group)
+    if op.kind == OpKind.FULLY_CONNECTED:
+        direct = k % group == 0
+    else:
+        kh, kw, cin = w.shape[1:]
+        y = graph.tensors[op.outputs[0]]
+        direct = kh == 1 and kw == 1 and op.params.padding[0] == 0 and op.params.padding[1] == 0 \
+            and cin % group == 0 and (y.shape[1] - 1) * op.params.stride[0] < x.shape[1] \
+            and (y.shape[2] - 1) * op.params.stride[1] < x.shape[2]
+    return KernelChoice(portable + "_dsp", True, filter_values=gemm_filter_layout(rows, w.dtype),
+                        kernel_bias=_kernel_bias(rows, bias, input_offset),
+                        scratch_bytes=0 if direct else 2 * k_pad)
+
+
+def plan_kernels(graph: QGraph, kernels: str) -> list[KernelChoice]:
+    """choose_kernel for every op, in graph order."""
+    return [choose_kernel(graph, op, kernels) for op in graph.ops]
