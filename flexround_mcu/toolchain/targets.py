@@ -28,6 +28,7 @@ class Target:
     linker_script: str | None    # file in firmware/boards/ (copied to <project>/boards/)
     board: str | None            # the board's name (the linker script's memory map)
     description: str
+    kernels: str = "portable"    # the kernel set an export for this target uses (codegen/kernels.py)
 
     @property
     def is_cortex_m(self) -> bool:
@@ -49,17 +50,17 @@ TARGETS: dict[str, Target] = {
         "cortex-m4", "arm-none-eabi-gcc",
         ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"),
         "mps2-an386", "mps2-an386.ld", "mps2-an386",
-        "Cortex-M4F on QEMU mps2-an386 (4 MiB code SSRAM, 4 MiB data SSRAM)"),
+        "Cortex-M4F on QEMU mps2-an386 (4 MiB code SSRAM, 4 MiB data SSRAM)", "dsp"),
     "cortex-m7": Target(
         "cortex-m7", "arm-none-eabi-gcc",
         ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"),
         "mps2-an500", "mps2-an500.ld", "mps2-an500",
-        "Cortex-M7 on QEMU mps2-an500 (4 MiB code SSRAM, 4 MiB data SSRAM)"),
+        "Cortex-M7 on QEMU mps2-an500 (4 MiB code SSRAM, 4 MiB data SSRAM)", "dsp"),
     "cortex-m55": Target(
         "cortex-m55", "arm-none-eabi-gcc",
         ("-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard"),
         "mps3-an547", "mps3-an547.ld", "mps3-an547",
-        "Cortex-M55 on QEMU mps3-an547 (512 KiB ITCM for code, 512 KiB DTCM for data)"),
+        "Cortex-M55 on QEMU mps3-an547 (512 KiB ITCM for code, 512 KiB DTCM for data)", "dsp"),
 }
 CORTEX_M = tuple(name for name, t in TARGETS.items() if t.is_cortex_m)
 
