@@ -169,7 +169,12 @@ static inline int8_t frk__output_stage_dsp(int32_t acc, const frk__rq *rq, int32
 {
     const int32_t a = frk__from_u32((uint32_t)acc << rq->left);
     int32_t x = frk__smmulr(frk__from_u32((uint32_t)a << 1), rq->multiplier);
+#if defined(FRK_TEST_BREAK_DSP_ROUNDING)
+    /* Test builds only: VRSHR-style rounding (negative ties toward +inf), which the kernel tests must catch. */
+    x = frk__asr32(x + rq->round, rq->right);
+#else
     x = frk__asr32(x + (frk__asr32(x, 31) & rq->fix) + rq->round, rq->right);
+#endif
     x = x < lo ? lo : x;
     x = x > hi ? hi : x;
     return (int8_t)(x + output_offset);
