@@ -6,47 +6,89 @@
 #include "frk_dsp_support.h"
 #include "frk_nn.h"
 
-/* The k_pad values of one output pixel's receptive field, in filter order [KH, KW, C_in], padding taps as the
- * input zero point (= -input_offset: with the offset in the bias they contribute exactly 0), k >= K as 0. */
+/* n bytes of src (n % 4 == 0) to k positions starting at a multiple of 4 of one interleaved column: word by word,
+ * every other word of dst. */
+static void frk__put_words(int8_t *dst, const int8_t *src, int32_t n)
+{
+    for (; n > 0; n -= 4, dst += 8, src += 4) {
+        frk__write_u32(dst, frk__read_u32(src));
+    }
+}
+
+static void frk__put_word_fill(int8_t *dst, uint32_t v4, int32_t n)
+{
+    for (; n > 0; n -= 4, dst += 8) {
+        frk__write_u32(dst, v4);
+    }
+}
+
+/* Byte k of an interleaved column (docs/arithmetic.md 6.2): word k/4 of the column is at byte 8*(k/4). */
+static void frk__put_bytes(int8_t *col, int32_t k, const int8_t *src, int32_t n)
+{
+    for (; n > 0; --n, ++k) {
+        col[8 * (k >> 2) + (k & 3)] = *src++;
+    }
+}
+
+static void frk__put_byte_fill(int8_t *col, int32_t k, int8_t v, int32_t n)
+{
+    for (; n > 0; --n, ++k) {
+        col[8 * (k >> 2) + (k & 3)] = v;
+    }
+}
+
+/* The k_pad values of one output pixel's receptive field, in filter order [KH, KW, C_in], into column `col` (the
+ * first byte of this pixel's words: cols or cols + 4), padding taps as the input zero point (= -input_offset:
+ * with the offset in the bias they contribute exactly 0), k >= K as 0. C_in % 4 == 0 moves whole words. */
 static void frk__im2col_s8(const frk_conv_params *params, const frk_dims *input_dims, const int8_t *image,
                            int32_t k_h, int32_t k_w, int32_t oy, int32_t ox, int32_t k_pad, int8_t *col)
 {
     const int32_t in_h = input_dims->h, in_w = input_dims->w, in_c = input_dims->c;
-    const uint32_t zp4 = frk__splat_s8(-params->input_offset);
+    const int8_t zp = (int8_t)(-params->input_offset);
+    const uint32_t zp4 = frk__splat_s8(zp);
     const int32_t iy_origin = oy * params->stride_h - params->pad_top;
     const int32_t ix_origin = ox * params->stride_w - params->pad_left;
     const int32_t row_len = k_w * in_c;
-    int8_t *dst = col;
-    int32_t ky, kx;
+    const int32_t words = in_c % 4 == 0;
+    int32_t k = 0, ky, kx;
 
-    for (ky = 0; ky < k_h; ++ky) {
+    for (ky = 0; ky < k_h; ++ky, k += row_len) {
         const int32_t iy = iy_origin + ky * params->dilation_h;
         if (iy < 0 || iy >= in_h) {
-            frk__fill_s8(dst, zp4, row_len);
-        } else if (params->dilation_w == 1 && ix_origin >= 0 && ix_origin + k_w <= in_w) {
-            frk__copy_s8(dst, image + (iy * in_w + ix_origin) * in_c, row_len); /* a whole row inside */
-        } else {
-            for (kx = 0; kx < k_w; ++kx) {
-                const int32_t ix = ix_origin + kx * params->dilation_w;
-                if (ix < 0 || ix >= in_w) {
-                    frk__fill_s8(dst + kx * in_c, zp4, in_c);
+            if (words) {
+                frk__put_word_fill(col + 2 * k, zp4, row_len);
+            } else {
+                frk__put_byte_fill(col, k, zp, row_len);
+            }
+            continue;
+        }
+        for (kx = 0; kx < k_w; ++kx) {
+            const int32_t ix = ix_origin + kx * params->dilation_w;
+            const int32_t kt = k + kx * in_c;
+            const int8_t *src = image + (iy * in_w + ix) * in_c;
+            const int32_t inside = ix >= 0 && ix < in_w;
+            if (words) {
+                if (inside) {
+                    frk__put_words(col + 2 * kt, src, in_c);
                 } else {
-                    frk__copy_s8(dst + kx * in_c, image + (iy * in_w + ix) * in_c, in_c);
+                    frk__put_word_fill(col + 2 * kt, zp4, in_c);
                 }
+            } else if (inside) {
+                frk__put_bytes(col, kt, src, in_c);
+            } else {
+                frk__put_byte_fill(col, kt, zp, in_c);
             }
         }
-        dst += row_len;
     }
-    frk__fill_s8(dst, 0u, k_pad - k_h * row_len);
+    frk__put_byte_fill(col, k, 0, k_pad - k);
 }
 
 /*
  * Shared body of frk_convolve_s8_dsp (wbits 8) and frk_convolve_s4_dsp (wbits 4); wbits is a constant at both
  * call sites. Output pixels are taken two at a time and output channels two at a time: a 2x2 block of
- * accumulators per pass over the filter rows (frk__block_s8 / frk__block_s4), an odd last pixel or channel with
- * the 1-wide forms of the same core. A pixel's column is the input itself when the filter is 1x1 without
- * padding and C_in fills whole groups (then the pixel's C_in input values are contiguous), else it is gathered
- * into scratch by frk__im2col_s8 (two columns of k_pad bytes).
+ * accumulators per pass over the filter rows (frk__block2_s8 / frk__block2_s4), an odd last channel with the
+ * one-row form. The two pixels' columns are gathered into scratch by frk__im2col_s8, interleaved a word at a time
+ * (2 * k_pad bytes).
  */
 static FRK_ALWAYS_INLINE void frk__convolve_dsp(const frk_conv_params *params, const int32_t *multiplier,
                                                 const int32_t *shift, int32_t per_channel,
@@ -63,9 +105,6 @@ static FRK_ALWAYS_INLINE void frk__convolve_dsp(const frk_conv_params *params, c
     const int32_t k_pad = (k_h * k_w * in_c + group - 1) / group * group;
     const int32_t groups = k_pad / group;
     const int32_t row_bytes = wbits == 8 ? k_pad : k_pad / 2; /* filter bytes per output channel */
-    const int32_t direct = k_h == 1 && k_w == 1 && params->pad_top == 0 && params->pad_left == 0 &&
-                           in_c % group == 0 && (output_dims->h - 1) * params->stride_h < input_dims->h &&
-                           (out_w - 1) * params->stride_w < input_dims->w;
     const int32_t output_offset = params->output_offset;
     const int32_t lo = params->act_min - output_offset;
     const int32_t hi = params->act_max - output_offset;
@@ -76,24 +115,13 @@ static FRK_ALWAYS_INLINE void frk__convolve_dsp(const frk_conv_params *params, c
     for (b = 0; b < input_dims->n; ++b) {
         const int8_t *image = input + b * image_size;
         for (p = 0; p < pixels; p += 2) {
+            /* An odd last pixel fills both columns and keeps the first column's results. */
             const int32_t two = p + 1 < pixels;
-            const int32_t oy0 = p / out_w, ox0 = p % out_w;
-            const int32_t oy1 = (p + 1) / out_w, ox1 = (p + 1) % out_w;
-            const int8_t *col0;
-            const int8_t *col1;
+            const int32_t p1 = two ? p + 1 : p;
             int8_t *out0 = output + p * out_c;
             int8_t *out1 = out0 + out_c;
-            if (direct) {
-                col0 = image + (oy0 * params->stride_h * input_dims->w + ox0 * params->stride_w) * in_c;
-                col1 = image + (oy1 * params->stride_h * input_dims->w + ox1 * params->stride_w) * in_c;
-            } else {
-                frk__im2col_s8(params, input_dims, image, k_h, k_w, oy0, ox0, k_pad, scratch);
-                if (two) {
-                    frk__im2col_s8(params, input_dims, image, k_h, k_w, oy1, ox1, k_pad, scratch + k_pad);
-                }
-                col0 = scratch;
-                col1 = scratch + k_pad;
-            }
+            frk__im2col_s8(params, input_dims, image, k_h, k_w, p / out_w, p % out_w, k_pad, scratch);
+            frk__im2col_s8(params, input_dims, image, k_h, k_w, p1 / out_w, p1 % out_w, k_pad, scratch + 4);
             for (c = 0; c < out_c; c += 2) {
                 const int32_t pair = c + 1 < out_c;
                 const frk__rq rq0 = per_channel ? frk__rq_for(multiplier[c], shift[c]) : rq_tensor;
@@ -103,26 +131,18 @@ static FRK_ALWAYS_INLINE void frk__convolve_dsp(const frk_conv_params *params, c
                 if (wbits == 8) {
                     const int8_t *w = (const int8_t *)filter + c * row_bytes;
                     acc[0] = bias0, acc[1] = bias0, acc[2] = bias1, acc[3] = bias1;
-                    if (pair && two) {
-                        frk__block_s8(w, col0, col1, groups, 2, 2, acc);
-                    } else if (pair) {
-                        frk__block_s8(w, col0, col0, groups, 2, 1, acc);
-                    } else if (two) {
-                        frk__block_s8(w, col0, col1, groups, 1, 2, acc);
+                    if (pair) {
+                        frk__block2_s8(w, scratch, groups, acc);
                     } else {
-                        frk__block_s8(w, col0, col0, groups, 1, 1, acc);
+                        frk__block1_s8(w, scratch, groups, acc);
                     }
                 } else {
                     const uint8_t *w = (const uint8_t *)filter + c * row_bytes;
                     acc[0] = 0, acc[1] = 0, acc[2] = 0, acc[3] = 0;
-                    if (pair && two) {
-                        frk__block_s4(w, col0, col1, groups, 2, 2, acc);
-                    } else if (pair) {
-                        frk__block_s4(w, col0, col0, groups, 2, 1, acc);
-                    } else if (two) {
-                        frk__block_s4(w, col0, col1, groups, 1, 2, acc);
+                    if (pair) {
+                        frk__block2_s4(w, scratch, groups, acc);
                     } else {
-                        frk__block_s4(w, col0, col0, groups, 1, 1, acc);
+                        frk__block1_s4(w, scratch, groups, acc);
                     }
                     /* 16 * sum(w*x) fits int32 (checked at export), so the shift back is exact. */
                     acc[0] = frk__asr32(acc[0], 4) + bias0, acc[1] = frk__asr32(acc[1], 4) + bias0;
@@ -150,7 +170,7 @@ static FRK_ALWAYS_INLINE void frk__convolve_dsp(const frk_conv_params *params, c
  *   filter       int8 [C_out, KH, KW, C_in] rows padded with zeros to k_pad = roundup(KH*KW*C_in, 4) and
  *                interleaved in pairs 4 values at a time (docs/arithmetic.md 6.2);
  *   kernel_bias  bias[c] + input_offset * sum(w[c]) (6.1), never NULL;
- *   scratch      2 * k_pad bytes, unused (may be NULL) for a 1x1 filter without padding and C_in % 4 == 0.
+ *   scratch      2 * k_pad bytes, 4-byte aligned (two interleaved im2col columns).
  * Per output: acc = kernel_bias[c] + sum(w * x) with padding taps as x = zero point, which equals frk_convolve_s8's
  * bias[c] + sum over valid taps of w * (x + input_offset) modulo 2^32, so exactly; then the requantization of
  * frk__output_stage_dsp, exact because the export checked |bias| + 255 * sum|w| < 2^30 >> max(shift, 0).
@@ -167,7 +187,7 @@ void frk_convolve_s8_dsp(const frk_conv_params *params, const int32_t *multiplie
 /*
  * frk_convolve_s4_dsp: frk_convolve_s4's outputs, with the filter rows padded to k_pad = roundup(KH*KW*C_in, 8),
  * nibble-split 8 values per word and interleaved in pairs a word at a time (6.2), kernel_bias as for s8, and
- * scratch 2 * k_pad bytes unless the filter is 1x1 without padding and C_in % 8 == 0. The core accumulates
+ * scratch 2 * k_pad bytes. The core accumulates
  * 16 * sum(w * x) (|.| <= 16 * 128 * sum|w| < 2^31, checked at export) and shifts it back before the bias.
  */
 void frk_convolve_s4_dsp(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,

@@ -135,6 +135,18 @@ static inline int32_t frk__smmulr(int32_t a, int32_t b)
 #endif
 }
 
+/* SSAT #8: x clamped to [-128, 127]. */
+static inline int32_t frk__ssat8(int32_t x)
+{
+#if FRK_DSP_ASM
+    int32_t r;
+    __asm__("ssat %0, #8, %1" : "=r"(r) : "r"(x));
+    return r;
+#else
+    return x < -128 ? -128 : (x > 127 ? 127 : x);
+#endif
+}
+
 /* ---- requantization epilogue ---------------------------------------------------------------------------
  * frk__output_stage(acc, M, shift, ...) of the portable kernels, in fewer instructions, for accumulators the
  * export has bounded: |acc * 2^left| < 2^30 (left = max(shift, 0)). Then
@@ -190,50 +202,87 @@ static inline int8_t frk__output_stage_dsp(int32_t acc, const frk__rq *rq, int32
  *         at a time. Then (word << 4) & 0xF0F0F0F0 has 16*w[k..k+3] in its four bytes and word & 0xF0F0F0F0
  *         has 16*w[k+4..k+7] (exact: 16*w is in [-128, 112]), in natural order, ready for SXTB16; the
  *         accumulator then holds 16 * sum(w*x), shifted back exactly at the end.
- * Columns (activations) are raw int8 (no offset added: the offset is in the bias) in natural order; SXTB16 and
- * SXTB16-ROR8 of a column word pair up with those of a weight word lane by lane (k, k+2) and (k+1, k+3), so the
- * order inside each pair does not matter to SMLAD.
- * frk__block_s8 / frk__block_s4 add to acc[r*2 + c] the dot product of row r (rows = 1 or 2) with column c
- * (cols = 1 or 2) over `groups` groups of 4 (int8) or 8 (int4) values. rows and cols are compile-time
- * constants at every call site, so each call becomes a straight loop with no tests inside. */
-static FRK_ALWAYS_INLINE void frk__block_s8(const int8_t *w, const int8_t *col0, const int8_t *col1, int32_t groups,
-                                         int32_t rows, int32_t cols, int32_t acc[4])
+ * Columns (activations of two output pixels) are raw int8 (no offset added: the offset is in the bias),
+ * interleaved a word at a time: [col0 k0..3][col1 k0..3][col0 k4..7]..., so one LDRD loads the same four k of
+ * both. SXTB16 and SXTB16-ROR8 of a column word pair up with those of a weight word lane by lane: (k, k+2) and
+ * (k+1, k+3), so the order inside each pair does not matter to SMLAD.
+ * frk__block2_s8 / frk__block2_s4 add to acc[0..3] the dot products (row0, col0), (row0, col1), (row1, col0),
+ * (row1, col1) over `groups` groups of 4 (int8) or 8 (int4) values; frk__block1_* do one row (acc[0..1]).
+ * On Arm the two-row loops are inline asm: 21 instructions per 16 MACs (int8) and 46 per 32 MACs (int4) in 13
+ * registers, where GCC 12's own allocation spills accumulators to the stack (27 and 60). They need the frame
+ * pointer free (any -O level but -O0, no -fno-omit-frame-pointer); otherwise the C loop below is used. */
+#if FRK_DSP_ASM && defined(__OPTIMIZE__)
+#define FRK_DSP_ASM_LOOPS 1
+#else
+#define FRK_DSP_ASM_LOOPS 0
+#endif
+
+static FRK_ALWAYS_INLINE void frk__block2_s8(const int8_t *w, const int8_t *cols, int32_t groups, int32_t acc[4])
 {
     int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
+#if FRK_DSP_ASM_LOOPS
+    uint32_t xa, xb, t0, t1, t2, wv;
+    __asm__ volatile(
+        "1:\n\t"
+        "ldrd   %[xa], %[xb], [%[c]], #8\n\t"
+        "ldr    %[wv], [%[w]], #8\n\t"
+        "sxtb16 %[t0], %[xa]\n\t"
+        "sxtb16 %[xa], %[xa], ror #8\n\t"
+        "sxtb16 %[t1], %[xb]\n\t"
+        "sxtb16 %[xb], %[xb], ror #8\n\t"
+        "sxtb16 %[t2], %[wv]\n\t"
+        "sxtb16 %[wv], %[wv], ror #8\n\t"
+        "smlad  %[a00], %[t2], %[t0], %[a00]\n\t"
+        "smlad  %[a00], %[wv], %[xa], %[a00]\n\t"
+        "smlad  %[a01], %[t2], %[t1], %[a01]\n\t"
+        "smlad  %[a01], %[wv], %[xb], %[a01]\n\t"
+        "ldr    %[wv], [%[w], #-4]\n\t"
+        "sxtb16 %[t2], %[wv]\n\t"
+        "sxtb16 %[wv], %[wv], ror #8\n\t"
+        "smlad  %[a10], %[t2], %[t0], %[a10]\n\t"
+        "smlad  %[a10], %[wv], %[xa], %[a10]\n\t"
+        "smlad  %[a11], %[t2], %[t1], %[a11]\n\t"
+        "smlad  %[a11], %[wv], %[xb], %[a11]\n\t"
+        "subs   %[n], %[n], #1\n\t"
+        "bne    1b\n\t"
+        : [a00] "+r"(a00), [a01] "+r"(a01), [a10] "+r"(a10), [a11] "+r"(a11), [c] "+r"(cols), [w] "+r"(w),
+          [n] "+r"(groups), [xa] "=&r"(xa), [xb] "=&r"(xb), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2),
+          [wv] "=&r"(wv)
+        :
+        : "cc", "memory");
+#else
     for (; groups > 0; --groups) {
-        const uint32_t x0 = frk__read_u32(col0);
+        const uint32_t x0 = frk__read_u32(cols), x1 = frk__read_u32(cols + 4);
         const uint32_t x0a = frk__sxtb16(x0), x0b = frk__sxtb16_ror8(x0);
-        uint32_t x1a = 0, x1b = 0;
+        const uint32_t x1a = frk__sxtb16(x1), x1b = frk__sxtb16_ror8(x1);
+        const uint32_t w0 = frk__read_u32(w), w1 = frk__read_u32(w + 4);
+        const uint32_t w0a = frk__sxtb16(w0), w0b = frk__sxtb16_ror8(w0);
+        const uint32_t w1a = frk__sxtb16(w1), w1b = frk__sxtb16_ror8(w1);
+        a00 = frk__smlad(w0b, x0b, frk__smlad(w0a, x0a, a00));
+        a01 = frk__smlad(w0b, x1b, frk__smlad(w0a, x1a, a01));
+        a10 = frk__smlad(w1b, x0b, frk__smlad(w1a, x0a, a10));
+        a11 = frk__smlad(w1b, x1b, frk__smlad(w1a, x1a, a11));
+        cols += 8;
+        w += 8;
+    }
+#endif
+    acc[0] = a00, acc[1] = a01, acc[2] = a10, acc[3] = a11;
+}
+
+/* One row (an odd last output channel) against the two interleaved columns: acc[0..1]. */
+static FRK_ALWAYS_INLINE void frk__block1_s8(const int8_t *w, const int8_t *cols, int32_t groups, int32_t acc[2])
+{
+    int32_t a00 = acc[0], a01 = acc[1];
+    for (; groups > 0; --groups) {
+        const uint32_t x0 = frk__read_u32(cols), x1 = frk__read_u32(cols + 4);
         const uint32_t w0 = frk__read_u32(w);
         const uint32_t w0a = frk__sxtb16(w0), w0b = frk__sxtb16_ror8(w0);
-        col0 += 4;
-        if (cols == 2) {
-            const uint32_t x1 = frk__read_u32(col1);
-            x1a = frk__sxtb16(x1);
-            x1b = frk__sxtb16_ror8(x1);
-            col1 += 4;
-        }
-        a00 = frk__smlad(w0a, x0a, a00);
-        a00 = frk__smlad(w0b, x0b, a00);
-        if (cols == 2) {
-            a01 = frk__smlad(w0a, x1a, a01);
-            a01 = frk__smlad(w0b, x1b, a01);
-        }
-        if (rows == 2) {
-            const uint32_t w1 = frk__read_u32(w + 4);
-            const uint32_t w1a = frk__sxtb16(w1), w1b = frk__sxtb16_ror8(w1);
-            a10 = frk__smlad(w1a, x0a, a10);
-            a10 = frk__smlad(w1b, x0b, a10);
-            if (cols == 2) {
-                a11 = frk__smlad(w1a, x1a, a11);
-                a11 = frk__smlad(w1b, x1b, a11);
-            }
-            w += 8;
-        } else {
-            w += 4;
-        }
+        a00 = frk__smlad(w0b, frk__sxtb16_ror8(x0), frk__smlad(w0a, frk__sxtb16(x0), a00));
+        a01 = frk__smlad(w0b, frk__sxtb16_ror8(x1), frk__smlad(w0a, frk__sxtb16(x1), a01));
+        cols += 8;
+        w += 4;
     }
-    acc[0] = a00, acc[1] = a01, acc[2] = a10, acc[3] = a11;
+    acc[0] = a00, acc[1] = a01;
 }
 
 /* 16*w[k..k+3] and 16*w[k+4..k+7] from one nibble-split word, as int8 lanes. */
@@ -247,49 +296,107 @@ static inline uint32_t frk__s4_upper16(uint32_t word)
     return word & 0xF0F0F0F0u;
 }
 
-static FRK_ALWAYS_INLINE void frk__block_s4(const uint8_t *w, const int8_t *col0, const int8_t *col1, int32_t groups,
-                                         int32_t rows, int32_t cols, int32_t acc[4])
+static FRK_ALWAYS_INLINE void frk__block2_s4(const uint8_t *w, const int8_t *cols, int32_t groups, int32_t acc[4])
 {
     int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
+#if FRK_DSP_ASM_LOOPS
+    uint32_t xa, xb, t0, t1, t2, t3;
+    /* Per group: columns k0..3, rows' lower nibbles; columns k4..7, rows' upper nibbles (each row word is
+     * loaded twice, which keeps the loop in 13 registers). */
+    __asm__ volatile(
+        "1:\n\t"
+        "ldrd   %[xa], %[xb], [%[c]], #8\n\t"
+        "ldr    %[t2], [%[w]]\n\t"
+        "sxtb16 %[t0], %[xa]\n\t"
+        "sxtb16 %[xa], %[xa], ror #8\n\t"
+        "sxtb16 %[t1], %[xb]\n\t"
+        "sxtb16 %[xb], %[xb], ror #8\n\t"
+        "lsl    %[t2], %[t2], #4\n\t"
+        "and    %[t2], %[t2], #0xF0F0F0F0\n\t"
+        "sxtb16 %[t3], %[t2]\n\t"
+        "sxtb16 %[t2], %[t2], ror #8\n\t"
+        "smlad  %[a00], %[t3], %[t0], %[a00]\n\t"
+        "smlad  %[a00], %[t2], %[xa], %[a00]\n\t"
+        "smlad  %[a01], %[t3], %[t1], %[a01]\n\t"
+        "smlad  %[a01], %[t2], %[xb], %[a01]\n\t"
+        "ldr    %[t2], [%[w], #4]\n\t"
+        "lsl    %[t2], %[t2], #4\n\t"
+        "and    %[t2], %[t2], #0xF0F0F0F0\n\t"
+        "sxtb16 %[t3], %[t2]\n\t"
+        "sxtb16 %[t2], %[t2], ror #8\n\t"
+        "smlad  %[a10], %[t3], %[t0], %[a10]\n\t"
+        "smlad  %[a10], %[t2], %[xa], %[a10]\n\t"
+        "smlad  %[a11], %[t3], %[t1], %[a11]\n\t"
+        "smlad  %[a11], %[t2], %[xb], %[a11]\n\t"
+        "ldrd   %[xa], %[xb], [%[c]], #8\n\t"
+        "ldr    %[t2], [%[w]], #8\n\t"
+        "sxtb16 %[t0], %[xa]\n\t"
+        "sxtb16 %[xa], %[xa], ror #8\n\t"
+        "sxtb16 %[t1], %[xb]\n\t"
+        "sxtb16 %[xb], %[xb], ror #8\n\t"
+        "and    %[t2], %[t2], #0xF0F0F0F0\n\t"
+        "sxtb16 %[t3], %[t2]\n\t"
+        "sxtb16 %[t2], %[t2], ror #8\n\t"
+        "smlad  %[a00], %[t3], %[t0], %[a00]\n\t"
+        "smlad  %[a00], %[t2], %[xa], %[a00]\n\t"
+        "smlad  %[a01], %[t3], %[t1], %[a01]\n\t"
+        "smlad  %[a01], %[t2], %[xb], %[a01]\n\t"
+        "ldr    %[t2], [%[w], #-4]\n\t"
+        "and    %[t2], %[t2], #0xF0F0F0F0\n\t"
+        "sxtb16 %[t3], %[t2]\n\t"
+        "sxtb16 %[t2], %[t2], ror #8\n\t"
+        "smlad  %[a10], %[t3], %[t0], %[a10]\n\t"
+        "smlad  %[a10], %[t2], %[xa], %[a10]\n\t"
+        "smlad  %[a11], %[t3], %[t1], %[a11]\n\t"
+        "smlad  %[a11], %[t2], %[xb], %[a11]\n\t"
+        "subs   %[n], %[n], #1\n\t"
+        "bne    1b\n\t"
+        : [a00] "+r"(a00), [a01] "+r"(a01), [a10] "+r"(a10), [a11] "+r"(a11), [c] "+r"(cols), [w] "+r"(w),
+          [n] "+r"(groups), [xa] "=&r"(xa), [xb] "=&r"(xb), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2),
+          [t3] "=&r"(t3)
+        :
+        : "cc", "memory");
+#else
+    for (; groups > 0; --groups) {
+        int32_t half;
+        const uint32_t wr0 = frk__read_u32(w), wr1 = frk__read_u32(w + 4);
+        for (half = 0; half < 2; ++half) {
+            const uint32_t x0 = frk__read_u32(cols), x1 = frk__read_u32(cols + 4);
+            const uint32_t x0a = frk__sxtb16(x0), x0b = frk__sxtb16_ror8(x0);
+            const uint32_t x1a = frk__sxtb16(x1), x1b = frk__sxtb16_ror8(x1);
+            const uint32_t w0 = half == 0 ? frk__s4_lower16(wr0) : frk__s4_upper16(wr0);
+            const uint32_t w1 = half == 0 ? frk__s4_lower16(wr1) : frk__s4_upper16(wr1);
+            const uint32_t w0a = frk__sxtb16(w0), w0b = frk__sxtb16_ror8(w0);
+            const uint32_t w1a = frk__sxtb16(w1), w1b = frk__sxtb16_ror8(w1);
+            a00 = frk__smlad(w0b, x0b, frk__smlad(w0a, x0a, a00));
+            a01 = frk__smlad(w0b, x1b, frk__smlad(w0a, x1a, a01));
+            a10 = frk__smlad(w1b, x0b, frk__smlad(w1a, x0a, a10));
+            a11 = frk__smlad(w1b, x1b, frk__smlad(w1a, x1a, a11));
+            cols += 8;
+        }
+        w += 8;
+    }
+#endif
+    acc[0] = a00, acc[1] = a01, acc[2] = a10, acc[3] = a11;
+}
+
+static FRK_ALWAYS_INLINE void frk__block1_s4(const uint8_t *w, const int8_t *cols, int32_t groups, int32_t acc[2])
+{
+    int32_t a00 = acc[0], a01 = acc[1];
     for (; groups > 0; --groups) {
         int32_t half;
         const uint32_t wr0 = frk__read_u32(w);
-        const uint32_t wr1 = rows == 2 ? frk__read_u32(w + 4) : 0u;
         for (half = 0; half < 2; ++half) {
-            const uint32_t x0 = frk__read_u32(col0 + 4 * half);
-            const uint32_t x0a = frk__sxtb16(x0), x0b = frk__sxtb16_ror8(x0);
+            const uint32_t x0 = frk__read_u32(cols), x1 = frk__read_u32(cols + 4);
             const uint32_t w0 = half == 0 ? frk__s4_lower16(wr0) : frk__s4_upper16(wr0);
             const uint32_t w0a = frk__sxtb16(w0), w0b = frk__sxtb16_ror8(w0);
-            uint32_t x1a = 0, x1b = 0;
-            if (cols == 2) {
-                const uint32_t x1 = frk__read_u32(col1 + 4 * half);
-                x1a = frk__sxtb16(x1);
-                x1b = frk__sxtb16_ror8(x1);
-            }
-            a00 = frk__smlad(w0a, x0a, a00);
-            a00 = frk__smlad(w0b, x0b, a00);
-            if (cols == 2) {
-                a01 = frk__smlad(w0a, x1a, a01);
-                a01 = frk__smlad(w0b, x1b, a01);
-            }
-            if (rows == 2) {
-                const uint32_t w1 = half == 0 ? frk__s4_lower16(wr1) : frk__s4_upper16(wr1);
-                const uint32_t w1a = frk__sxtb16(w1), w1b = frk__sxtb16_ror8(w1);
-                a10 = frk__smlad(w1a, x0a, a10);
-                a10 = frk__smlad(w1b, x0b, a10);
-                if (cols == 2) {
-                    a11 = frk__smlad(w1a, x1a, a11);
-                    a11 = frk__smlad(w1b, x1b, a11);
-                }
-            }
+            a00 = frk__smlad(w0b, frk__sxtb16_ror8(x0), frk__smlad(w0a, frk__sxtb16(x0), a00));
+            a01 = frk__smlad(w0b, frk__sxtb16_ror8(x1), frk__smlad(w0a, frk__sxtb16(x1), a01));
+            cols += 8;
         }
-        col0 += 8;
-        if (cols == 2) {
-            col1 += 8;
-        }
-        w += rows == 2 ? 8 : 4;
+        w += 4;
     }
-    acc[0] = a00, acc[1] = a01, acc[2] = a10, acc[3] = a11;
+    acc[0] = a00, acc[1] = a01;
 }
 
 /* ---- im2col helpers ------------------------------------------------------------------------------------- */

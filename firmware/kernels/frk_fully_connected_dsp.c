@@ -22,7 +22,7 @@ static void frk__fc_as_conv(const frk_fc_params *params, int32_t batch, int32_t 
 }
 
 /* frk_fully_connected_s8's outputs; filter rows padded to a multiple of 4 and interleaved in pairs, kernel_bias =
- * bias + input_offset * sum(w), scratch 2 * roundup(depth, 4) bytes (NULL when depth % 4 == 0). */
+ * bias + input_offset * sum(w), scratch 2 * roundup(depth, 4) bytes. */
 void frk_fully_connected_s8_dsp(const frk_fc_params *params, const int32_t *multiplier, const int32_t *shift,
                                 int32_t per_channel, int32_t batch, int32_t depth, const int8_t *input,
                                 const int8_t *filter, const int32_t *kernel_bias, int32_t out_channels,
@@ -36,7 +36,7 @@ void frk_fully_connected_s8_dsp(const frk_fc_params *params, const int32_t *mult
 }
 
 /* frk_fully_connected_s4's outputs; rows padded to a multiple of 8, nibble-split and interleaved in pairs;
- * scratch 2 * roundup(depth, 8) bytes (NULL when depth % 8 == 0). */
+ * scratch 2 * roundup(depth, 8) bytes. */
 void frk_fully_connected_s4_dsp(const frk_fc_params *params, const int32_t *multiplier, const int32_t *shift,
                                 int32_t per_channel, int32_t batch, int32_t depth, const int8_t *input,
                                 const uint8_t *filter, const int32_t *kernel_bias, int32_t out_channels,

@@ -170,9 +170,9 @@ void frk_fully_connected_s4_dsp(const frk_fc_params *params, const int32_t *mult
                                 int32_t per_channel, int32_t batch, int32_t depth, const int8_t *input,
                                 const uint8_t *filter, const int32_t *kernel_bias, int32_t out_channels,
                                 int8_t *output, int8_t *scratch);
-/* Any parameters; the fast path needs TFLM's int8 ones (frk_elementwise_add_dsp.c), others run the portable. */
+/* input1 the input at the real multiplier 0.5, table the other input's rescaled values (docs/arithmetic.md 6.4). */
 void frk_elementwise_add_s8_dsp(const frk_add_params *params, const int8_t *input1, const int8_t *input2,
-                                int32_t size, int8_t *output);
+                                int32_t size, int8_t *output, const int32_t *table);
 
 #ifdef __cplusplus
 }

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ir import OpKind, QGraph
+from ..sim.elementwise import input_rescale_table
 
 KERNEL_SETS = ("portable", "dsp")
 DEPTHWISE_MAX_TAPS = 64  # FRK_DEPTHWISE_DSP_MAX_TAPS in frk_nn.h
@@ -52,6 +53,8 @@ class KernelChoice:
     filter_values: np.ndarray | None = None
     kernel_bias: np.ndarray | None = None
     scratch_bytes: int = 0
+    table: np.ndarray | None = None        # ADD: the other input's rescaled values (6.4)
+    swap_inputs: bool = False              # ADD: the graph's second input is the half-scale one, passed first
 
 
 def _round_up(n: int, m: int) -> int:
@@ -127,8 +130,7 @@ def choose_kernel(graph: QGraph, op, kernels: str) -> KernelChoice:
     if kernels not in KERNEL_SETS:
         raise ValueError(f"unknown kernel set {kernels!r}")
     if op.kind == OpKind.ADD:
-        return KernelChoice("frk_elementwise_add_s8_dsp" if kernels == "dsp" else PORTABLE[OpKind.ADD],
-                            kernels == "dsp")
+        return _add_choice(graph, op) if kernels == "dsp" else KernelChoice(PORTABLE[OpKind.ADD], False)
     if op.kind not in (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED):
         return KernelChoice("", False)
     w = graph.tensors[op.inputs[1]]
@@ -163,19 +165,34 @@ def choose_kernel(graph: QGraph, op, kernels: str) -> KernelChoice:
     why = _bounds_reason(rows, bias, input_offset, shift, w.dtype)
     if why:
         return KernelChoice(portable, False, why)
-    k = rows.shape[1]
-    k_pad = _round_up(k, group)
-    if op.kind == OpKind.FULLY_CONNECTED:
-        direct = k % group == 0
-    else:
-        kh, kw, cin = w.shape[1:]
-        y = graph.tensors[op.outputs[0]]
-        direct = kh == 1 and kw == 1 and op.params.padding[0] == 0 and op.params.padding[1] == 0 \
-            and cin % group == 0 and (y.shape[1] - 1) * op.params.stride[0] < x.shape[1] \
-            and (y.shape[2] - 1) * op.params.stride[1] < x.shape[2]
+    k_pad = _round_up(rows.shape[1], group)
     return KernelChoice(portable + "_dsp", True, filter_values=gemm_filter_layout(rows, w.dtype),
                         kernel_bias=_kernel_bias(rows, bias, input_offset),
-                        scratch_bytes=0 if direct else 2 * k_pad)
+                        scratch_bytes=2 * k_pad)  # two im2col columns, interleaved
+
+
+def _add_choice(graph: QGraph, op) -> KernelChoice:
+    """frk_elementwise_add_s8_dsp where TFLM's int8 ADD parameters hold (6.4): left_shift 20, one input at the
+    real multiplier 0.5 (2^30, shift 0), a right shift at the output with |zp_out| * 2^e < 2^29."""
+    p = op.params
+    portable = PORTABLE[OpKind.ADD]
+    half1 = p.input1_multiplier == 1 << 30 and p.input1_shift == 0
+    half2 = p.input2_multiplier == 1 << 30 and p.input2_shift == 0
+    e = -int(p.output_shift)
+    zp_out = int(graph.tensors[op.outputs[0]].zero_point[0])
+    if p.left_shift != 20 or not (half1 or half2):
+        return KernelChoice(portable, False, "no input at the real multiplier 0.5 with left_shift 20")
+    if e < 1 or abs(zp_out) * (1 << e) >= 1 << 29:
+        return KernelChoice(portable, False, "the output shift is not a right shift the fast epilogue can fold")
+    offsets = [-int(graph.tensors[t].zero_point[0]) for t in op.inputs[:2]]
+    if half1:
+        half_offset, other = offsets[0], (offsets[1], p.input2_multiplier, p.input2_shift)
+    else:
+        half_offset, other = offsets[1], (offsets[0], p.input1_multiplier, p.input1_shift)
+    rescaled = input_rescale_table(other[0], 20, other[1], other[2]).astype(np.int64)  # indexed by q + 128
+    by_byte = np.concatenate([rescaled[128:], rescaled[:128]])  # indexed by the byte of q read as unsigned
+    table = 2 * by_byte + (half_offset << 20)
+    return KernelChoice("frk_elementwise_add_s8_dsp", True, table=table.astype(np.int32), swap_inputs=not half1)
 
 
 def plan_kernels(graph: QGraph, kernels: str) -> list[KernelChoice]:

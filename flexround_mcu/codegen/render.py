@@ -274,6 +274,7 @@ class _Lowering:
         if op.kind == OpKind.ADD:
             x2 = g.tensors[op.inputs[1]]
             x2_ptr = self.ptr(op.inputs[1], name, "input2")
+            choice = self.choices[k]
             c.decls.append(_struct("frk_add_params", f"op{k}_params", label, [
                 ("input1_offset", -zp_in), ("input1_multiplier", p.input1_multiplier),
                 ("input1_shift", p.input1_shift),
@@ -283,7 +284,14 @@ class _Lowering:
                 ("output_offset", zp_out), ("output_multiplier", p.output_multiplier),
                 ("output_shift", p.output_shift),
                 ("act_min", p.act_min), ("act_max", p.act_max)]))
-            c.statement = _call(self.choices[k].name, [f"&op{k}_params", x_ptr, x2_ptr, str(y.size), y_ptr])
+            if choice.fast:
+                table = self.add_array(f"{name}_table", "int32_t", choice.table,
+                                       f"op {k}: 2 * rescaled input {'1' if choice.swap_inputs else '2'} + the "
+                                       f"other input's offset * 2^20, by byte")
+                first, second = (x2_ptr, x_ptr) if choice.swap_inputs else (x_ptr, x2_ptr)
+                c.statement = _call(choice.name, [f"&op{k}_params", first, second, str(y.size), y_ptr, table])
+            else:
+                c.statement = _call(choice.name, [f"&op{k}_params", x_ptr, x2_ptr, str(y.size), y_ptr])
             return c
 
         if op.kind in (OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D):
