@@ -6,11 +6,56 @@
 #include "frk_dsp_support.h"
 #include "frk_nn.h"
 
+/* acc[0..3] += the taps' contributions to channels g..g+3: one word of input per tap and one word of weights
+ * (int8) or half a word (int4: two taps per word, 16 * w, so acc holds 16 * the sum), SXTB16 / SXTB16-ROR8 into
+ * lanes (c, c+2) and (c+1, c+3), one SMLABB/SMLATT per MAC. taps_n is a constant (9) at the 3x3 call site, where
+ * the loop unrolls. */
+static FRK_ALWAYS_INLINE void frk__dw_group(const int8_t *const *taps, int32_t g, const uint8_t *w, int32_t taps_n,
+                                            int32_t wbits, int32_t acc[4])
+{
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    int32_t t;
+    if (wbits == 8) {
+        for (t = 0; t < taps_n; ++t) {
+            const uint32_t x = frk__read_u32(taps[t] + g);
+            const uint32_t wt = frk__read_u32(w + 4 * t);
+            const uint32_t x02 = frk__sxtb16(x), x13 = frk__sxtb16_ror8(x);
+            const uint32_t w02 = frk__sxtb16(wt), w13 = frk__sxtb16_ror8(wt);
+            a0 = frk__smlabb(w02, x02, a0);
+            a2 = frk__smlatt(w02, x02, a2);
+            a1 = frk__smlabb(w13, x13, a1);
+            a3 = frk__smlatt(w13, x13, a3);
+        }
+    } else {
+        for (t = 0; t < taps_n; t += 2) {
+            const uint32_t word = frk__read_u32(w + 2 * t); /* taps t (low nibbles), t+1 (high nibbles) */
+            const uint32_t wl = frk__s4_lower16(word);
+            const uint32_t x = frk__read_u32(taps[t] + g);
+            const uint32_t x02 = frk__sxtb16(x), x13 = frk__sxtb16_ror8(x);
+            const uint32_t w02 = frk__sxtb16(wl), w13 = frk__sxtb16_ror8(wl);
+            a0 = frk__smlabb(w02, x02, a0);
+            a2 = frk__smlatt(w02, x02, a2);
+            a1 = frk__smlabb(w13, x13, a1);
+            a3 = frk__smlatt(w13, x13, a3);
+            if (t + 1 < taps_n) {
+                const uint32_t wu = frk__s4_upper16(word);
+                const uint32_t y = frk__read_u32(taps[t + 1] + g);
+                const uint32_t y02 = frk__sxtb16(y), y13 = frk__sxtb16_ror8(y);
+                const uint32_t v02 = frk__sxtb16(wu), v13 = frk__sxtb16_ror8(wu);
+                a0 = frk__smlabb(v02, y02, a0);
+                a2 = frk__smlatt(v02, y02, a2);
+                a1 = frk__smlabb(v13, y13, a1);
+                a3 = frk__smlatt(v13, y13, a3);
+            }
+        }
+    }
+    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+}
+
 /*
  * Per output pixel, the KH*KW tap pointers are set once: a tap inside the input points at its C channels, a
  * padding tap at scratch, C bytes of the input zero point (with the offset in the bias it adds exactly 0). Then
- * channels go four at a time: one word of input per tap and one word of weights (int8) or half a word (int4,
- * two taps per word), SXTB16 / SXTB16-ROR8 into lanes (c, c+2) and (c+1, c+3), and one SMLABB/SMLATT per MAC.
+ * channels go four at a time through frk__dw_group and the requantization.
  */
 static FRK_ALWAYS_INLINE void frk__depthwise_dsp(const frk_conv_params *params, const int32_t *multiplier,
                                                  const int32_t *shift, int32_t per_channel,
@@ -50,53 +95,32 @@ static FRK_ALWAYS_INLINE void frk__depthwise_dsp(const frk_conv_params *params, 
                 }
                 for (g = 0; g < chans; g += 4) {
                     const uint8_t *w = (const uint8_t *)filter + (g / 4) * group_bytes;
-                    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+                    int32_t acc[4] = {0, 0, 0, 0};
                     if (wbits == 8) {
-                        a0 = kernel_bias[g], a1 = kernel_bias[g + 1], a2 = kernel_bias[g + 2];
-                        a3 = kernel_bias[g + 3];
-                        for (t = 0; t < taps_n; ++t) {
-                            const uint32_t x = frk__read_u32(taps[t] + g);
-                            const uint32_t wt = frk__read_u32(w + 4 * t);
-                            const uint32_t x02 = frk__sxtb16(x), x13 = frk__sxtb16_ror8(x);
-                            const uint32_t w02 = frk__sxtb16(wt), w13 = frk__sxtb16_ror8(wt);
-                            a0 = frk__smlabb(w02, x02, a0);
-                            a2 = frk__smlatt(w02, x02, a2);
-                            a1 = frk__smlabb(w13, x13, a1);
-                            a3 = frk__smlatt(w13, x13, a3);
-                        }
-                    } else {
-                        for (t = 0; t < taps_n; t += 2) {
-                            const uint32_t word = frk__read_u32(w + 2 * t); /* taps t (low), t+1 (high nibbles) */
-                            const uint32_t wl = frk__s4_lower16(word);
-                            const uint32_t x = frk__read_u32(taps[t] + g);
-                            const uint32_t x02 = frk__sxtb16(x), x13 = frk__sxtb16_ror8(x);
-                            const uint32_t w02 = frk__sxtb16(wl), w13 = frk__sxtb16_ror8(wl);
-                            a0 = frk__smlabb(w02, x02, a0);
-                            a2 = frk__smlatt(w02, x02, a2);
-                            a1 = frk__smlabb(w13, x13, a1);
-                            a3 = frk__smlatt(w13, x13, a3);
-                            if (t + 1 < taps_n) {
-                                const uint32_t wu = frk__s4_upper16(word);
-                                const uint32_t y = frk__read_u32(taps[t + 1] + g);
-                                const uint32_t y02 = frk__sxtb16(y), y13 = frk__sxtb16_ror8(y);
-                                const uint32_t v02 = frk__sxtb16(wu), v13 = frk__sxtb16_ror8(wu);
-                                a0 = frk__smlabb(v02, y02, a0);
-                                a2 = frk__smlatt(v02, y02, a2);
-                                a1 = frk__smlabb(v13, y13, a1);
-                                a3 = frk__smlatt(v13, y13, a3);
-                            }
-                        }
-                        /* 16 * sum(w*x): exact in int32 (checked at export), shifted back before the bias. */
-                        a0 = frk__asr32(a0, 4) + kernel_bias[g], a1 = frk__asr32(a1, 4) + kernel_bias[g + 1];
-                        a2 = frk__asr32(a2, 4) + kernel_bias[g + 2], a3 = frk__asr32(a3, 4) + kernel_bias[g + 3];
+                        acc[0] = kernel_bias[g], acc[1] = kernel_bias[g + 1];
+                        acc[2] = kernel_bias[g + 2], acc[3] = kernel_bias[g + 3];
                     }
-                    {
-                        const int32_t acc[4] = {a0, a1, a2, a3};
+                    if (taps_n == 9) {
+                        frk__dw_group(taps, g, w, 9, wbits, acc);
+                    } else {
+                        frk__dw_group(taps, g, w, taps_n, wbits, acc);
+                    }
+                    if (wbits == 4) {
+                        /* 16 * sum(w*x): exact in int32 (checked at export), shifted back before the bias. */
                         for (j = 0; j < 4; ++j) {
-                            const frk__rq rq = per_channel ? frk__rq_for(multiplier[g + j], shift[g + j])
-                                                           : rq_tensor;
+                            acc[j] = frk__asr32(acc[j], 4) + kernel_bias[g + j];
+                        }
+                    }
+                    if (per_channel) {
+                        for (j = 0; j < 4; ++j) {
+                            const frk__rq rq = frk__rq_for(multiplier[g + j], shift[g + j]);
                             output[g + j] = frk__output_stage_dsp(acc[j], &rq, output_offset, lo, hi);
                         }
+                    } else {
+                        output[g] = frk__output_stage_dsp(acc[0], &rq_tensor, output_offset, lo, hi);
+                        output[g + 1] = frk__output_stage_dsp(acc[1], &rq_tensor, output_offset, lo, hi);
+                        output[g + 2] = frk__output_stage_dsp(acc[2], &rq_tensor, output_offset, lo, hi);
+                        output[g + 3] = frk__output_stage_dsp(acc[3], &rq_tensor, output_offset, lo, hi);
                     }
                 }
                 output += chans;
