@@ -520,6 +520,12 @@ def test_rtn_low_bit_resnet8_on_host_matches_simulator(resnet8_rtn_low_bits, wbi
     res = run_host(build_host(project))
     assert res.lines[-1] == "SUMMARY inputs=50 mismatches=0", res.mismatch_lines[:5]
     assert (res.inputs, res.mismatches, res.returncode) == (50, 0, 0)
+    # the dsp kernel set (the Cortex-M default) built for the host, through the C versions of the instructions
+    fast = export_c_project(g, tmp_path / f"w{wbits}-dsp", x, y, kernels="dsp")
+    model_c = (fast / "model.c").read_text()
+    assert model_c.count("frk_convolve_s4_dsp(") == 8 and model_c.count("frk_elementwise_add_s8_dsp(") == 3
+    res = run_host(build_host(fast))
+    assert res.lines[-1] == "SUMMARY inputs=50 mismatches=0", res.mismatch_lines[:5]
     if wbits == 4:  # one corrupted packed weight (in the first int4 layer) must show
         bad = run_host(build_host(corrupt_one_weight(project, tmp_path / "bad", "op1_conv_filter")))
         assert bad.inputs == 50 and bad.mismatches > 0 and not bad.ok
