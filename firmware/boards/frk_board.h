@@ -35,6 +35,11 @@ void frk_board_exit(int code) __attribute__((noreturn));
 void frk_board_invoke_begin(void);
 void frk_board_invoke_end(void);
 
+/* The layer marker: the generated frk_model_invoke calls it after each op (FRK_LAYER_END in model.c). Inside an
+ * invoke region the plugin closes a per-layer segment at the start of each call, so segment i holds op i's
+ * instructions plus the marker's own: the call and the return of this empty function, 2 per op. */
+void frk_board_layer_end(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -18,6 +18,14 @@ frk_board_invoke_begin() to the start of frk_board_invoke_end(), which the harne
 frk_model_invoke(). instructions_per_inference = that region's count / the number of regions (= inputs): the
 mean over the test inputs, including about 6 instructions of call overhead from the two markers. These are
 instruction counts of QEMU's functional model, not cycles (QEMU models no pipeline, caches or wait states).
+
+Per op: the generated frk_model_invoke calls frk_board_layer_end() after each op (FRK_LAYER_END in model.c), and
+the plugin, given that address too, splits each region at those calls: layer_instructions[k] is the mean per
+inference of the instructions from the end of op k-1's mark (or the region's start) to op k's, so op k's kernel
+call plus 2 instructions of the marker's own call and return (a RESHAPE, which has no code, shows just those);
+layer_tail_instructions the rest, after the last mark (the output copy, the return, the end marker's call).
+The layers and the tail partition the region: their sum is instructions_per_inference. An ELF without the
+marker (a project exported before it existed) is counted as before, with layer_instructions None.
 """
 from __future__ import annotations
 
@@ -39,6 +47,7 @@ PROJECT_FILE = "project.json"
 TEST_DATA_SYMBOLS = ("frk_test_inputs", "frk_expected_outputs")
 ARENA_SYMBOL = "frk_arena"
 MARKERS = ("frk_board_invoke_begin", "frk_board_invoke_end")
+LAYER_MARKER = "frk_board_layer_end"
 PLUGIN_SOURCE = TOOLS_DIR / "insncount.c"
 EXIT_STACK_OVERFLOW = 126
 EXIT_FAULT = 127
@@ -46,6 +55,7 @@ EXIT_FAULT = 127
 _SUMMARY = re.compile(r"^SUMMARY inputs=(\d+) mismatches=(\d+)\s*$")
 _STACK = re.compile(r"^board: stack used (\d+) of (\d+) bytes\s*$")
 _COUNTS = re.compile(r"total=(\d+) region=(\d+) regions=(\d+)")
+_LAYERS = re.compile(r"^layers=([\d,]*) tail=(\d+) marks=(\d+)\s*$", re.MULTILINE)
 _OVERFLOW = re.compile(r"region `?(\w+)'? overflowed by (\d+) bytes")
 
 
@@ -57,6 +67,8 @@ class TargetResult(HarnessVerdict):
     board_lines: the board's own lines ("board: ..."). For the host target the footprint and instruction fields
     are None. flash_bytes = text + data of the ELF (code, weights, test data, .data image); ram_bytes = data + bss
     (arena, statics, stack reservation); weight_bytes / test_data_bytes / arena_bytes: the sizes of those symbols.
+    layer_instructions: the mean instructions per inference of each op, in graph order (index = op index), and
+    layer_tail_instructions those after the last op's mark (see the module docstring); None when not counted.
     """
 
     target: str
@@ -79,6 +91,8 @@ class TargetResult(HarnessVerdict):
     instructions_total: int | None = None
     instructions_invoke: int | None = None
     instructions_per_inference: float | None = None
+    layer_instructions: tuple[float, ...] | None = None
+    layer_tail_instructions: float | None = None
 
     @property
     def model_flash_bytes(self) -> int | None:
@@ -91,8 +105,11 @@ class TargetResult(HarnessVerdict):
         keys = ("target", "inputs", "mismatches", "returncode", "flash_bytes", "model_flash_bytes", "ram_bytes",
                 "text_bytes", "data_bytes", "bss_bytes", "weight_bytes", "test_data_bytes", "arena_bytes",
                 "stack_bytes", "stack_used_bytes", "instructions_total", "instructions_invoke",
-                "instructions_per_inference")
-        return {k: getattr(self, k) for k in keys}
+                "instructions_per_inference", "layer_instructions", "layer_tail_instructions")
+        d = {k: getattr(self, k) for k in keys}
+        if d["layer_instructions"] is not None:
+            d["layer_instructions"] = list(d["layer_instructions"])
+        return d
 
 
 @dataclass(frozen=True)
@@ -326,8 +343,9 @@ def run_firmware(elf, target: str, *, timeout: float = 600, count_instructions: 
                                 f"project's harness; re-export and rebuild it")
             begin, end = (fp.symbols[m][0] for m in MARKERS)
             plugin = insncount_plugin()
+            layer = f",layer={fp.symbols[LAYER_MARKER][0]:#x}" if LAYER_MARKER in fp.symbols else ""
             cmd += ["-plugin", f"{_qemu_arg(str(plugin))},outfile={_qemu_arg(str(counts_file))},"
-                               f"begin={begin:#x},end={end:#x}"]
+                               f"begin={begin:#x},end={end:#x}{layer}"]
         try:
             proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   timeout=timeout, text=True, errors="replace")
@@ -358,7 +376,7 @@ def run_firmware(elf, target: str, *, timeout: float = 600, count_instructions: 
                         f"(last output: {what}){hint}")
     stack = next((m for m in map(_STACK.match, board) if m), None)
     inputs, mismatches = int(summary.group(1)), int(summary.group(2))
-    per_inference = total = invoke = None
+    per_inference = total = invoke = layers = tail = None
     m = _COUNTS.search(counts)
     if count_instructions:
         if m is None:
@@ -369,6 +387,7 @@ def run_firmware(elf, target: str, *, timeout: float = 600, count_instructions: 
             raise UserError(f"{elf}: the plugin saw {regions} inferences but the harness ran {inputs}: rebuild "
                             f"the firmware from an exported project")
         per_inference = invoke / regions
+        layers, tail = _layer_counts(counts, regions)
     return TargetResult(
         target=t.name, inputs=inputs, mismatches=mismatches, returncode=proc.returncode, lines=lines,
         board_lines=board, binary=elf, text_bytes=fp.text, data_bytes=fp.data, bss_bytes=fp.bss,
@@ -376,7 +395,21 @@ def run_firmware(elf, target: str, *, timeout: float = 600, count_instructions: 
         test_data_bytes=fp.size_of(TEST_DATA_SYMBOLS), arena_bytes=fp.size_of([ARENA_SYMBOL]),
         stack_bytes=stack_bytes,
         stack_used_bytes=int(stack.group(1)) if stack else None,
-        instructions_total=total, instructions_invoke=invoke, instructions_per_inference=per_inference)
+        instructions_total=total, instructions_invoke=invoke, instructions_per_inference=per_inference,
+        layer_instructions=layers, layer_tail_instructions=tail)
+
+
+def _layer_counts(counts: str, regions: int) -> tuple[tuple[float, ...] | None, float | None]:
+    """The plugin's per-layer line as means per inference: (per op, after the last op), or (None, None) when
+    there is none (no layer marker in the ELF, or more marks than the plugin holds) or when the regions did not all
+    mark the same number of layers (an inference that stopped early), so that the segment means would mix ops."""
+    m = _LAYERS.search(counts)
+    if m is None:
+        return None, None
+    sums = [int(v) for v in m.group(1).split(",") if v]
+    if not sums or int(m.group(3)) != regions * len(sums):
+        return None, None
+    return tuple(v / regions for v in sums), int(m.group(2)) / regions
 
 
 def run_project(project_dir, target: str | None = None, *, timeout: float | None = None,
