@@ -193,7 +193,7 @@ A model that is not in the zoo needs its data and its declared preprocessing:
 def export(model, target, method, wbits, abits, granularity, first_last_8bit, weights, dataset, calib_dataset,
            input_scale, input_zero_point, input_shape, calib_size, eval_size, test_inputs, out, iters, lr, batch_size,
            act_lr, qdrop, emit_tflite, seed, force):
-    from .workflow import ExportOptions, run_export, summary_table
+    from .workflow import ExportOptions, report_layer_table, run_export, summary_table
 
     report = run_export(ExportOptions(model=model, target=target, method=method, wbits=int(wbits),
                                       abits=int(abits), granularity=granularity, first_last_8bit=first_last_8bit,
@@ -204,18 +204,40 @@ def export(model, target, method, wbits, abits, granularity, first_last_8bit, we
                                       calib_dataset=calib_dataset, input_scale=input_scale,
                                       input_zero_point=input_zero_point, input_shape=input_shape))
     click.echo(summary_table(report))
+    if report["target"] != "host":
+        click.echo("")
+        click.echo(report_layer_table(report))
     for where, res in (("the host C build", report["bitexact"]["host_c"]), ("the firmware", report["bitexact"]["qemu"])):
         if res is not None and res["mismatches"]:
             raise UserError(f"{where} disagrees with the simulator on {res['mismatches']} of {res['inputs']} "
                             f"inputs (see {report['out']}/report.json)")
 
 
-def _print_run(result) -> None:
+def _print_run(result, project: Path) -> None:
     for line in result.lines:
         click.echo(line)
     if result.instructions_per_inference:
         click.echo(f"flash {result.flash_bytes} B, RAM {result.ram_bytes} B, "
                    f"{result.instructions_per_inference:.0f} instructions per inference (qemu; not cycles)")
+    if result.layer_instructions is not None:
+        from .profile import layer_table, with_instructions
+        from .workflow import layer_title
+
+        click.echo("")
+        click.echo(layer_table(with_instructions(_report_layers(project), result.layer_instructions),
+                               total=result.instructions_per_inference, tail=result.layer_tail_instructions,
+                               title=layer_title(result.target)))
+
+
+def _report_layers(project: Path) -> list:
+    """The layers of PROJECT/report.json (an export writes it beside the C project), for the per-layer table's
+    op kinds, shapes and MACs; [] when there is none (a project written by export_c_project alone) or it is
+    unreadable, and the table then shows op indices and instructions only."""
+    try:
+        layers = json.loads((project / "report.json").read_text()).get("layers")
+    except (OSError, ValueError, AttributeError):
+        return []
+    return layers if isinstance(layers, list) else []
 
 
 @cli.command(name="build")
@@ -235,7 +257,7 @@ def run_cmd(project, target, timeout):
     """Build (if needed) and run an exported project's test harness: natively, or under qemu-system-arm."""
     from .toolchain.qemu import run_project
     result = run_project(project, target, timeout=timeout)
-    _print_run(result)
+    _print_run(result, project)
     if not result.ok:
         raise UserError(f"{project}: {result.mismatches} of {result.inputs} inputs mismatch "
                         f"(harness exit code {result.returncode})")

@@ -170,6 +170,23 @@ class QGraph:
             order.extend(t for t in op.outputs if t not in order)
         return order
 
+    def op_macs(self, k: int) -> int:
+        """Multiply-accumulates of op k per inference (batch included): CONV_2D N*out_h*out_w*C_out*KH*KW*C_in,
+        DEPTHWISE_CONV_2D N*out_h*out_w*C_out*KH*KW, FULLY_CONNECTED batch*C_out*depth; 0 for the other kinds
+        (ADD, pooling, RESHAPE and SOFTMAX multiply-accumulate no weights)."""
+        op = self.ops[k]
+        y = self.tensors[op.outputs[0]].shape
+        if op.kind == OpKind.CONV_2D:
+            cout, kh, kw, cin = self.tensors[op.inputs[1]].shape
+            return int(y[0] * y[1] * y[2]) * cout * kh * kw * cin
+        if op.kind == OpKind.DEPTHWISE_CONV_2D:
+            _, kh, kw, cout = self.tensors[op.inputs[1]].shape
+            return int(y[0] * y[1] * y[2]) * cout * kh * kw
+        if op.kind == OpKind.FULLY_CONNECTED:
+            cout, depth = self.tensors[op.inputs[1]].shape
+            return int(y[0]) * cout * depth
+        return 0
+
     def describe(self) -> str:
         lines = [f"{self.name}: {len(self.ops)} ops, {len(self.tensors)} tensors"]
         for i, op in enumerate(self.ops):

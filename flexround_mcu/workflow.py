@@ -108,10 +108,28 @@ def weight_bytes(graph, memory, bits: dict[str, int]) -> dict:
     for layer in memory.layers:
         name = graph.ops[layer.op].name
         as_int8 = layer.total_bytes + (layer.filter_values - layer.filter_bytes if layer.filter_dtype == "int4" else 0)
-        per_layer.append({"layer": name, "bits": bits.get(name, 8), "filter_dtype": layer.filter_dtype or None,
+        per_layer.append({"op": layer.op, "layer": name, "bits": bits.get(name, 8),
+                          "filter_dtype": layer.filter_dtype or None,
                           "weights": layer.filter_values, "bytes": layer.total_bytes, "bytes_int8_containers": as_int8})
     return {"exported": memory.weight_bytes, "int8_containers": sum(la["bytes_int8_containers"] for la in per_layer),
             "per_layer": per_layer}
+
+
+NO_WEIGHTS = {"bits": None, "filter_dtype": None, "weights": 0, "bytes": 0, "bytes_int8_containers": 0}
+
+
+def layer_rows(graph, wb: dict, instructions=None) -> list[dict]:
+    """report.json's layers: one row per op of the graph, in graph order (profile.op_rows: op, kind, layer,
+    output_shape, macs, instructions, insn_per_mac), with the weight fields of weight_bytes' row for the ops
+    that own constant arrays, and NO_WEIGHTS for the others (bits None: no filter)."""
+    from .profile import op_rows
+
+    weights = {row["op"]: row for row in wb["per_layer"]}
+    out = []
+    for row in op_rows(graph, instructions):
+        w = weights.get(row["op"], NO_WEIGHTS)
+        out.append({**row, **{k: v for k, v in w.items() if k not in ("op", "layer")}})
+    return out
 
 
 # ------------------------------------------------------------------------------------------ which model, which data
@@ -422,7 +440,7 @@ def run_export(opt: ExportOptions) -> dict:
             qemu = {"inputs": device.inputs, "mismatches": device.mismatches}
             if not device.ok:
                 _say("\n".join(device.mismatch_lines[:5]))
-        memory = memory_report(qgraph)
+        memory = memory_report(qgraph, opt.target)  # the layouts of the target's kernels
         plan = memory.arena
         wb = weight_bytes(qgraph, memory, qm.bits)
         report = {
@@ -444,7 +462,9 @@ def run_export(opt: ExportOptions) -> dict:
             "bitexact": {"host_c": host, "qemu": qemu},
             "instructions_per_inference": (round(device.instructions_per_inference)
                                            if device and device.instructions_per_inference else None),
-            "layers": wb["per_layer"],
+            "instructions_after_last_layer": (round(device.layer_tail_instructions, 1)
+                                              if device and device.layer_tail_instructions is not None else None),
+            "layers": layer_rows(qgraph, wb, device.layer_instructions if device else None),
             "calibration": {"dataset": info.calib_dataset, "images": calib_size, "same_as_evaluation": same_data},
             "reconstruction": None if not recon_logs else {
                 "iters": iters, "lr": opt.lr or METHOD_LR[opt.method], "batch_size": opt.batch_size,
@@ -495,3 +515,16 @@ def summary_table(report: dict) -> str:
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def layer_title(target: str) -> str:
+    return f"per-layer instructions on {target} (qemu, mean per inference; instruction counts, not cycles)"
+
+
+def report_layer_table(report: dict) -> str:
+    """The per-layer table of an export's report (profile.layer_table): what `export` prints for a Cortex-M
+    target after the summary."""
+    from .profile import layer_table
+
+    return layer_table(report["layers"], total=report.get("instructions_per_inference"),
+                       tail=report.get("instructions_after_last_layer"), title=layer_title(report["target"]))

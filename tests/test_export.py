@@ -37,7 +37,12 @@ def test_rtn_w8_resnet8_report(shared_data, capsys, tmp_path, granularity):
     assert r["memory"]["arena_bytes"] <= 49152
     if granularity == "channel":
         assert abs(acc["int_sim"] - TFLITE_INT8_PER_CHANNEL) <= 0.003
-    assert {layer["bits"] for layer in r["layers"]} == {8}
+    assert {layer["bits"] for layer in weighted(r)} == {8}
+
+
+def weighted(report: dict) -> list[dict]:
+    """The rows of report.json's layers (one per op) that have weights: conv, depthwise and fully connected."""
+    return [la for la in report["layers"] if la["bits"] is not None]
 
 
 def _sources(folder: Path) -> dict[str, bytes]:
@@ -54,10 +59,10 @@ def test_same_command_gives_byte_identical_sources(shared_data, capsys, tmp_path
     assert a == b
     assert r1["bitexact"]["host_c"] == {"inputs": 8, "mismatches": 0}
     # the first and last layers stay at 8 bits, the others are 4-bit values in [-7, 7]
-    bits = [layer["bits"] for layer in r2["layers"]]
+    bits = [layer["bits"] for layer in weighted(r2)]
     assert bits[0] == bits[-1] == 8 and set(bits[1:-1]) == {4}
     # 4-bit filters are written packed: two weights a byte, against the int8 layout of the same arrays
-    layers = {la["layer"]: la for la in r2["layers"]}
+    layers = {la["layer"]: la for la in weighted(r2)}
     for la in layers.values():
         if la["bits"] == 4:
             assert la["filter_dtype"] == "int4"
@@ -73,7 +78,7 @@ def test_emit_tflite_writes_the_graph_tflite_micro_runs(shared_data, capsys, tmp
     assert r["tflite"] == "model.tflite"
     g = load_tflite(tmp_path / "t" / "model.tflite")
     int4 = [t for t in g.tensors if t.dtype == "int4"]
-    assert len(int4) == sum(1 for la in r["layers"] if la["bits"] == 4) > 0
+    assert len(int4) == sum(1 for la in weighted(r) if la["bits"] == 4) > 0
 
 
 def test_rerun_replaces_own_output(shared_data, capsys, tmp_path):
@@ -153,7 +158,16 @@ def test_flexround_w4_default_export(shared_data, capsys, tmp_path):
 
 
 def test_build_and_run_commands_on_an_export(shared_data, capsys, tmp_path):
-    export(capsys, tmp_path / "p", "--method", "rtn", "--eval-size", "16", "--calib-size", "16", "--test-inputs", "3")
+    r = export(capsys, tmp_path / "p", "--method", "rtn", "--eval-size", "16", "--calib-size", "16",
+               "--test-inputs", "3")
+    # layers: one row per op of the graph; on the host nothing counts instructions (null), MACs come from the graph
+    assert [la["op"] for la in r["layers"]] == list(range(len(r["layers"])))
+    kinds = [la["kind"] for la in r["layers"]]
+    assert {"CONV_2D", "ADD", "AVERAGE_POOL_2D", "FULLY_CONNECTED"} <= set(kinds)
+    assert all(la["instructions"] is None and la["insn_per_mac"] is None for la in r["layers"])
+    assert r["instructions_per_inference"] is None and r["instructions_after_last_layer"] is None
+    assert r["layers"][0]["macs"] == 32 * 32 * 16 * 3 * 3 * 3  # ResNet-8's first conv: 3x3, 3 -> 16 channels
+    assert all((la["macs"] > 0) == (la["bits"] is not None) for la in r["layers"])
     assert main(["build", str(tmp_path / "p")]) == 0
     assert "built" in capsys.readouterr().out
     assert main(["run", str(tmp_path / "p")]) == 0

@@ -85,8 +85,12 @@ def test_ds_cnn_on_cortex_m7(shared_data, capsys, tmp_path, arm_tools):
     assert abs(acc["int_sim"] - acc["fake_quant"]) <= 0.003
     assert r["bitexact"] == {"host_c": {"inputs": 20, "mismatches": 0}, "qemu": {"inputs": 20, "mismatches": 0}}
     assert r["instructions_per_inference"] > 0 and r["memory"]["flash_bytes"] > r["memory"]["weight_bytes"]
-    bits = [la["bits"] for la in r["layers"]]
+    bits = [la["bits"] for la in r["layers"] if la["bits"] is not None]  # the ops with weights
     assert bits[0] == bits[-1] == 8 and set(bits[1:-1]) == {4}
+    # per-layer instructions on the M7: every op counted; the layers and the tail add up to the total (rounding)
+    counted = [la["instructions"] for la in r["layers"]]
+    assert all(v is not None and v > 0 for v in counted)
+    assert sum(counted) + r["instructions_after_last_layer"] == pytest.approx(r["instructions_per_inference"], abs=2)
     assert r["input"] == {"shape_chw": [1, 49, 10], "scale": r["input"]["scale"], "zero_point": 83}
     assert np.float32(r["input"]["scale"]) == np.float32(0.5847029)
 

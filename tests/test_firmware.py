@@ -8,6 +8,7 @@ Without arm-none-eabi-gcc / qemu-system-arm these tests skip locally but FAIL on
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -290,3 +291,57 @@ def test_flexround_low_bit_resnet8_bitexact_on_cortex_m7(wbits, arm_tools, resne
     int4_filters = sum(la.filter_bytes for la in report.layers if la.filter_dtype == "int4")
     assert int4_filters == sum((g.tensors[op.inputs[1]].size + 1) // 2 for op in int4_ops)
     assert report.weight_bytes <= 0.52 * memory_report(resnet8[0]).weight_bytes
+
+
+# ------------------------------------------------------------------------ per-layer instruction counts (issue 11)
+def test_per_layer_instructions_partition_each_inference(arm_tools, tmp_path, capsys):
+    """frk_model_invoke marks the end of every op; the plugin's segments (one per op) and the tail after the last
+    mark add up exactly to the invoke region. A tiny graph (conv, conv, max pool, add, average pool, reshape, fc) on
+    3 inputs keeps this fast."""
+    from test_codegen import tiny_data
+    from flexround_mcu.cli import main
+    from flexround_mcu.codegen.render import memory_report as memory
+    from flexround_mcu.workflow import layer_rows, weight_bytes
+
+    g, x, y = tiny_data(3)
+    project = export_c_project(g, tmp_path / "tiny", x, y, target="cortex-m7")
+    marks = re.findall(r"^    FRK_LAYER_END\((\d+)\);$", (project / "model.c").read_text(), re.MULTILINE)
+    assert marks == [str(k) for k in range(len(g.ops))]  # after every op, the RESHAPE's (no code) too
+    res = run_on_target(project)
+    assert res.ok and res.inputs == 3
+    layers, tail = res.layer_instructions, res.layer_tail_instructions
+    assert layers is not None and len(layers) == len(g.ops)
+    for k, op in enumerate(g.ops):
+        if op.kind == OpKind.RESHAPE:
+            assert 2 <= layers[k] <= 8, layers  # no code: the mark's call and return (and perhaps a register move)
+        else:
+            assert layers[k] > 100, (k, layers)
+    assert 0 < tail < 100  # output copy, return, the end marker's call
+    # exact: the segments and the tail partition the region, inference by inference
+    n = res.inputs
+    assert sum(round(v * n) for v in layers) + round(tail * n) == res.instructions_invoke
+    assert res.to_dict()["layer_instructions"] == list(layers)
+
+    # the host runs the same C without marks and counts nothing
+    host = run_project(project, "host")
+    assert host.ok and host.layer_instructions is None and host.to_dict()["layer_instructions"] is None
+
+    # `run`: op indices and instructions only without a report.json; kinds, shapes and MACs with one
+    assert main(["run", str(project)]) == 0
+    out = capsys.readouterr().out
+    assert "per-layer instructions on cortex-m7" in out and "CONV_2D" not in out
+    assert re.search(r"^\s+0\s+[\d,]+\s+\d+\.\d%$", out, re.MULTILINE), out
+    rows = layer_rows(g, weight_bytes(g, memory(g), {}), None)
+    (project / "report.json").write_text(json.dumps({"layers": rows}))
+    assert main(["run", str(project)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^\s+0\s+CONV_2D\s+1x3x3x5\s+1,215\s+[\d,]+\s+\d+\.\d\d\s+\d+\.\d%\s+conv0$", out,
+                     re.MULTILINE), out
+    assert re.search(r"^\s+5\s+RESHAPE\s+1x5\s+0\s+\d\s+-\s+0\.0%\s+flatten$", out, re.MULTILINE), out
+
+    # a firmware without the marks (an older export's model.c): counted as before, no per-layer counts
+    elf = build_project(project, "cortex-m7", extra_cflags=["-DFRK_NO_LAYER_MARKERS"])
+    assert "frk_board_layer_end" not in footprint(elf).symbols  # never called: dropped by --gc-sections
+    plain = run_firmware(elf, "cortex-m7")
+    assert plain.ok and plain.layer_instructions is None and plain.layer_tail_instructions is None
+    assert 0 < res.instructions_per_inference - plain.instructions_per_inference <= 4 * len(g.ops)
