@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .ir import OpKind
 
 MARKER = ".flexround-mcu-project"
 
@@ -104,11 +105,14 @@ def torch_accuracy(fn, x_nchw, labels, desc: str, batch: int = 500) -> float:
 def weight_bytes(graph, memory, bits: dict[str, int]) -> dict:
     """Weight flash as exported (codegen's memory report: int4 filters packed two per byte) and what the same
     arrays take with every filter in int8 containers, the int8 model's layout (biases and tables unchanged)."""
+    weighted = (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED)
     per_layer = []
     for layer in memory.layers:
-        name = graph.ops[layer.op].name
+        op = graph.ops[layer.op]
+        name = op.name
         as_int8 = layer.total_bytes + (layer.filter_values - layer.filter_bytes if layer.filter_dtype == "int4" else 0)
-        per_layer.append({"op": layer.op, "layer": name, "bits": bits.get(name, 8),
+        # bits: of the op's filter; None for an op with constants but no filter (e.g. the dsp export's ADD table)
+        per_layer.append({"op": layer.op, "layer": name, "bits": bits.get(name, 8) if op.kind in weighted else None,
                           "filter_dtype": layer.filter_dtype or None,
                           "weights": layer.filter_values, "bytes": layer.total_bytes, "bytes_int8_containers": as_int8})
     return {"exported": memory.weight_bytes, "int8_containers": sum(la["bytes_int8_containers"] for la in per_layer),

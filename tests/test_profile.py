@@ -48,6 +48,10 @@ def test_report_layers_keep_the_weight_fields():
         assert by_name[name]["instructions"] == 10.0
     assert all("op" in r and "macs" in r and "insn_per_mac" in r for r in rows)
     assert all(r["instructions"] is None for r in layer_rows(g, wb, None))  # the host: null
+    # the dsp export's ADD owns a constant table but no filter: its bytes count, its bits are None
+    dsp = {r["layer"]: r for r in layer_rows(g, weight_bytes(g, memory_report(g, "cortex-m7"), {}), None)}
+    assert dsp["add"]["bits"] is None and dsp["add"]["bytes"] > 0 and dsp["add"]["filter_dtype"] is None
+    assert [r["bits"] for r in dsp.values()] == [8, 8, None, None, None, None, 8]
 
 
 def test_with_instructions_uses_the_report_rows_when_they_fit():
