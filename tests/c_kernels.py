@@ -396,3 +396,181 @@ class Kernels:
         out = _run_guarded(x.shape, call)
         assert codes == [0, 0], f"frk_softmax_s8 returned {codes}"
         return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The fast kernels (frk_*_dsp.c, declared at the end of frk_nn.h). On the host they run the C versions of the
+# DSP instructions (frk_dsp_support.h). They take the export-time data of flexround_mcu/codegen/kernels.py:
+# the filter in the fast layout (choice.filter_values), kernel_bias and a scratch buffer of
+# choice.scratch_bytes (4-byte aligned, as the export declares it); ADD takes input1 = the half-scale input and
+# choice.table.
+
+DSP_SIGNATURES = {
+    "frk_convolve_s8_dsp": (None, [P(FrkConvParams), P_I32, P_I32, I32, P(FrkDims), P_I8, P(FrkDims), P_I8, P_I32,
+                                   P(FrkDims), P_I8, P_I8]),
+    "frk_convolve_s4_dsp": (None, [P(FrkConvParams), P_I32, P_I32, I32, P(FrkDims), P_I8, P(FrkDims), P_U8, P_I32,
+                                   P(FrkDims), P_I8, P_I8]),
+    "frk_depthwise_conv_s8_dsp": (None, [P(FrkConvParams), P_I32, P_I32, I32, P(FrkDims), P_I8, P(FrkDims), P_I8,
+                                         P_I32, P(FrkDims), P_I8, P_I8]),
+    "frk_depthwise_conv_s4_dsp": (None, [P(FrkConvParams), P_I32, P_I32, I32, P(FrkDims), P_I8, P(FrkDims), P_U8,
+                                         P_I32, P(FrkDims), P_I8, P_I8]),
+    "frk_fully_connected_s8_dsp": (None, [P(FrkFcParams), P_I32, P_I32, I32, I32, I32, P_I8, P_I8, P_I32, I32, P_I8,
+                                          P_I8]),
+    "frk_fully_connected_s4_dsp": (None, [P(FrkFcParams), P_I32, P_I32, I32, I32, I32, P_I8, P_U8, P_I32, I32, P_I8,
+                                          P_I8]),
+    "frk_elementwise_add_s8_dsp": (None, [P(FrkAddParams), P_I8, P_I8, I32, P_I8, P_I32]),
+}
+SIGNATURES.update(DSP_SIGNATURES)
+SCRATCH_FILL = 0x3C  # scratch pre-fill: the kernels must not depend on it
+
+
+def build_dsp_library(out_dir: Path, compiler: str = "gcc", defines=(), name: str = "libfrk_dsp.so") -> Path:
+    """Every kernel file into one shared library, like build_shared_library, with extra -D defines (e.g.
+    FRK_TEST_BREAK_DSP_ROUNDING for the deliberately wrong fast path)."""
+    lib = Path(out_dir) / name
+    cmd = [compiler, *STRICT_FLAGS, *(f"-D{d}" for d in defines), "-shared", "-fPIC", f"-I{KERNEL_DIR}", "-o",
+           str(lib), *map(str, kernel_sources())]
+    run_compiler(cmd)
+    return lib
+
+
+def _typed(a: np.ndarray) -> tuple[np.ndarray, object]:
+    a = np.ascontiguousarray(a)
+    if a.dtype == np.int8:
+        return a, ctypes.c_int8
+    assert a.dtype == np.uint8, a.dtype
+    return a, ctypes.c_uint8
+
+
+def _with_scratch(scratch_bytes: int, call):
+    """call(out) -> call(out, scratch): a fresh 4-byte-aligned scratch of scratch_bytes between guard bytes for each
+    run (NULL when the size is 0, as the export passes it); a write outside it fails."""
+    def run(out):
+        if scratch_bytes == 0:
+            return call(out, None)
+        buf = np.full(scratch_bytes + 2 * GUARD, SCRATCH_FILL, np.int8)
+        inner = buf[GUARD:GUARD + scratch_bytes]
+        assert inner.ctypes.data % 4 == 0
+        call(out, _ptr(inner, ctypes.c_int8))
+        assert np.all(buf[:GUARD] == SCRATCH_FILL), "the kernel wrote before its scratch buffer"
+        assert np.all(buf[GUARD + scratch_bytes:] == SCRATCH_FILL), "the kernel wrote past its scratch buffer"
+    return run
+
+
+class DspKernels(Kernels):
+    """Kernels plus the fast kernels, called with the export's data (codegen/kernels.py KernelChoice)."""
+
+    def _conv_dsp(self, fn, x, filter_values, filter_shape, kernel_bias, input_offset, output_offset, stride,
+                  dilation, padding, act_min, act_max, multiplier, shift, scratch_bytes, depthwise, decoy_seed):
+        x = _i8(x)
+        w, w_ctype = _typed(filter_values)
+        n, h, wd, cin = x.shape
+        if depthwise:
+            _, kh, kw, cout = filter_shape
+        else:
+            cout, kh, kw, _ = filter_shape
+        oh = out_size(h, padding[0], padding[2], kh, stride[0], dilation[0])
+        ow = out_size(wd, padding[1], padding[3], kw, stride[1], dilation[1])
+        m, s, per_channel = quant_tables(multiplier, shift, cout, decoy_seed)
+        kb = _i32(kernel_bias)
+        assert kb.size == cout
+        params = FrkConvParams(input_offset, output_offset, stride[0], stride[1], dilation[0], dilation[1],
+                               padding[0], padding[1], act_min, act_max, 1)
+        in_dims, f_dims, out_dims = FrkDims(n, h, wd, cin), FrkDims(*filter_shape), FrkDims(n, oh, ow, cout)
+        return _run_guarded((n, oh, ow, cout), _with_scratch(scratch_bytes, lambda out, scratch: fn(
+            ctypes.byref(params), _ptr(m, I32), _ptr(s, I32), per_channel, ctypes.byref(in_dims),
+            _ptr(x, ctypes.c_int8), ctypes.byref(f_dims), _ptr(w, w_ctype), _ptr(kb, I32), ctypes.byref(out_dims),
+            out, scratch)))
+
+    def convolve_dsp(self, bits: int, x, filter_values, filter_shape, kernel_bias, input_offset, output_offset,
+                     stride, dilation, padding, act_min, act_max, multiplier, shift, scratch_bytes,
+                     decoy_seed: int | None = 0):
+        fn = self.lib.frk_convolve_s8_dsp if bits == 8 else self.lib.frk_convolve_s4_dsp
+        return self._conv_dsp(fn, x, filter_values, filter_shape, kernel_bias, input_offset, output_offset, stride,
+                              dilation, padding, act_min, act_max, multiplier, shift, scratch_bytes, False,
+                              decoy_seed)
+
+    def depthwise_conv_dsp(self, bits: int, x, filter_values, filter_shape, kernel_bias, input_offset,
+                           output_offset, stride, dilation, padding, act_min, act_max, multiplier, shift,
+                           scratch_bytes, decoy_seed: int | None = 0):
+        fn = self.lib.frk_depthwise_conv_s8_dsp if bits == 8 else self.lib.frk_depthwise_conv_s4_dsp
+        return self._conv_dsp(fn, x, filter_values, filter_shape, kernel_bias, input_offset, output_offset, stride,
+                              dilation, padding, act_min, act_max, multiplier, shift, scratch_bytes, True,
+                              decoy_seed)
+
+    def fully_connected_dsp(self, bits: int, x, filter_values, out_channels: int, kernel_bias, input_offset,
+                            output_offset, act_min, act_max, multiplier, shift, scratch_bytes,
+                            decoy_seed: int | None = 0):
+        fn = self.lib.frk_fully_connected_s8_dsp if bits == 8 else self.lib.frk_fully_connected_s4_dsp
+        x = _i8(x)
+        w, w_ctype = _typed(filter_values)
+        batch = x.shape[0]
+        depth = x.size // batch
+        m, s, per_channel = quant_tables(multiplier, shift, out_channels, decoy_seed)
+        kb = _i32(kernel_bias)
+        assert kb.size == out_channels
+        params = FrkFcParams(input_offset, output_offset, act_min, act_max)
+        return _run_guarded((batch, out_channels), _with_scratch(scratch_bytes, lambda out, scratch: fn(
+            ctypes.byref(params), _ptr(m, I32), _ptr(s, I32), per_channel, batch, depth, _ptr(x, ctypes.c_int8),
+            _ptr(w, w_ctype), _ptr(kb, I32), out_channels, out, scratch)))
+
+    def elementwise_add_dsp(self, half_input, other_input, table, input1_offset, input2_offset, output_offset,
+                            left_shift, input1_multiplier, input1_shift, input2_multiplier, input2_shift,
+                            output_multiplier, output_shift, act_min, act_max):
+        """half_input: the input at the real multiplier 0.5 (the graph's input2 when choice.swap_inputs);
+        table: choice.table (256 int32). The params carry the graph's fields unchanged, in the graph's order."""
+        x1, x2 = _i8(half_input), _i8(other_input)
+        assert x1.shape == x2.shape
+        t = _i32(table)
+        assert t.size == 256
+        params = FrkAddParams(input1_offset, input1_multiplier, input1_shift, input2_offset, input2_multiplier,
+                              input2_shift, left_shift, output_offset, output_multiplier, output_shift, act_min,
+                              act_max)
+        return _run_guarded(x1.shape, lambda out: self.lib.frk_elementwise_add_s8_dsp(
+            ctypes.byref(params), _ptr(x1, ctypes.c_int8), _ptr(x2, ctypes.c_int8), x1.size, out, _ptr(t, I32)))
+
+
+# A test-only translation unit exporting the fast kernels' requantization epilogue (frk__output_stage_dsp, static
+# inline in frk_dsp_support.h), so it can be compared with frk_requantize on whole ranges of accumulators.
+DSP_INTERNALS_C = """
+#include "frk_dsp_support.h"
+
+void frk_test_output_stage_dsp(const int32_t *acc, int32_t n, int32_t multiplier, int32_t shift,
+                               int32_t output_offset, int32_t act_min, int32_t act_max, int8_t *out);
+
+void frk_test_output_stage_dsp(const int32_t *acc, int32_t n, int32_t multiplier, int32_t shift,
+                               int32_t output_offset, int32_t act_min, int32_t act_max, int8_t *out)
+{
+    const frk__rq rq = frk__rq_for(multiplier, shift);
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        out[i] = frk__output_stage_dsp(acc[i], &rq, output_offset, act_min - output_offset,
+                                       act_max - output_offset);
+    }
+}
+"""
+
+
+class DspInternals:
+    def __init__(self, path: Path):
+        self.lib = ctypes.CDLL(str(path))
+        self.lib.frk_test_output_stage_dsp.restype = None
+        self.lib.frk_test_output_stage_dsp.argtypes = [P_I32, I32, I32, I32, I32, I32, I32, P_I8]
+
+    def output_stage(self, acc, multiplier: int, shift: int, output_offset: int, act_min: int,
+                     act_max: int) -> np.ndarray:
+        a = _i32(acc)
+        out = np.zeros(a.shape, np.int8)
+        self.lib.frk_test_output_stage_dsp(_ptr(a, I32), a.size, multiplier, shift, output_offset, act_min, act_max,
+                                           _ptr(out, ctypes.c_int8))
+        return out
+
+
+def build_dsp_internals(out_dir: Path, compiler: str = "gcc", defines=()) -> DspInternals:
+    tag = "_".join(defines).lower() or "plain"
+    src = Path(out_dir) / f"frk_dsp_internals_{tag}.c"
+    src.write_text(DSP_INTERNALS_C)
+    lib = Path(out_dir) / f"libfrk_dsp_internals_{tag}.so"
+    run_compiler([compiler, *STRICT_FLAGS, *(f"-D{d}" for d in defines), "-shared", "-fPIC", f"-I{KERNEL_DIR}",
+                  "-o", str(lib), str(src)])
+    return DspInternals(lib)

@@ -1,0 +1,114 @@
+"""The fast (_dsp) kernels against their portable twins on the Cortex-M7 and Cortex-M4 under QEMU, with the real
+DSP instructions (SXTB16, SMLAD, SMLABB/SMLATT, SMMULR, SSAT and the inline-asm inner loops).
+
+One firmware image (tests/dsp_firmware.py) holds every case of tests/dsp_cases.py for FIRMWARE_SEED: over 500
+randomized configurations across the seven fast kernels (conv, depthwise and fully connected with int8 and int4
+filters, and ADD), each with its inputs, the export's fast-layout filter, kernel_bias, multipliers, shifts,
+parameters and the numpy twin's output. Its main() runs the portable and the fast kernel on every case, compares
+the output bytes with each other and with the twin's, prints one line per failing case and a summary, and exits
+non-zero on any mismatch. Built with arm-none-eabi-gcc and the targets' CPU flags (flexround_mcu/toolchain/
+targets.py), run by qemu-system-arm with semihosting under `timeout`; the exit code comes through
+SYS_EXIT_EXTENDED.
+
+A deliberately wrong fast path: the same image built with -DFRK_TEST_BREAK_DSP_ROUNDING (frk_dsp_support.h: the
+epilogue's rounding divide sends negative ties toward +inf) must report mismatches in every kernel that uses that
+epilogue; the cases include tie-heavy ones so that it does.
+
+Without arm-none-eabi-gcc / qemu-system-arm these tests skip locally but FAIL on CI (CI set): the arm_tools
+fixture in tests/conftest.py.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from tests import dsp_cases as dc
+from tests import dsp_firmware as df
+
+FIRMWARE_SEED = 1
+TARGETS = ("cortex-m7", "cortex-m4")
+BREAK = "-DFRK_TEST_BREAK_DSP_ROUNDING"
+RUN_TIMEOUT = 120  # seconds; the run takes well under one
+
+
+@pytest.fixture(scope="module")
+def cases() -> list[dc.DspCase]:
+    return dc.make_cases(FIRMWARE_SEED)
+
+
+@pytest.fixture(scope="module")
+def image(cases, tmp_path_factory):
+    """The generated source (no toolchain needed) and a cache of (ELF, run) per (target, extra flags)."""
+    return df.write_image(cases, tmp_path_factory.mktemp("dsp_image"), FIRMWARE_SEED), {}
+
+
+def _built(image, target: str, extra=()) -> tuple:
+    """Build (once per target and flags) and run the image."""
+    info, runs = image
+    key = (target, tuple(extra))
+    if key not in runs:
+        elf = df.build_image(info.source.parent, target, extra)
+        runs[key] = (elf, df.run_image(elf, target, timeout=RUN_TIMEOUT))
+    return runs[key]
+
+
+def test_image_holds_enough_cases(cases, image):
+    """At least 200 cases (here over 500), at least 40 per kernel, covering the issue's list, in well under 1 MiB
+    of data (the boards have 4 MiB of code memory)."""
+    info, _ = image
+    assert info.cases == len(cases) >= 200
+    assert set(info.per_kind) == set(dc.KINDS)
+    assert min(info.per_kind.values()) >= 40, info.per_kind
+    assert dc.coverage_problems(cases) == []
+    assert info.data_bytes < 640 * 1024, info.data_bytes
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_fast_kernels_match_portable_under_qemu(arm_tools, image, target):
+    info, _ = image
+    elf, run = _built(image, target)
+    assert run.cases == info.cases, run.describe()
+    assert run.dsp_instructions is True, "the image was built without the DSP instructions"
+    assert run.failed == 0 and not run.failures, f"{run.failed} of {run.cases} cases failed on {target}:\n" + \
+        "\n".join(run.failures[:30])
+    assert run.returncode == 0, run.describe()
+    assert run.passed == info.cases >= 200
+    assert run.per_kind == {k: (n, 0) for k, n in info.per_kind.items()}
+    assert any(re.match(r"board: stack used \d+ of \d+ bytes", ln) for ln in run.lines), run.describe()
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_deliberately_wrong_rounding_fails_under_qemu(arm_tools, image, target):
+    """-DFRK_TEST_BREAK_DSP_ROUNDING: the run reports mismatches (fast != portable) in every kernel that uses the
+    broken epilogue, and exits 1."""
+    info, _ = image
+    _, run = _built(image, target, (BREAK,))
+    assert run.cases == info.cases, run.describe()
+    assert run.returncode == 1, run.describe()
+    assert run.failed and run.failed == len(run.failures)
+    broken = {k for k, (_, failed) in run.per_kind.items() if failed}
+    assert set(dc.EPILOGUE_KINDS) <= broken, run.per_kind
+    assert all("fast != portable" in ln for ln in run.failures), run.failures[:5]
+    assert any("/ties:" in ln for ln in run.failures)
+
+
+def test_image_uses_the_dsp_instructions(arm_tools, image):
+    """The M7 image's fast kernels are the DSP code (not the C versions of the instructions)."""
+    elf, _ = _built(image, "cortex-m7")
+    footprint = subprocess.run(["arm-none-eabi-size", str(elf)], capture_output=True, text=True, check=True).stdout
+    text, data, bss = (int(v) for v in footprint.splitlines()[1].split()[:3])
+    assert text + data < 1 << 20 and data + bss < 64 * 1024, footprint  # flash and RAM of the image
+    dump = subprocess.run(["arm-none-eabi-objdump", "-d", "--no-show-raw-insn", str(elf)], capture_output=True,
+                          text=True, check=True).stdout
+    bodies = dict(re.findall(r"^[0-9a-f]+ <(\w+)>:\n(.*?)(?=^[0-9a-f]+ <|\Z)", dump, re.S | re.M))
+    wanted = {"frk_convolve_s8_dsp": ("smlad", "sxtb16", "smmulr", "ldrd"),
+              "frk_convolve_s4_dsp": ("smlad", "sxtb16", "smmulr", "ldrd"),
+              "frk_depthwise_conv_s8_dsp": ("smlabb", "smlatt", "sxtb16", "smmulr"),
+              "frk_depthwise_conv_s4_dsp": ("smlabb", "smlatt", "sxtb16", "smmulr"),
+              "frk_elementwise_add_s8_dsp": ("smmulr", "ssat")}
+    for fn, insns in wanted.items():
+        assert fn in bodies, f"{fn} is not in the image"
+        for insn in insns:
+            assert re.search(rf"\s{insn}\s", bodies[fn]), f"{fn} has no {insn}"
