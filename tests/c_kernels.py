@@ -33,6 +33,10 @@ KERNEL_FILES = (
     "frk_elementwise_add_s8.c",
     "frk_pooling_s8.c",
     "frk_softmax_s8.c",
+    "frk_convolve_dsp.c",
+    "frk_depthwise_conv_dsp.c",
+    "frk_fully_connected_dsp.c",
+    "frk_elementwise_add_dsp.c",
 )
 
 STRICT_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"]

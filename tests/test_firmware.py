@@ -161,21 +161,25 @@ def test_weight_arrays_and_memory_report(arm_tools, resnet8, project_root):
 
 
 def test_same_c_for_every_target(arm_tools, resnet8, project_root, tmp_path):
-    """Only the default target differs between exports (Makefile, README, project.json); the C is the same, and
-    an export is byte-for-byte deterministic."""
+    """With the same kernel set, only the default target differs between exports (Makefile, README,
+    project.json); the C is the same, and an export is byte-for-byte deterministic. The host's default kernel set
+    (portable) changes the model and weights, nothing else."""
     g, x, y = resnet8
     m7 = exported("cortex-m7", resnet8, project_root)
-    host = export_c_project(g, tmp_path / "host", x, y, target="host")
+    host = export_c_project(g, tmp_path / "host", x, y, target="host", kernels="dsp")
+    portable = export_c_project(g, tmp_path / "portable", x, y, target="cortex-m7", kernels="portable")
     again = export_c_project(g, tmp_path / "m7", x, y, target="cortex-m7")
 
     def files(p: Path) -> dict[str, bytes]:
         return {str(f.relative_to(p)): f.read_bytes() for f in sorted(p.rglob("*"))
                 if f.is_file() and "build" not in f.relative_to(p).parts}
 
-    a, b, c = files(m7), files(host), files(again)
+    a, b, c, d = files(m7), files(host), files(again), files(portable)
     assert a == c
-    assert a.keys() == b.keys()
+    assert a.keys() == b.keys() == d.keys()
     assert {k for k in a if a[k] != b[k]} == {"Makefile", "README.txt", "project.json"}
+    assert {k for k in a if a[k] != d[k]} == {"model.c", "weights.c", "weights.h", "memory.txt", "project.json",
+                                              "README.txt"}  # README.txt gives the weight bytes
     assert {"boards/frk_startup.c", "boards/frk_semihost.c", "boards/mps2-an386.ld", "boards/mps2-an500.ld",
             "boards/mps3-an547.ld", "memory.txt"} <= a.keys()
 
