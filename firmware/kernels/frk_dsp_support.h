@@ -151,7 +151,7 @@ static inline int32_t frk__ssat8(int32_t x)
  * frk__output_stage(acc, M, shift, ...) of the portable kernels, in fewer instructions, for accumulators the
  * export has bounded: |acc * 2^left| < 2^30 (left = max(shift, 0)). Then
  *   SRDHM(a, M) = floor((a*M + 2^30) / 2^31) = floor((2a*M + 2^31) / 2^32) = SMMULR(2a, M)   (2a fits int32)
- *   RDBPOT(x, e) = (x + [x < 0] + 2^(e-1)) >> e   for e >= 1 (ties away from zero: a negative tie is pulled
+ *   RDBPOT(x, e) = (x - [x < 0] + 2^(e-1)) >> e   for e >= 1 (ties away from zero: a negative tie is pulled
  *                  down by one before the floor), and x itself for e = 0,
  * so the epilogue is LSL, ADD, SMMULR, ASR/AND/ADD/ADD/ASR, offset and clamp, with no 64-bit arithmetic. The
  * per-channel constants are computed once per channel (frk__rq_for), not per output. */

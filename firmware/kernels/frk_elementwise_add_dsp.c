@@ -15,7 +15,7 @@
  *     the other input's rescaled value, doubled, plus the constant part of input1's.
  * So 2 * (a + b) = table[u2] + x1 * 2^20 (one load and one add with a shifted operand), and the output is
  *   x = SMMULR(2 * (a + b), M_out) = SRDHM(a + b, M_out)                  (|a + b| < 2^29)
- *   y = (x + [x < 0] + 2^(e-1) + output_offset * 2^e) >> e = RDBPOT(x, e) + output_offset, e = -output_shift >= 1
+ *   y = (x - [x < 0] + 2^(e-1) + output_offset * 2^e) >> e = RDBPOT(x, e) + output_offset, e = -output_shift >= 1
  * (the export checks |output_offset| * 2^e < 2^29), then SSAT to int8 and the clamp. params' input fields are
  * not read (they are in the table).
  */

@@ -192,6 +192,9 @@ def _add_choice(graph: QGraph, op) -> KernelChoice:
     rescaled = input_rescale_table(other[0], 20, other[1], other[2]).astype(np.int64)  # indexed by q + 128
     by_byte = np.concatenate([rescaled[128:], rescaled[:128]])  # indexed by the byte of q read as unsigned
     table = 2 * by_byte + (half_offset << 20)
+    # table[u] + x1 * 2^20 (|x1| <= 128) must not wrap: it is 2 * (a + b), exact in int32 as TFLM's sum a + b is
+    if np.abs(table).max() + (128 << 20) >= 1 << 31:
+        return KernelChoice(portable, False, "the doubled sum of the rescaled inputs can reach 2^31")
     return KernelChoice("frk_elementwise_add_s8_dsp", True, table=table.astype(np.int32), swap_inputs=not half1)
 
 
