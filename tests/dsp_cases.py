@@ -544,6 +544,15 @@ def summary(cases) -> dict[str, int]:
     return out
 
 
+def fast_epilogue(case) -> bool:
+    """The case takes the kernels' per-tensor epilogue (frk__rq_tensor_for in frk_dsp_support.h): one pair, a
+    right shift of 1..22 with |output_offset| * 2^e < 2^29."""
+    if np.size(case.args["multiplier"]) != 1:
+        return False
+    e = -int(np.ravel(case.args["shift"])[0])
+    return 1 <= e <= 22 and abs(int(case.args["output_offset"])) << e < 1 << 29
+
+
 def coverage_problems(cases) -> list[str]:
     """What the issue asks the cases to cover and these cases miss ([] when they cover it all)."""
     problems: list[str] = []
@@ -589,6 +598,12 @@ def coverage_problems(cases) -> list[str]:
         need(any((c.args["act_min"], c.args["act_max"]) != (-128, 127) for c in cs), f"{kind}: activation clamps")
         need(any(np.max(c.args["shift"]) > 0 for c in cs), f"{kind}: a left shift")
         need(any(c.label == "ties" for c in cs), f"{kind}: tie-heavy cases")
+        clamped = [c for c in cs if (c.args["act_min"], c.args["act_max"]) != (-128, 127)]
+        need(any(fast_epilogue(c) for c in clamped), f"{kind}: the per-tensor fast epilogue with a clamp")
+        need(any(not fast_epilogue(c) for c in clamped), f"{kind}: the general epilogue with a clamp")
+        if kind.startswith("dw"):  # the 3x3 per-tensor path is one asm block (frk__dw_channels9)
+            need(any(fast_epilogue(c) and c.args["w"].shape[1:3] == (3, 3) for c in clamped),
+                 f"{kind}: 3x3, per tensor, clamped")
     adds = by_kind["add"]
     need(any(c.choice.swap_inputs for c in adds) and any(not c.choice.swap_inputs for c in adds),
          "add: the half-scale input first and second")

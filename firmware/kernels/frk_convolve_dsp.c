@@ -109,6 +109,9 @@ static FRK_ALWAYS_INLINE void frk__convolve_dsp(const frk_conv_params *params, c
     const int32_t lo = params->act_min - output_offset;
     const int32_t hi = params->act_max - output_offset;
     const frk__rq rq_tensor = frk__rq_for(multiplier[0], shift[0]);
+    frk__rq_tensor fast;
+    const int32_t fast_epilogue = frk__rq_tensor_for(per_channel, multiplier[0], shift[0], output_offset,
+                                                     params->act_min, params->act_max, &fast);
     const int32_t image_size = input_dims->h * input_dims->w * in_c;
     int32_t b, p, c;
 
@@ -147,6 +150,19 @@ static FRK_ALWAYS_INLINE void frk__convolve_dsp(const frk_conv_params *params, c
                     /* 16 * sum(w*x) fits int32 (checked at export), so the shift back is exact. */
                     acc[0] = frk__asr32(acc[0], 4) + bias0, acc[1] = frk__asr32(acc[1], 4) + bias0;
                     acc[2] = frk__asr32(acc[2], 4) + bias1, acc[3] = frk__asr32(acc[3], 4) + bias1;
+                }
+                if (fast_epilogue) {
+                    out0[c] = frk__output_stage_tensor(acc[0], &fast);
+                    if (two) {
+                        out1[c] = frk__output_stage_tensor(acc[1], &fast);
+                    }
+                    if (pair) {
+                        out0[c + 1] = frk__output_stage_tensor(acc[2], &fast);
+                        if (two) {
+                            out1[c + 1] = frk__output_stage_tensor(acc[3], &fast);
+                        }
+                    }
+                    continue;
                 }
                 out0[c] = frk__output_stage_dsp(acc[0], &rq0, output_offset, lo, hi);
                 if (two) {

@@ -6,51 +6,295 @@
 #include "frk_dsp_support.h"
 #include "frk_nn.h"
 
-/* acc[0..3] += the taps' contributions to channels g..g+3: one word of input per tap and one word of weights
- * (int8) or half a word (int4: two taps per word, 16 * w, so acc holds 16 * the sum), SXTB16 / SXTB16-ROR8 into
- * lanes (c, c+2) and (c+1, c+3), one SMLABB/SMLATT per MAC. taps_n is a constant (9) at the 3x3 call site, where
- * the loop unrolls. */
-static FRK_ALWAYS_INLINE void frk__dw_group(const int8_t *const *taps, int32_t g, const uint8_t *w, int32_t taps_n,
-                                            int32_t wbits, int32_t acc[4])
+/* One tap (int8: a weight word per tap) or two taps (int4: a nibble-split word per pair; `one`: the last, odd
+ * tap, its high nibbles unused) into the four accumulators of channels g..g+3: one word of input per tap,
+ * SXTB16 / SXTB16-ROR8 into lanes (c, c+2) and (c+1, c+3), one SMLABB/SMLATT per MAC. tp walks the tap
+ * pointers, w the weights. On Arm each step is inline asm (11 instructions per tap for int8, 24 per pair of int4
+ * taps, in 11 registers), where GCC 12 spills the accumulators; the C forms compute the same. */
+#if FRK_DSP_ASM_LOOPS
+#define FRK_DW_MACS(xw, wa, wb, xt)                                                                            \
+    "sxtb16 %[" #xt "], %[" #xw "]\n\t"                                                                        \
+    "sxtb16 %[" #xw "], %[" #xw "], ror #8\n\t"                                                                \
+    "smlabb %[a0], %[" #wa "], %[" #xt "], %[a0]\n\t"                                                          \
+    "smlatt %[a2], %[" #wa "], %[" #xt "], %[a2]\n\t"                                                          \
+    "smlabb %[a1], %[" #wb "], %[" #xw "], %[a1]\n\t"                                                          \
+    "smlatt %[a3], %[" #wb "], %[" #xw "], %[a3]\n\t"
+#define FRK_DW_OPERANDS                                                                                        \
+    : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [tp] "+r"(tp), [w] "+r"(w),               \
+      [pt] "=&r"(pt), [wv] "=&r"(wv), [wt] "=&r"(wt), [x] "=&r"(x), [xt] "=&r"(xt)                           \
+    : [g] "r"(g)                                                                                               \
+    : "memory"
+#endif
+
+static FRK_ALWAYS_INLINE void frk__dw_tap_s8(int32_t a[4], const int8_t *const **tpp, const uint8_t **wp, int32_t g)
+{
+#if FRK_DSP_ASM_LOOPS
+    int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+    const int8_t *const *tp = *tpp;
+    const uint8_t *w = *wp;
+    const int8_t *pt;
+    uint32_t wv, wt, x, xt;
+    __asm__ volatile(
+        "ldr    %[pt], [%[tp]], #4\n\t"
+        "ldr    %[wv], [%[w]], #4\n\t"
+        "ldr    %[x], [%[pt], %[g]]\n\t"
+        "sxtb16 %[wt], %[wv]\n\t"
+        "sxtb16 %[wv], %[wv], ror #8\n\t"
+        FRK_DW_MACS(x, wt, wv, xt)
+        FRK_DW_OPERANDS);
+    a[0] = a0, a[1] = a1, a[2] = a2, a[3] = a3;
+    *tpp = tp;
+    *wp = w;
+#else
+    const uint32_t x = frk__read_u32(*(*tpp)++ + g);
+    const uint32_t wt = frk__read_u32(*wp);
+    const uint32_t x02 = frk__sxtb16(x), x13 = frk__sxtb16_ror8(x);
+    const uint32_t w02 = frk__sxtb16(wt), w13 = frk__sxtb16_ror8(wt);
+    *wp += 4;
+    a[0] = frk__smlabb(w02, x02, a[0]);
+    a[2] = frk__smlatt(w02, x02, a[2]);
+    a[1] = frk__smlabb(w13, x13, a[1]);
+    a[3] = frk__smlatt(w13, x13, a[3]);
+#endif
+}
+
+/* A lone int4 tap: the low nibbles of the next word (the exporter leaves the high ones 0). */
+static FRK_ALWAYS_INLINE void frk__dw_tap_s4(int32_t a[4], const int8_t *const **tpp, const uint8_t **wp, int32_t g)
+{
+#if FRK_DSP_ASM_LOOPS
+    int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+    const int8_t *const *tp = *tpp;
+    const uint8_t *w = *wp;
+    const int8_t *pt;
+    uint32_t wv, wt, x, xt;
+    __asm__ volatile(
+        "ldr    %[wv], [%[w]], #4\n\t"
+        "ldr    %[pt], [%[tp]], #4\n\t"
+        "lsl    %[wv], %[wv], #4\n\t"
+        "and    %[wv], %[wv], #0xF0F0F0F0\n\t"
+        "ldr    %[x], [%[pt], %[g]]\n\t"
+        "sxtb16 %[wt], %[wv]\n\t"
+        "sxtb16 %[wv], %[wv], ror #8\n\t"
+        FRK_DW_MACS(x, wt, wv, xt)
+        FRK_DW_OPERANDS);
+    a[0] = a0, a[1] = a1, a[2] = a2, a[3] = a3;
+    *tpp = tp;
+    *wp = w;
+#else
+    const uint32_t x = frk__read_u32(*(*tpp)++ + g);
+    const uint32_t wl = frk__s4_lower16(frk__read_u32(*wp));
+    const uint32_t x02 = frk__sxtb16(x), x13 = frk__sxtb16_ror8(x);
+    const uint32_t w02 = frk__sxtb16(wl), w13 = frk__sxtb16_ror8(wl);
+    *wp += 4;
+    a[0] = frk__smlabb(w02, x02, a[0]);
+    a[2] = frk__smlatt(w02, x02, a[2]);
+    a[1] = frk__smlabb(w13, x13, a[1]);
+    a[3] = frk__smlatt(w13, x13, a[3]);
+#endif
+}
+
+static FRK_ALWAYS_INLINE void frk__dw_pair_s4(int32_t a[4], const int8_t *const **tpp, const uint8_t **wp, int32_t g)
+{
+#if FRK_DSP_ASM_LOOPS
+    int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+    const int8_t *const *tp = *tpp;
+    const uint8_t *w = *wp;
+    const int8_t *pt;
+    uint32_t wv, wt, x, xt;
+    __asm__ volatile(
+        "ldr    %[wv], [%[w]], #4\n\t"
+        "ldr    %[pt], [%[tp]], #8\n\t"
+        "lsl    %[wt], %[wv], #4\n\t"
+        "and    %[wt], %[wt], #0xF0F0F0F0\n\t"
+        "ldr    %[x], [%[pt], %[g]]\n\t"
+        "sxtb16 %[pt], %[wt]\n\t"
+        "sxtb16 %[wt], %[wt], ror #8\n\t"
+        FRK_DW_MACS(x, pt, wt, xt)
+        "ldr    %[pt], [%[tp], #-4]\n\t"
+        "and    %[wv], %[wv], #0xF0F0F0F0\n\t"
+        "ldr    %[x], [%[pt], %[g]]\n\t"
+        "sxtb16 %[wt], %[wv]\n\t"
+        "sxtb16 %[wv], %[wv], ror #8\n\t"
+        FRK_DW_MACS(x, wt, wv, xt)
+        FRK_DW_OPERANDS);
+    a[0] = a0, a[1] = a1, a[2] = a2, a[3] = a3;
+    *tpp = tp;
+    *wp = w;
+#else
+    const uint32_t word = frk__read_u32(*wp);
+    const uint32_t x = frk__read_u32((*tpp)[0] + g), y = frk__read_u32((*tpp)[1] + g);
+    const uint32_t wl = frk__s4_lower16(word), wu = frk__s4_upper16(word);
+    const uint32_t x02 = frk__sxtb16(x), x13 = frk__sxtb16_ror8(x);
+    const uint32_t w02 = frk__sxtb16(wl), w13 = frk__sxtb16_ror8(wl);
+    const uint32_t y02 = frk__sxtb16(y), y13 = frk__sxtb16_ror8(y);
+    const uint32_t v02 = frk__sxtb16(wu), v13 = frk__sxtb16_ror8(wu);
+    *wp += 4;
+    *tpp += 2;
+    a[0] = frk__smlabb(v02, y02, frk__smlabb(w02, x02, a[0]));
+    a[2] = frk__smlatt(v02, y02, frk__smlatt(w02, x02, a[2]));
+    a[1] = frk__smlabb(v13, y13, frk__smlabb(w13, x13, a[1]));
+    a[3] = frk__smlatt(v13, y13, frk__smlatt(w13, x13, a[3]));
+#endif
+}
+
+#if FRK_DSP_ASM_LOOPS
+/* The asm text of one int8 tap and of one pair of int4 taps (see frk__dw_tap_s8 / frk__dw_pair_s4). */
+#define FRK_DW_TAP_S8                                                                                          \
+    "ldr    %[pt], [%[tp]], #4\n\t"                                                                            \
+    "ldr    %[wv], [%[w]], #4\n\t"                                                                             \
+    "ldr    %[x], [%[pt], %[g]]\n\t"                                                                           \
+    "sxtb16 %[wt], %[wv]\n\t"                                                                                  \
+    "sxtb16 %[wv], %[wv], ror #8\n\t" FRK_DW_MACS(x, wt, wv, xt)
+#define FRK_DW_PAIR_S4                                                                                         \
+    "ldr    %[wv], [%[w]], #4\n\t"                                                                             \
+    "ldr    %[pt], [%[tp]], #8\n\t"                                                                            \
+    "lsl    %[wt], %[wv], #4\n\t"                                                                              \
+    "and    %[wt], %[wt], #0xF0F0F0F0\n\t"                                                                     \
+    "ldr    %[x], [%[pt], %[g]]\n\t"                                                                           \
+    "sxtb16 %[pt], %[wt]\n\t"                                                                                  \
+    "sxtb16 %[wt], %[wt], ror #8\n\t" FRK_DW_MACS(x, pt, wt, xt)                                              \
+    "ldr    %[pt], [%[tp], #-4]\n\t"                                                                           \
+    "and    %[wv], %[wv], #0xF0F0F0F0\n\t"                                                                     \
+    "ldr    %[x], [%[pt], %[g]]\n\t"                                                                           \
+    "sxtb16 %[wt], %[wv]\n\t"                                                                                  \
+    "sxtb16 %[wv], %[wv], ror #8\n\t" FRK_DW_MACS(x, wt, wv, xt)
+#define FRK_DW_LAST_S4                                                                                         \
+    "ldr    %[wv], [%[w]], #4\n\t"                                                                             \
+    "ldr    %[pt], [%[tp]], #4\n\t"                                                                            \
+    "lsl    %[wv], %[wv], #4\n\t"                                                                              \
+    "and    %[wv], %[wv], #0xF0F0F0F0\n\t"                                                                     \
+    "ldr    %[x], [%[pt], %[g]]\n\t"                                                                           \
+    "sxtb16 %[wt], %[wv]\n\t"                                                                                  \
+    "sxtb16 %[wv], %[wv], ror #8\n\t" FRK_DW_MACS(x, wt, wv, xt)
+
+/* All nine taps of a 3x3 filter for channels g..g+3 in one asm block, so the accumulators never leave their
+ * registers (int8: 99 instructions per 36 MACs; int4: 4 pairs and a lone tap, 109). */
+static FRK_ALWAYS_INLINE void frk__dw_group9(const int8_t *const *tp, int32_t g, const uint8_t *w, int32_t wbits,
+                                             int32_t acc[4])
 {
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    int32_t t;
+    const int8_t *pt;
+    uint32_t wv, wt, x, xt;
     if (wbits == 8) {
-        for (t = 0; t < taps_n; ++t) {
-            const uint32_t x = frk__read_u32(taps[t] + g);
-            const uint32_t wt = frk__read_u32(w + 4 * t);
-            const uint32_t x02 = frk__sxtb16(x), x13 = frk__sxtb16_ror8(x);
-            const uint32_t w02 = frk__sxtb16(wt), w13 = frk__sxtb16_ror8(wt);
-            a0 = frk__smlabb(w02, x02, a0);
-            a2 = frk__smlatt(w02, x02, a2);
-            a1 = frk__smlabb(w13, x13, a1);
-            a3 = frk__smlatt(w13, x13, a3);
-        }
+        __asm__ volatile(FRK_DW_TAP_S8 FRK_DW_TAP_S8 FRK_DW_TAP_S8 FRK_DW_TAP_S8 FRK_DW_TAP_S8 FRK_DW_TAP_S8
+                         FRK_DW_TAP_S8 FRK_DW_TAP_S8 FRK_DW_TAP_S8 FRK_DW_OPERANDS);
     } else {
-        for (t = 0; t < taps_n; t += 2) {
-            const uint32_t word = frk__read_u32(w + 2 * t); /* taps t (low nibbles), t+1 (high nibbles) */
-            const uint32_t wl = frk__s4_lower16(word);
-            const uint32_t x = frk__read_u32(taps[t] + g);
-            const uint32_t x02 = frk__sxtb16(x), x13 = frk__sxtb16_ror8(x);
-            const uint32_t w02 = frk__sxtb16(wl), w13 = frk__sxtb16_ror8(wl);
-            a0 = frk__smlabb(w02, x02, a0);
-            a2 = frk__smlatt(w02, x02, a2);
-            a1 = frk__smlabb(w13, x13, a1);
-            a3 = frk__smlatt(w13, x13, a3);
-            if (t + 1 < taps_n) {
-                const uint32_t wu = frk__s4_upper16(word);
-                const uint32_t y = frk__read_u32(taps[t + 1] + g);
-                const uint32_t y02 = frk__sxtb16(y), y13 = frk__sxtb16_ror8(y);
-                const uint32_t v02 = frk__sxtb16(wu), v13 = frk__sxtb16_ror8(wu);
-                a0 = frk__smlabb(v02, y02, a0);
-                a2 = frk__smlatt(v02, y02, a2);
-                a1 = frk__smlabb(v13, y13, a1);
-                a3 = frk__smlatt(v13, y13, a3);
-            }
-        }
+        __asm__ volatile(FRK_DW_PAIR_S4 FRK_DW_PAIR_S4 FRK_DW_PAIR_S4 FRK_DW_PAIR_S4 FRK_DW_LAST_S4
+                         FRK_DW_OPERANDS);
     }
     acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
 }
+#endif
+
+/* acc[0..3] += the contributions of all taps_n taps to channels g..g+3 (int4: acc holds 16 * the sum).
+ * taps_n is a constant (9) at the 3x3 call site, where the steps are straight-line code. */
+static FRK_ALWAYS_INLINE void frk__dw_group(const int8_t *const *taps, int32_t g, const uint8_t *w, int32_t taps_n,
+                                            int32_t wbits, int32_t acc[4])
+{
+    const int8_t *const *tp = taps;
+    int32_t t;
+    if (wbits == 8) {
+        for (t = 0; t < taps_n; ++t) {
+            frk__dw_tap_s8(acc, &tp, &w, g);
+        }
+    } else {
+        for (t = 0; t + 1 < taps_n; t += 2) {
+            frk__dw_pair_s4(acc, &tp, &w, g);
+        }
+        if (t < taps_n) {
+            frk__dw_tap_s4(acc, &tp, &w, g);
+        }
+    }
+}
+
+/* The per-tensor epilogue of frk__output_stage_tensor for four adjacent outputs, given 2 * acc: SMMULR, the
+ * rounding shift with the offset folded in, SSAT to int8, then the clamp on all four bytes at once (SSUB8 sets
+ * a GE flag per byte, SEL keeps the larger / smaller): 28 instructions for 4 outputs on Arm. */
+static FRK_ALWAYS_INLINE void frk__dw_store4(int8_t *out, int32_t d0, int32_t d1, int32_t d2, int32_t d3,
+                                             const frk__rq_tensor *rq, uint32_t min4, uint32_t max4)
+{
+#if FRK_DSP_ASM_LOOPS
+    uint32_t t;
+    const int32_t m = rq->multiplier, e = rq->right, add = rq->add;
+    __asm__ volatile(
+        "smmulr %[d0], %[d0], %[m]\n\t"
+        "smmulr %[d1], %[d1], %[m]\n\t"
+        "smmulr %[d2], %[d2], %[m]\n\t"
+        "smmulr %[d3], %[d3], %[m]\n\t"
+#if defined(FRK_TEST_BREAK_DSP_ROUNDING)
+        "add    %[d0], %[d0], %[add]\n\t"
+        "add    %[d1], %[d1], %[add]\n\t"
+        "add    %[d2], %[d2], %[add]\n\t"
+        "add    %[d3], %[d3], %[add]\n\t"
+#else
+        "add    %[d0], %[d0], %[d0], asr #31\n\t"
+        "add    %[d1], %[d1], %[d1], asr #31\n\t"
+        "add    %[d2], %[d2], %[d2], asr #31\n\t"
+        "add    %[d3], %[d3], %[d3], asr #31\n\t"
+        "add    %[d0], %[d0], %[add]\n\t"
+        "add    %[d1], %[d1], %[add]\n\t"
+        "add    %[d2], %[d2], %[add]\n\t"
+        "add    %[d3], %[d3], %[add]\n\t"
+#endif
+        "asr    %[d0], %[d0], %[e]\n\t"
+        "asr    %[d1], %[d1], %[e]\n\t"
+        "asr    %[d2], %[d2], %[e]\n\t"
+        "asr    %[d3], %[d3], %[e]\n\t"
+        "ssat   %[d0], #8, %[d0]\n\t"
+        "ssat   %[d1], #8, %[d1]\n\t"
+        "ssat   %[d2], #8, %[d2]\n\t"
+        "ssat   %[d3], #8, %[d3]\n\t"
+        "bfi    %[d0], %[d1], #8, #8\n\t"
+        "bfi    %[d0], %[d2], #16, #8\n\t"
+        "bfi    %[d0], %[d3], #24, #8\n\t"
+        "ssub8  %[t], %[d0], %[lo]\n\t"
+        "sel    %[d0], %[d0], %[lo]\n\t"
+        "ssub8  %[t], %[hi], %[d0]\n\t"
+        "sel    %[d0], %[d0], %[hi]\n\t"
+        "str    %[d0], [%[out]]\n\t"
+        : [d0] "+r"(d0), [d1] "+r"(d1), [d2] "+r"(d2), [d3] "+r"(d3), [t] "=&r"(t)
+        : [m] "r"(m), [e] "r"(e), [add] "r"(add), [lo] "r"(min4), [hi] "r"(max4), [out] "r"(out)
+        : "cc", "memory");
+#else
+    (void)min4, (void)max4;
+    out[0] = frk__output_stage_tensor(frk__asr32(d0, 1), rq);
+    out[1] = frk__output_stage_tensor(frk__asr32(d1, 1), rq);
+    out[2] = frk__output_stage_tensor(frk__asr32(d2, 1), rq);
+    out[3] = frk__output_stage_tensor(frk__asr32(d3, 1), rq);
+#endif
+}
+
+#if FRK_DSP_ASM_LOOPS
+/* Every group of 4 channels of one output pixel, 3x3 filter, per-tensor epilogue (frk__dw_group9 and
+ * frk__dw_store4 on scalars). */
+static FRK_ALWAYS_INLINE void frk__dw_channels9(const int8_t *const *taps, int32_t chans, const uint8_t *filter,
+                                                const int32_t *kernel_bias, int32_t wbits, const frk__rq_tensor *rq,
+                                                uint32_t min4, uint32_t max4, int8_t *output)
+{
+    const int32_t group_bytes = wbits == 8 ? 36 : 20;
+    int32_t g;
+    for (g = 0; g < chans; g += 4, filter += group_bytes, kernel_bias += 4) {
+        const int8_t *const *tp = taps;
+        const uint8_t *w = filter;
+        const int8_t *pt;
+        uint32_t wv, wt, x, xt;
+        int32_t a0, a1, a2, a3;
+        if (wbits == 8) {
+            a0 = kernel_bias[0], a1 = kernel_bias[1], a2 = kernel_bias[2], a3 = kernel_bias[3];
+            __asm__ volatile(FRK_DW_TAP_S8 FRK_DW_TAP_S8 FRK_DW_TAP_S8 FRK_DW_TAP_S8 FRK_DW_TAP_S8 FRK_DW_TAP_S8
+                             FRK_DW_TAP_S8 FRK_DW_TAP_S8 FRK_DW_TAP_S8 FRK_DW_OPERANDS);
+            frk__dw_store4(output + g, 2 * a0, 2 * a1, 2 * a2, 2 * a3, rq, min4, max4);
+        } else {
+            a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            __asm__ volatile(FRK_DW_PAIR_S4 FRK_DW_PAIR_S4 FRK_DW_PAIR_S4 FRK_DW_PAIR_S4 FRK_DW_LAST_S4
+                             FRK_DW_OPERANDS);
+            frk__dw_store4(output + g, frk__asr32(a0, 3) + 2 * kernel_bias[0], frk__asr32(a1, 3) + 2 * kernel_bias[1],
+                           frk__asr32(a2, 3) + 2 * kernel_bias[2], frk__asr32(a3, 3) + 2 * kernel_bias[3], rq, min4,
+                           max4);
+        }
+    }
+}
+#endif
 
 /*
  * Per output pixel, the KH*KW tap pointers are set once: a tap inside the input points at its C channels, a
@@ -72,6 +316,10 @@ static FRK_ALWAYS_INLINE void frk__depthwise_dsp(const frk_conv_params *params, 
     const int32_t lo = params->act_min - output_offset;
     const int32_t hi = params->act_max - output_offset;
     const frk__rq rq_tensor = frk__rq_for(multiplier[0], shift[0]);
+    frk__rq_tensor fast;
+    const int32_t fast_epilogue = frk__rq_tensor_for(per_channel, multiplier[0], shift[0], output_offset,
+                                                     params->act_min, params->act_max, &fast);
+    const uint32_t min4 = frk__splat_s8(params->act_min), max4 = frk__splat_s8(params->act_max);
     /* filter bytes per group of 4 channels: a word per tap (int8), a word per pair of taps (int4) */
     const int32_t group_bytes = wbits == 8 ? 4 * taps_n : 4 * ((taps_n + 1) / 2);
     const int8_t *taps[FRK_DEPTHWISE_DSP_MAX_TAPS];
@@ -86,13 +334,28 @@ static FRK_ALWAYS_INLINE void frk__depthwise_dsp(const frk_conv_params *params, 
                 const int32_t ix_origin = ox * params->stride_w - params->pad_left;
                 t = 0;
                 for (ky = 0; ky < k_h; ++ky) {
+                    /* unsigned compares: one test for 0 <= i < n */
                     const int32_t iy = iy_origin + ky * params->dilation_h;
+                    if ((uint32_t)iy >= (uint32_t)in_h) {
+                        for (kx = 0; kx < k_w; ++kx) {
+                            taps[t++] = scratch;
+                        }
+                        continue;
+                    }
                     for (kx = 0; kx < k_w; ++kx) {
                         const int32_t ix = ix_origin + kx * params->dilation_w;
-                        const int32_t inside = iy >= 0 && iy < in_h && ix >= 0 && ix < in_w;
-                        taps[t++] = inside ? image + (iy * in_w + ix) * chans : scratch;
+                        taps[t++] = (uint32_t)ix < (uint32_t)in_w ? image + (iy * in_w + ix) * chans : scratch;
                     }
                 }
+#if FRK_DSP_ASM_LOOPS
+                if (taps_n == 9 && fast_epilogue) {
+                    /* the 3x3 per-tensor case: taps and epilogue in registers, nothing through memory */
+                    frk__dw_channels9(taps, chans, (const uint8_t *)filter, kernel_bias, wbits, &fast, min4, max4,
+                                      output);
+                    output += chans;
+                    continue;
+                }
+#endif
                 for (g = 0; g < chans; g += 4) {
                     const uint8_t *w = (const uint8_t *)filter + (g / 4) * group_bytes;
                     int32_t acc[4] = {0, 0, 0, 0};
@@ -101,15 +364,34 @@ static FRK_ALWAYS_INLINE void frk__depthwise_dsp(const frk_conv_params *params, 
                         acc[2] = kernel_bias[g + 2], acc[3] = kernel_bias[g + 3];
                     }
                     if (taps_n == 9) {
+#if FRK_DSP_ASM_LOOPS
+                        frk__dw_group9(taps, g, w, wbits, acc);
+#else
                         frk__dw_group(taps, g, w, 9, wbits, acc);
+#endif
                     } else {
                         frk__dw_group(taps, g, w, taps_n, wbits, acc);
                     }
+                    if (fast_epilogue) {
+                        /* 2 * acc (int4: 16 * sum >> 3 is 2 * sum exactly, plus 2 * bias); |acc| < 2^30 */
+                        if (wbits == 4) {
+                            frk__dw_store4(output + g,
+                                           frk__asr32(acc[0], 3) + 2 * kernel_bias[g],
+                                           frk__asr32(acc[1], 3) + 2 * kernel_bias[g + 1],
+                                           frk__asr32(acc[2], 3) + 2 * kernel_bias[g + 2],
+                                           frk__asr32(acc[3], 3) + 2 * kernel_bias[g + 3], &fast, min4, max4);
+                        } else {
+                            frk__dw_store4(output + g, 2 * acc[0], 2 * acc[1], 2 * acc[2], 2 * acc[3], &fast, min4,
+                                           max4);
+                        }
+                        continue;
+                    }
                     if (wbits == 4) {
                         /* 16 * sum(w*x): exact in int32 (checked at export), shifted back before the bias. */
-                        for (j = 0; j < 4; ++j) {
-                            acc[j] = frk__asr32(acc[j], 4) + kernel_bias[g + j];
-                        }
+                        acc[0] = frk__asr32(acc[0], 4) + kernel_bias[g];
+                        acc[1] = frk__asr32(acc[1], 4) + kernel_bias[g + 1];
+                        acc[2] = frk__asr32(acc[2], 4) + kernel_bias[g + 2];
+                        acc[3] = frk__asr32(acc[3], 4) + kernel_bias[g + 3];
                     }
                     if (per_channel) {
                         for (j = 0; j < 4; ++j) {

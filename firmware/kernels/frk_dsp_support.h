@@ -192,6 +192,44 @@ static inline int8_t frk__output_stage_dsp(int32_t acc, const frk__rq *rq, int32
     return (int8_t)(x + output_offset);
 }
 
+/* The usual case, decided once per call: one (multiplier, shift) pair for every channel with shift < 0 and
+ * |output_offset| * 2^e < 2^29 (e = -shift). Then the offset goes into the rounding constant,
+ *   y = (x - [x < 0] + 2^(e-1) + output_offset * 2^e) >> e = RDBPOT(x, e) + output_offset   (x = SMMULR(2acc, M))
+ * with no overflow (|x| < 2^30), and only the clamp remains: 9 instructions per output instead of 14. */
+typedef struct {
+    int32_t multiplier;
+    int32_t right;
+    int32_t add;      /* 2^(right-1) + output_offset * 2^right */
+    int32_t act_min, act_max;
+} frk__rq_tensor;
+
+static inline int32_t frk__rq_tensor_for(int32_t per_channel, int32_t multiplier, int32_t shift,
+                                         int32_t output_offset, int32_t act_min, int32_t act_max,
+                                         frk__rq_tensor *rq)
+{
+    const int32_t e = -shift;
+    const int32_t offset_mag = output_offset < 0 ? -output_offset : output_offset;
+    const int32_t ok = !per_channel && e >= 1 && e <= 22 && (offset_mag << e) < ((int32_t)1 << 29);
+    rq->multiplier = multiplier;
+    rq->right = ok ? e : 0;
+    rq->add = ok ? (int32_t)(((uint32_t)1 << (e - 1)) + ((uint32_t)output_offset << e)) : 0;
+    rq->act_min = act_min;
+    rq->act_max = act_max;
+    return ok;
+}
+
+static inline int8_t frk__output_stage_tensor(int32_t acc, const frk__rq_tensor *rq)
+{
+    int32_t x = frk__smmulr(frk__from_u32((uint32_t)acc << 1), rq->multiplier);
+#if defined(FRK_TEST_BREAK_DSP_ROUNDING)
+    x = frk__asr32(x + rq->add, rq->right);
+#else
+    x = frk__asr32(x + frk__asr32(x, 31) + rq->add, rq->right);
+#endif
+    x = x < rq->act_min ? rq->act_min : x;
+    return (int8_t)(x > rq->act_max ? rq->act_max : x);
+}
+
 /* ---- dot-product cores ----------------------------------------------------------------------------------
  * Weights, in the layouts the exporter writes (docs/arithmetic.md 6.2):
  *   int8: a filter row of K values is padded with zeros to k_pad (a multiple of 4); two rows (output channels
