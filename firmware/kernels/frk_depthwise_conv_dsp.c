@@ -6,11 +6,11 @@
 #include "frk_dsp_support.h"
 #include "frk_nn.h"
 
-/* One tap (int8: a weight word per tap) or two taps (int4: a nibble-split word per pair; `one`: the last, odd
- * tap, its high nibbles unused) into the four accumulators of channels g..g+3: one word of input per tap,
- * SXTB16 / SXTB16-ROR8 into lanes (c, c+2) and (c+1, c+3), one SMLABB/SMLATT per MAC. tp walks the tap
- * pointers, w the weights. On Arm each step is inline asm (11 instructions per tap for int8, 24 per pair of int4
- * taps, in 11 registers), where GCC 12 spills the accumulators; the C forms compute the same. */
+/* One tap (int8: a weight word per tap) or two taps (int4: a nibble-split word per pair; a lone last tap uses the
+ * low nibbles only, the exporter leaves the high ones 0) into the four accumulators of channels g..g+3: one word of
+ * input per tap, SXTB16 / SXTB16-ROR8 into lanes (c, c+2) and (c+1, c+3), one SMLABB/SMLATT per MAC. tp walks
+ * the tap pointers, w the weights. On Arm each step is inline asm (11 instructions per int8 tap, 24 per pair of
+ * int4 taps, 11 registers), where GCC 12 spills the accumulators; the C forms compute the same. */
 #if FRK_DSP_ASM_LOOPS
 #define FRK_DW_MACS(xw, wa, wb, xt)                                                                            \
     "sxtb16 %[" #xt "], %[" #xw "]\n\t"                                                                        \
@@ -24,121 +24,6 @@
       [pt] "=&r"(pt), [wv] "=&r"(wv), [wt] "=&r"(wt), [x] "=&r"(x), [xt] "=&r"(xt)                           \
     : [g] "r"(g)                                                                                               \
     : "memory"
-#endif
-
-static FRK_ALWAYS_INLINE void frk__dw_tap_s8(int32_t a[4], const int8_t *const **tpp, const uint8_t **wp, int32_t g)
-{
-#if FRK_DSP_ASM_LOOPS
-    int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
-    const int8_t *const *tp = *tpp;
-    const uint8_t *w = *wp;
-    const int8_t *pt;
-    uint32_t wv, wt, x, xt;
-    __asm__ volatile(
-        "ldr    %[pt], [%[tp]], #4\n\t"
-        "ldr    %[wv], [%[w]], #4\n\t"
-        "ldr    %[x], [%[pt], %[g]]\n\t"
-        "sxtb16 %[wt], %[wv]\n\t"
-        "sxtb16 %[wv], %[wv], ror #8\n\t"
-        FRK_DW_MACS(x, wt, wv, xt)
-        FRK_DW_OPERANDS);
-    a[0] = a0, a[1] = a1, a[2] = a2, a[3] = a3;
-    *tpp = tp;
-    *wp = w;
-#else
-    const uint32_t x = frk__read_u32(*(*tpp)++ + g);
-    const uint32_t wt = frk__read_u32(*wp);
-    const uint32_t x02 = frk__sxtb16(x), x13 = frk__sxtb16_ror8(x);
-    const uint32_t w02 = frk__sxtb16(wt), w13 = frk__sxtb16_ror8(wt);
-    *wp += 4;
-    a[0] = frk__smlabb(w02, x02, a[0]);
-    a[2] = frk__smlatt(w02, x02, a[2]);
-    a[1] = frk__smlabb(w13, x13, a[1]);
-    a[3] = frk__smlatt(w13, x13, a[3]);
-#endif
-}
-
-/* A lone int4 tap: the low nibbles of the next word (the exporter leaves the high ones 0). */
-static FRK_ALWAYS_INLINE void frk__dw_tap_s4(int32_t a[4], const int8_t *const **tpp, const uint8_t **wp, int32_t g)
-{
-#if FRK_DSP_ASM_LOOPS
-    int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
-    const int8_t *const *tp = *tpp;
-    const uint8_t *w = *wp;
-    const int8_t *pt;
-    uint32_t wv, wt, x, xt;
-    __asm__ volatile(
-        "ldr    %[wv], [%[w]], #4\n\t"
-        "ldr    %[pt], [%[tp]], #4\n\t"
-        "lsl    %[wv], %[wv], #4\n\t"
-        "and    %[wv], %[wv], #0xF0F0F0F0\n\t"
-        "ldr    %[x], [%[pt], %[g]]\n\t"
-        "sxtb16 %[wt], %[wv]\n\t"
-        "sxtb16 %[wv], %[wv], ror #8\n\t"
-        FRK_DW_MACS(x, wt, wv, xt)
-        FRK_DW_OPERANDS);
-    a[0] = a0, a[1] = a1, a[2] = a2, a[3] = a3;
-    *tpp = tp;
-    *wp = w;
-#else
-    const uint32_t x = frk__read_u32(*(*tpp)++ + g);
-    const uint32_t wl = frk__s4_lower16(frk__read_u32(*wp));
-    const uint32_t x02 = frk__sxtb16(x), x13 = frk__sxtb16_ror8(x);
-    const uint32_t w02 = frk__sxtb16(wl), w13 = frk__sxtb16_ror8(wl);
-    *wp += 4;
-    a[0] = frk__smlabb(w02, x02, a[0]);
-    a[2] = frk__smlatt(w02, x02, a[2]);
-    a[1] = frk__smlabb(w13, x13, a[1]);
-    a[3] = frk__smlatt(w13, x13, a[3]);
-#endif
-}
-
-static FRK_ALWAYS_INLINE void frk__dw_pair_s4(int32_t a[4], const int8_t *const **tpp, const uint8_t **wp, int32_t g)
-{
-#if FRK_DSP_ASM_LOOPS
-    int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
-    const int8_t *const *tp = *tpp;
-    const uint8_t *w = *wp;
-    const int8_t *pt;
-    uint32_t wv, wt, x, xt;
-    __asm__ volatile(
-        "ldr    %[wv], [%[w]], #4\n\t"
-        "ldr    %[pt], [%[tp]], #8\n\t"
-        "lsl    %[wt], %[wv], #4\n\t"
-        "and    %[wt], %[wt], #0xF0F0F0F0\n\t"
-        "ldr    %[x], [%[pt], %[g]]\n\t"
-        "sxtb16 %[pt], %[wt]\n\t"
-        "sxtb16 %[wt], %[wt], ror #8\n\t"
-        FRK_DW_MACS(x, pt, wt, xt)
-        "ldr    %[pt], [%[tp], #-4]\n\t"
-        "and    %[wv], %[wv], #0xF0F0F0F0\n\t"
-        "ldr    %[x], [%[pt], %[g]]\n\t"
-        "sxtb16 %[wt], %[wv]\n\t"
-        "sxtb16 %[wv], %[wv], ror #8\n\t"
-        FRK_DW_MACS(x, wt, wv, xt)
-        FRK_DW_OPERANDS);
-    a[0] = a0, a[1] = a1, a[2] = a2, a[3] = a3;
-    *tpp = tp;
-    *wp = w;
-#else
-    const uint32_t word = frk__read_u32(*wp);
-    const uint32_t x = frk__read_u32((*tpp)[0] + g), y = frk__read_u32((*tpp)[1] + g);
-    const uint32_t wl = frk__s4_lower16(word), wu = frk__s4_upper16(word);
-    const uint32_t x02 = frk__sxtb16(x), x13 = frk__sxtb16_ror8(x);
-    const uint32_t w02 = frk__sxtb16(wl), w13 = frk__sxtb16_ror8(wl);
-    const uint32_t y02 = frk__sxtb16(y), y13 = frk__sxtb16_ror8(y);
-    const uint32_t v02 = frk__sxtb16(wu), v13 = frk__sxtb16_ror8(wu);
-    *wp += 4;
-    *tpp += 2;
-    a[0] = frk__smlabb(v02, y02, frk__smlabb(w02, x02, a[0]));
-    a[2] = frk__smlatt(v02, y02, frk__smlatt(w02, x02, a[2]));
-    a[1] = frk__smlabb(v13, y13, frk__smlabb(w13, x13, a[1]));
-    a[3] = frk__smlatt(v13, y13, frk__smlatt(w13, x13, a[3]));
-#endif
-}
-
-#if FRK_DSP_ASM_LOOPS
-/* The asm text of one int8 tap and of one pair of int4 taps (see frk__dw_tap_s8 / frk__dw_pair_s4). */
 #define FRK_DW_TAP_S8                                                                                          \
     "ldr    %[pt], [%[tp]], #4\n\t"                                                                            \
     "ldr    %[wv], [%[w]], #4\n\t"                                                                             \
@@ -166,7 +51,66 @@ static FRK_ALWAYS_INLINE void frk__dw_pair_s4(int32_t a[4], const int8_t *const 
     "ldr    %[x], [%[pt], %[g]]\n\t"                                                                           \
     "sxtb16 %[wt], %[wv]\n\t"                                                                                  \
     "sxtb16 %[wv], %[wv], ror #8\n\t" FRK_DW_MACS(x, wt, wv, xt)
+/* One asm step on a[0..3], advancing *tpp and *wp. */
+#define FRK_DW_STEP(text)                                                                                      \
+    do {                                                                                                       \
+        int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];                                                    \
+        const int8_t *const *tp = *tpp;                                                                        \
+        const uint8_t *w = *wp;                                                                                \
+        const int8_t *pt;                                                                                      \
+        uint32_t wv, wt, x, xt;                                                                                \
+        __asm__ volatile(text FRK_DW_OPERANDS);                                                                \
+        a[0] = a0, a[1] = a1, a[2] = a2, a[3] = a3;                                                            \
+        *tpp = tp;                                                                                             \
+        *wp = w;                                                                                               \
+    } while (0)
+#endif
 
+/* The C form of one tap: x the input word (channels c..c+3), w4 the four weights as int8 lanes. */
+static inline void frk__dw_macs(int32_t a[4], uint32_t x, uint32_t w4)
+{
+    const uint32_t x02 = frk__sxtb16(x), x13 = frk__sxtb16_ror8(x);
+    const uint32_t w02 = frk__sxtb16(w4), w13 = frk__sxtb16_ror8(w4);
+    a[0] = frk__smlabb(w02, x02, a[0]);
+    a[2] = frk__smlatt(w02, x02, a[2]);
+    a[1] = frk__smlabb(w13, x13, a[1]);
+    a[3] = frk__smlatt(w13, x13, a[3]);
+}
+
+static FRK_ALWAYS_INLINE void frk__dw_tap_s8(int32_t a[4], const int8_t *const **tpp, const uint8_t **wp, int32_t g)
+{
+#if FRK_DSP_ASM_LOOPS
+    FRK_DW_STEP(FRK_DW_TAP_S8);
+#else
+    frk__dw_macs(a, frk__read_u32(*(*tpp)++ + g), frk__read_u32(*wp));
+    *wp += 4;
+#endif
+}
+
+static FRK_ALWAYS_INLINE void frk__dw_tap_s4(int32_t a[4], const int8_t *const **tpp, const uint8_t **wp, int32_t g)
+{
+#if FRK_DSP_ASM_LOOPS
+    FRK_DW_STEP(FRK_DW_LAST_S4);
+#else
+    frk__dw_macs(a, frk__read_u32(*(*tpp)++ + g), frk__s4_lower16(frk__read_u32(*wp)));
+    *wp += 4;
+#endif
+}
+
+static FRK_ALWAYS_INLINE void frk__dw_pair_s4(int32_t a[4], const int8_t *const **tpp, const uint8_t **wp, int32_t g)
+{
+#if FRK_DSP_ASM_LOOPS
+    FRK_DW_STEP(FRK_DW_PAIR_S4);
+#else
+    const uint32_t word = frk__read_u32(*wp);
+    frk__dw_macs(a, frk__read_u32((*tpp)[0] + g), frk__s4_lower16(word));
+    frk__dw_macs(a, frk__read_u32((*tpp)[1] + g), frk__s4_upper16(word));
+    *wp += 4;
+    *tpp += 2;
+#endif
+}
+
+#if FRK_DSP_ASM_LOOPS
 /* All nine taps of a 3x3 filter for channels g..g+3 in one asm block, so the accumulators never leave their
  * registers (int8: 99 instructions per 36 MACs; int4: 4 pairs and a lone tap, 109). */
 static FRK_ALWAYS_INLINE void frk__dw_group9(const int8_t *const *tp, int32_t g, const uint8_t *w, int32_t wbits,

@@ -255,6 +255,15 @@ static inline int8_t frk__output_stage_tensor(int32_t acc, const frk__rq_tensor 
 #define FRK_DSP_ASM_LOOPS 0
 #endif
 
+/* The C form of one group step: acc += row word w (four int8 lanes) . column words x0, x1 (the two pixels):
+ * acc[0] += w.x0, acc[1] += w.x1 (one row), by SXTB16 / SXTB16-ROR8 and two SMLADs each. */
+static inline void frk__mac_row(int32_t *a0, int32_t *a1, uint32_t w, uint32_t x0, uint32_t x1)
+{
+    const uint32_t wa = frk__sxtb16(w), wb = frk__sxtb16_ror8(w);
+    *a0 = frk__smlad(wb, frk__sxtb16_ror8(x0), frk__smlad(wa, frk__sxtb16(x0), *a0));
+    *a1 = frk__smlad(wb, frk__sxtb16_ror8(x1), frk__smlad(wa, frk__sxtb16(x1), *a1));
+}
+
 static FRK_ALWAYS_INLINE void frk__block2_s8(const int8_t *w, const int8_t *cols, int32_t groups, int32_t acc[4])
 {
     int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
@@ -291,15 +300,8 @@ static FRK_ALWAYS_INLINE void frk__block2_s8(const int8_t *w, const int8_t *cols
 #else
     for (; groups > 0; --groups) {
         const uint32_t x0 = frk__read_u32(cols), x1 = frk__read_u32(cols + 4);
-        const uint32_t x0a = frk__sxtb16(x0), x0b = frk__sxtb16_ror8(x0);
-        const uint32_t x1a = frk__sxtb16(x1), x1b = frk__sxtb16_ror8(x1);
-        const uint32_t w0 = frk__read_u32(w), w1 = frk__read_u32(w + 4);
-        const uint32_t w0a = frk__sxtb16(w0), w0b = frk__sxtb16_ror8(w0);
-        const uint32_t w1a = frk__sxtb16(w1), w1b = frk__sxtb16_ror8(w1);
-        a00 = frk__smlad(w0b, x0b, frk__smlad(w0a, x0a, a00));
-        a01 = frk__smlad(w0b, x1b, frk__smlad(w0a, x1a, a01));
-        a10 = frk__smlad(w1b, x0b, frk__smlad(w1a, x0a, a10));
-        a11 = frk__smlad(w1b, x1b, frk__smlad(w1a, x1a, a11));
+        frk__mac_row(&a00, &a01, frk__read_u32(w), x0, x1);
+        frk__mac_row(&a10, &a11, frk__read_u32(w + 4), x0, x1);
         cols += 8;
         w += 8;
     }
@@ -312,11 +314,7 @@ static FRK_ALWAYS_INLINE void frk__block1_s8(const int8_t *w, const int8_t *cols
 {
     int32_t a00 = acc[0], a01 = acc[1];
     for (; groups > 0; --groups) {
-        const uint32_t x0 = frk__read_u32(cols), x1 = frk__read_u32(cols + 4);
-        const uint32_t w0 = frk__read_u32(w);
-        const uint32_t w0a = frk__sxtb16(w0), w0b = frk__sxtb16_ror8(w0);
-        a00 = frk__smlad(w0b, frk__sxtb16_ror8(x0), frk__smlad(w0a, frk__sxtb16(x0), a00));
-        a01 = frk__smlad(w0b, frk__sxtb16_ror8(x1), frk__smlad(w0a, frk__sxtb16(x1), a01));
+        frk__mac_row(&a00, &a01, frk__read_u32(w), frk__read_u32(cols), frk__read_u32(cols + 4));
         cols += 8;
         w += 4;
     }
@@ -400,16 +398,8 @@ static FRK_ALWAYS_INLINE void frk__block2_s4(const uint8_t *w, const int8_t *col
         const uint32_t wr0 = frk__read_u32(w), wr1 = frk__read_u32(w + 4);
         for (half = 0; half < 2; ++half) {
             const uint32_t x0 = frk__read_u32(cols), x1 = frk__read_u32(cols + 4);
-            const uint32_t x0a = frk__sxtb16(x0), x0b = frk__sxtb16_ror8(x0);
-            const uint32_t x1a = frk__sxtb16(x1), x1b = frk__sxtb16_ror8(x1);
-            const uint32_t w0 = half == 0 ? frk__s4_lower16(wr0) : frk__s4_upper16(wr0);
-            const uint32_t w1 = half == 0 ? frk__s4_lower16(wr1) : frk__s4_upper16(wr1);
-            const uint32_t w0a = frk__sxtb16(w0), w0b = frk__sxtb16_ror8(w0);
-            const uint32_t w1a = frk__sxtb16(w1), w1b = frk__sxtb16_ror8(w1);
-            a00 = frk__smlad(w0b, x0b, frk__smlad(w0a, x0a, a00));
-            a01 = frk__smlad(w0b, x1b, frk__smlad(w0a, x1a, a01));
-            a10 = frk__smlad(w1b, x0b, frk__smlad(w1a, x0a, a10));
-            a11 = frk__smlad(w1b, x1b, frk__smlad(w1a, x1a, a11));
+            frk__mac_row(&a00, &a01, half == 0 ? frk__s4_lower16(wr0) : frk__s4_upper16(wr0), x0, x1);
+            frk__mac_row(&a10, &a11, half == 0 ? frk__s4_lower16(wr1) : frk__s4_upper16(wr1), x0, x1);
             cols += 8;
         }
         w += 8;
@@ -425,11 +415,8 @@ static FRK_ALWAYS_INLINE void frk__block1_s4(const uint8_t *w, const int8_t *col
         int32_t half;
         const uint32_t wr0 = frk__read_u32(w);
         for (half = 0; half < 2; ++half) {
-            const uint32_t x0 = frk__read_u32(cols), x1 = frk__read_u32(cols + 4);
-            const uint32_t w0 = half == 0 ? frk__s4_lower16(wr0) : frk__s4_upper16(wr0);
-            const uint32_t w0a = frk__sxtb16(w0), w0b = frk__sxtb16_ror8(w0);
-            a00 = frk__smlad(w0b, frk__sxtb16_ror8(x0), frk__smlad(w0a, frk__sxtb16(x0), a00));
-            a01 = frk__smlad(w0b, frk__sxtb16_ror8(x1), frk__smlad(w0a, frk__sxtb16(x1), a01));
+            frk__mac_row(&a00, &a01, half == 0 ? frk__s4_lower16(wr0) : frk__s4_upper16(wr0), frk__read_u32(cols),
+                         frk__read_u32(cols + 4));
             cols += 8;
         }
         w += 4;
