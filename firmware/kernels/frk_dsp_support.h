@@ -135,6 +135,66 @@ static inline int32_t frk__smmulr(int32_t a, int32_t b)
 #endif
 }
 
+/* SXTAB16 (with ROR #8): acc's two halfwords plus bytes 0 and 2 (1 and 3) of x sign-extended, each halfword
+ * wrapping modulo 2^16. */
+static inline uint32_t frk__sxtab16(uint32_t acc, uint32_t x)
+{
+#if FRK_DSP_ASM
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2" : "=r"(r) : "r"(acc), "r"(x));
+    return r;
+#else
+    return ((acc + frk__sxtb16(x)) & 0xFFFFu) | (((acc >> 16) + (frk__sxtb16(x) >> 16)) << 16);
+#endif
+}
+
+static inline uint32_t frk__sxtab16_ror8(uint32_t acc, uint32_t x)
+{
+#if FRK_DSP_ASM
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(acc), "r"(x));
+    return r;
+#else
+    return ((acc + frk__sxtb16_ror8(x)) & 0xFFFFu) | (((acc >> 16) + (frk__sxtb16_ror8(x) >> 16)) << 16);
+#endif
+}
+
+/* The larger / smaller of each of the four int8 lanes of a and b (SSUB8 sets a GE flag per lane, SEL picks;
+ * both in one asm statement, as the flags live between them). */
+static inline uint32_t frk__max_s8x4(uint32_t a, uint32_t b)
+{
+#if FRK_DSP_ASM
+    uint32_t r, t;
+    __asm__("ssub8 %1, %2, %3\n\tsel %0, %2, %3" : "=r"(r), "=&r"(t) : "r"(a), "r"(b) : "cc");
+    return r;
+#else
+    uint32_t r = 0;
+    int32_t i;
+    for (i = 0; i < 4; ++i) {
+        const int32_t x = frk__sbyte(a, i), y = frk__sbyte(b, i);
+        r |= ((uint32_t)(x > y ? x : y) & 0xFFu) << (8 * i);
+    }
+    return r;
+#endif
+}
+
+static inline uint32_t frk__min_s8x4(uint32_t a, uint32_t b)
+{
+#if FRK_DSP_ASM
+    uint32_t r, t;
+    __asm__("ssub8 %1, %3, %2\n\tsel %0, %2, %3" : "=r"(r), "=&r"(t) : "r"(a), "r"(b) : "cc");
+    return r;
+#else
+    uint32_t r = 0;
+    int32_t i;
+    for (i = 0; i < 4; ++i) {
+        const int32_t x = frk__sbyte(a, i), y = frk__sbyte(b, i);
+        r |= ((uint32_t)(x < y ? x : y) & 0xFFu) << (8 * i);
+    }
+    return r;
+#endif
+}
+
 /* SSAT #8: x clamped to [-128, 127]. */
 static inline int32_t frk__ssat8(int32_t x)
 {

@@ -170,6 +170,11 @@ void frk_fully_connected_s4_dsp(const frk_fc_params *params, const int32_t *mult
                                 int32_t per_channel, int32_t batch, int32_t depth, const int8_t *input,
                                 const uint8_t *filter, const int32_t *kernel_bias, int32_t out_channels,
                                 int8_t *output, int8_t *scratch);
+/* The parameters and outputs of frk_avgpool_s8 / frk_max_pool_s8 (four channels at a time where C % 4 == 0). */
+void frk_avgpool_s8_dsp(const frk_pool_params *params, const frk_dims *input_dims, const int8_t *input,
+                        int32_t filter_h, int32_t filter_w, const frk_dims *output_dims, int8_t *output);
+void frk_max_pool_s8_dsp(const frk_pool_params *params, const frk_dims *input_dims, const int8_t *input,
+                         int32_t filter_h, int32_t filter_w, const frk_dims *output_dims, int8_t *output);
 /* input1 the input at the real multiplier 0.5, table the other input's rescaled values (docs/arithmetic.md 6.4). */
 void frk_elementwise_add_s8_dsp(const frk_add_params *params, const int8_t *input1, const int8_t *input2,
                                 int32_t size, int8_t *output, const int32_t *table);

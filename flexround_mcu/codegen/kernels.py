@@ -40,6 +40,7 @@ PORTABLE = {
     (OpKind.FULLY_CONNECTED, "int4"): "frk_fully_connected_s4",
     OpKind.ADD: "frk_elementwise_add_s8",
 }
+POOLS = {OpKind.AVERAGE_POOL_2D: "frk_avgpool_s8", OpKind.MAX_POOL_2D: "frk_max_pool_s8"}
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,8 @@ def choose_kernel(graph: QGraph, op, kernels: str) -> KernelChoice:
         raise ValueError(f"unknown kernel set {kernels!r}")
     if op.kind == OpKind.ADD:
         return _add_choice(graph, op) if kernels == "dsp" else KernelChoice(PORTABLE[OpKind.ADD], False)
+    if op.kind in POOLS:  # same parameters for both sets; the fast one falls back itself (C % 4, window size)
+        return KernelChoice(POOLS[op.kind] + ("_dsp" if kernels == "dsp" else ""), kernels == "dsp")
     if op.kind not in (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED):
         return KernelChoice("", False)
     w = graph.tensors[op.inputs[1]]

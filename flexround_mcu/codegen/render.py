@@ -300,8 +300,7 @@ class _Lowering:
                 ("pad_top", p.padding[0]), ("pad_left", p.padding[1]),
                 ("act_min", p.act_min), ("act_max", p.act_max)]))
             c.decls += [_dims(f"op{k}_input_dims", x.shape), _dims(f"op{k}_output_dims", y.shape)]
-            fn = "frk_avgpool_s8" if op.kind == OpKind.AVERAGE_POOL_2D else "frk_max_pool_s8"
-            c.statement = _call(fn, [f"&op{k}_params", f"&op{k}_input_dims", x_ptr, str(p.filter[0]),
+            c.statement = _call(self.choices[k].name, [f"&op{k}_params", f"&op{k}_input_dims", x_ptr, str(p.filter[0]),
                                      str(p.filter[1]), f"&op{k}_output_dims", y_ptr])
             return c
 
