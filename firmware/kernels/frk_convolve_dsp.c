@@ -62,6 +62,11 @@ static void frk__im2col_s8(const frk_conv_params *params, const frk_dims *input_
             }
             continue;
         }
+        if (words && params->dilation_w == 1 && ix_origin >= 0 && ix_origin + k_w <= in_w) {
+            /* the whole filter row inside: KW * C_in contiguous input bytes */
+            frk__put_words(col + 2 * k, image + (iy * in_w + ix_origin) * in_c, row_len);
+            continue;
+        }
         for (kx = 0; kx < k_w; ++kx) {
             const int32_t ix = ix_origin + kx * params->dilation_w;
             const int32_t kt = k + kx * in_c;
