@@ -37,6 +37,7 @@ KERNEL_FILES = (
     "frk_depthwise_conv_dsp.c",
     "frk_fully_connected_dsp.c",
     "frk_elementwise_add_dsp.c",
+    "frk_pooling_dsp.c",
 )
 
 STRICT_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"]
@@ -407,7 +408,7 @@ class Kernels:
 # DSP instructions (frk_dsp_support.h). They take the export-time data of flexround_mcu/codegen/kernels.py:
 # the filter in the fast layout (choice.filter_values), kernel_bias and a scratch buffer of
 # choice.scratch_bytes (4-byte aligned, as the export declares it); ADD takes input1 = the half-scale input and
-# choice.table.
+# choice.table; the pooling kernels take exactly the portable ones' arguments (no export-time data).
 
 DSP_SIGNATURES = {
     "frk_convolve_s8_dsp": (None, [P(FrkConvParams), P_I32, P_I32, I32, P(FrkDims), P_I8, P(FrkDims), P_I8, P_I32,
@@ -423,6 +424,8 @@ DSP_SIGNATURES = {
     "frk_fully_connected_s4_dsp": (None, [P(FrkFcParams), P_I32, P_I32, I32, I32, I32, P_I8, P_U8, P_I32, I32, P_I8,
                                           P_I8]),
     "frk_elementwise_add_s8_dsp": (None, [P(FrkAddParams), P_I8, P_I8, I32, P_I8, P_I32]),
+    "frk_avgpool_s8_dsp": (None, [P(FrkPoolParams), P(FrkDims), P_I8, I32, I32, P(FrkDims), P_I8]),
+    "frk_max_pool_s8_dsp": (None, [P(FrkPoolParams), P(FrkDims), P_I8, I32, I32, P(FrkDims), P_I8]),
 }
 SIGNATURES.update(DSP_SIGNATURES)
 SCRATCH_FILL = 0x3C  # scratch pre-fill: the kernels must not depend on it
@@ -532,6 +535,13 @@ class DspKernels(Kernels):
                               act_max)
         return _run_guarded(x1.shape, lambda out: self.lib.frk_elementwise_add_s8_dsp(
             ctypes.byref(params), _ptr(x1, ctypes.c_int8), _ptr(x2, ctypes.c_int8), x1.size, out, _ptr(t, I32)))
+
+    # --- pooling: the twins' arguments, as avgpool_s8 / max_pool_s8
+    def avgpool_s8_dsp(self, x, filter_hw, stride, padding, act_min, act_max):
+        return self._pool(self.lib.frk_avgpool_s8_dsp, x, filter_hw, stride, padding, act_min, act_max)
+
+    def max_pool_s8_dsp(self, x, filter_hw, stride, padding, act_min, act_max):
+        return self._pool(self.lib.frk_max_pool_s8_dsp, x, filter_hw, stride, padding, act_min, act_max)
 
 
 # A test-only translation unit exporting the fast kernels' requantization epilogue (frk__output_stage_dsp, static

@@ -1,11 +1,13 @@
 """Randomized cases for the fast (_dsp) kernels, shared by the host tests (tests/test_dsp_kernels.py) and the
 QEMU firmware image (tests/dsp_firmware.py, tests/test_dsp_firmware.py).
 
-`make_cases(seed)` draws, from a seeded numpy RNG, cases for the seven fast kernels (conv / depthwise / fully
-connected with int8 and int4 filters, and ADD). Every case is what an export hands the fast kernel: a one-op
-QGraph (so QGraph.validate checks it) and `choose_kernel(graph, op, "dsp")`, which gives the fast filter layout,
-kernel_bias and scratch size (ADD: the table and the input order). A draw for which the export would run the
-portable kernel instead (e.g. bounds that `_bounds_reason` rejects) is redrawn, never run as a fast case;
+`make_cases(seed)` draws, from a seeded numpy RNG, cases for the nine fast kernels (conv / depthwise / fully
+connected with int8 and int4 filters, ADD, average and max pooling). Every case is what an export hands the
+fast kernel: a one-op QGraph (so QGraph.validate checks it) and `choose_kernel(graph, op, "dsp")`, which gives
+the fast filter layout, kernel_bias and scratch size (ADD: the table and the input order; pooling: the kernel's
+name only, as the pooling kernels take the portable parameters and fall back to the portable code themselves).
+A draw for which the export would run the portable kernel instead (e.g. bounds that `_bounds_reason` rejects)
+is redrawn, never run as a fast case;
 `make_portable_add_cases` gives ADD parameters the export refuses (left_shift != 20, no input at the real
 multiplier 0.5, an output shift the fast epilogue cannot fold), for the host tests of that decision.
 
@@ -21,6 +23,16 @@ left shifts, activation clamps; TFLM-prepared ADD parameters with the half-scale
 scales and non-TFLM multipliers. "ties" cases (small accumulators and right shifts of 1 or 2; for ADD equal
 input scales and an output scale twice theirs) hold many exact negative ties of the rounding divide, which a
 wrong tie rule (-DFRK_TEST_BREAK_DSP_ROUNDING for the epilogue of conv / depthwise / FC) gets wrong.
+
+Pooling ("avgpool", "maxpool"): random windows 1..4 x 1..4 over every pattern of zero / non-zero padding per side
+(at most k - 1, so every window holds a real pixel) and all 4 stride pairs; global pools (8x8 over 8x8 and 25x5
+over 25x5 at 64 channels, as in ResNet-8 and DS-CNN); 2x2 and 3x3 windows with strides 1 and 2, VALID and
+TensorFlow SAME (partial windows at the borders, smaller counts); C % 4 == 0 (the four-channel fast path) and
+not (the kernels' own portable fallback); windows of 255 taps (the SXTAB16 sums' limit, at all -128 / all 127)
+and of more than 255 (the average's fallback, e.g. 16x17); int8 extremes; mixed small values of both signs (for
+the average many exact halves, negative and positive, at counts 2 and 4 and others; for the maximum the signed
+lane compare); activation clamps that cut real outputs; batch > 1; for the maximum windows wholly in the
+padding (giving act_min).
 """
 from __future__ import annotations
 
@@ -31,13 +43,15 @@ import numpy as np
 
 from flexround_mcu.codegen.kernels import KernelChoice, choose_kernel
 from flexround_mcu.int4 import pack_int4
-from flexround_mcu.ir import AddParams, ConvParams, FullyConnectedParams, Op, OpKind, QGraph, Tensor
+from flexround_mcu.ir import AddParams, ConvParams, FullyConnectedParams, Op, OpKind, PoolParams, QGraph, Tensor
 from flexround_mcu.prepare import add_params
 from flexround_mcu.sim.convolve import (convolve_s4, convolve_s8, depthwise_conv_s4, depthwise_conv_s8,
                                         fully_connected_s4, fully_connected_s8)
 from flexround_mcu.sim.elementwise import elementwise_add_s8
+from flexround_mcu.sim.pooling import avgpool_s8, max_pool_s8
 
-KINDS = ("conv_s8", "conv_s4", "dw_s8", "dw_s4", "fc_s8", "fc_s4", "add")
+KINDS = ("conv_s8", "conv_s4", "dw_s8", "dw_s4", "fc_s8", "fc_s4", "add", "avgpool", "maxpool")
+POOL_KINDS = ("avgpool", "maxpool")
 STRIDES = ((1, 1), (1, 2), (2, 1), (2, 2))
 PAD_PATTERNS = tuple(itertools.product((False, True), repeat=4))  # (top, left, bottom, right) non-zero?
 EPILOGUE_KINDS = KINDS[:6]  # the kernels whose requantization is frk__output_stage_dsp
@@ -50,6 +64,11 @@ SCHEDULE = {
            ("ties", 8)),
     "fc": (("depth%8", 10), ("depth%4", 10), ("depth-odd", 14), ("wide", 2), ("ties", 8)),
     "add": (("tflm", 28), ("tflm-equal-scales", 4), ("non-tflm", 8), ("ties", 4)),
+    "avgpool": (("general", 16), ("global", 6), ("2x2", 4), ("3x3", 8), ("c-other", 6), ("255-taps", 2),
+                ("taps>255", 3), ("extremes", 4), ("ties", 8), ("clamped", 4), ("batch", 3)),
+    "maxpool": (("general", 16), ("global", 6), ("2x2", 4), ("3x3", 8), ("c-other", 6), ("255-taps", 2),
+                ("big-window", 2), ("extremes", 4), ("mixed-signs", 6), ("clamped", 4), ("batch", 3),
+                ("padding-only", 2)),
     # parameters for which the export runs the portable ADD (checked on the host, not run as fast cases)
     "add-portable": (("left-shift", 4), ("out-shift", 4), ("no-half", 4)),
 }
@@ -60,8 +79,9 @@ class DspCase:
     """One call of a fast kernel and of its portable twin.
 
     args: the numpy twin's keyword arguments in the s8 form (for s4 kinds `w` holds the unpacked int4 values;
-    `portable_filter` gives the packed bytes the portable kernel takes). choice: choose_kernel's result (None
-    for ADD). expected: the twin's output."""
+    `portable_filter` gives the packed bytes the portable kernel takes). choice: choose_kernel's result (for pooling
+    only the name: args are the twin's x, filter_hw, stride, padding, act_min, act_max). expected: the twin's
+    output."""
 
     index: int
     kind: str
@@ -84,6 +104,10 @@ class DspCase:
     def name(self) -> str:
         return f"{self.index}:{self.kind}/{self.label}"
 
+    @property
+    def is_pool(self) -> bool:
+        return self.kind in POOL_KINDS
+
     def portable_filter(self) -> np.ndarray:
         """The filter as the portable kernel takes it: int8 values, or int4 packed two per byte."""
         w = self.args["w"]
@@ -91,7 +115,7 @@ class DspCase:
 
     def twin_args(self) -> dict:
         """The numpy twin's (and tests/c_kernels.Kernels') keyword arguments: s4 kinds get w_packed."""
-        if self.bits == 8 or self.kind == "add":
+        if self.bits == 8 or self.kind == "add" or self.is_pool:
             return dict(self.args)
         out = {k: v for k, v in self.args.items() if k != "w"}
         return dict(out, w_packed=pack_int4(self.args["w"]), filter_shape=self.args["w"].shape)
@@ -99,7 +123,8 @@ class DspCase:
 
 def twin(kind: str):
     return {"conv_s8": convolve_s8, "conv_s4": convolve_s4, "dw_s8": depthwise_conv_s8, "dw_s4": depthwise_conv_s4,
-            "fc_s8": fully_connected_s8, "fc_s4": fully_connected_s4, "add": elementwise_add_s8}[kind]
+            "fc_s8": fully_connected_s8, "fc_s4": fully_connected_s4, "add": elementwise_add_s8,
+            "avgpool": avgpool_s8, "maxpool": max_pool_s8}[kind]
 
 
 # ------------------------------------------------------------------------------------------------ drawing
@@ -490,6 +515,170 @@ def add_graph(args: dict) -> tuple[QGraph, Op]:
     return QGraph(tensors, [op], [0, 1], [2], name="dsp_add"), op
 
 
+# ------------------------------------------------------------------------------------------------ pooling
+ODD_CHANNELS = (1, 2, 3, 5, 6, 7, 9, 10, 11, 13, 15)  # C % 4 != 0: the pooling kernels' portable fallback
+
+
+def _pool_pad(d: Draw, k: int, nonzero: bool) -> int:
+    """A padding of 1..k-1 (nonzero, k > 1) or 0: at most k - 1, so every window holds a real pixel."""
+    return d.int(1, k - 1) if nonzero and k > 1 else 0
+
+
+# the "ties" cases: j < 5 with C % 4 == 0, the rest on the fallback; 0, 1 and 7 VALID (0) or padded at the end (1,
+# 7), the others SAME (2x2 at stride 1: counts 4, 2 and 1; 3x3: 9, 6 and 4)
+TIE_WINDOWS = ((1, 2), (2, 1), (2, 2), (2, 2), (3, 3), (2, 2), (2, 2), (2, 2))
+TIE_STRIDES = ((1, 2), (2, 1), (1, 1), (2, 2), (1, 1), (1, 1), (2, 2), (1, 1))
+
+
+def _pool_case(d: Draw, kind: str, label: str, j: int) -> dict:
+    """The twin's arguments of one AVERAGE_POOL_2D ("avgpool") or MAX_POOL_2D ("maxpool") case."""
+    n = 2 if d.chance(0.2) else 1
+    c = d.pick([4, 8, 12, 16]) if d.chance(0.8) else d.pick(ODD_CHANNELS)
+    act = (-128, 127) if d.chance(0.5) else d.act_range()
+    fill = None  # the input's values: None = d.values over the int8 range, else a callable of the shape
+    stride, pad = STRIDES[j % 4], None
+    hw = None
+    if label in ("general", "c-other", "extremes", "ties", "mixed-signs", "clamped", "batch"):
+        if label == "general":  # every pattern of zero / non-zero padding per side, the strides in turn
+            top, left, bottom, right = PAD_PATTERNS[j % 16]
+            kh = d.int(2, 4) if (top or bottom) else d.int(1, 4)
+            kw = d.int(2, 4) if (left or right) else d.int(1, 4)
+            pad = (_pool_pad(d, kh, top), _pool_pad(d, kw, left), _pool_pad(d, kh, bottom), _pool_pad(d, kw, right))
+        elif label == "ties":  # small values of both signs: many sums at .5 of counts 2 and 4 (and 6)
+            kh, kw = TIE_WINDOWS[j % 8]
+            stride = TIE_STRIDES[j % 8]
+            c = d.pick([4, 8]) if j % 8 < 5 else d.pick(ODD_CHANNELS)
+            act = (-128, 127)
+            centre = d.int(-1, 1)  # more negative or more positive sums
+            fill = lambda shape: (centre + d.rng.integers(-3, 4, size=shape)).astype(np.int8)  # noqa: E731
+        elif label == "mixed-signs":  # the maximum's signed lane compare: -1 (0xFF) against 0 and 1
+            kh, kw = d.int(1, 3), d.int(2, 3)
+            c = d.pick([4, 8]) if j < 4 else d.pick(ODD_CHANNELS)
+            act = (-128, 127)
+            pool = np.array([[-2, -1, 0, 1], [-1, 0, 1, -1], [-128, -1, 0, 1, 127], [-3, -2, -1, 2]][j % 4])
+            fill = lambda shape: d.rng.choice(pool, size=shape).astype(np.int8)  # noqa: E731
+            pad = tuple(_pool_pad(d, k, d.chance(0.6)) for k in (kh, kw, kh, kw))
+        else:
+            kh, kw = d.int(1, 3), d.int(1, 3)
+            if label == "c-other":
+                c = d.pick(ODD_CHANNELS)
+            elif label == "extremes":
+                kh, kw = d.int(2, 3), d.int(2, 3)
+                c = d.pick([4, 8])
+                act = (-128, 127)
+                ends = [np.array([-128]), np.array([127]), np.array([-128, 127]),
+                        np.array([-128, -127, 126, 127])][j % 4]
+                fill = lambda shape: d.rng.choice(ends, size=shape).astype(np.int8)  # noqa: E731
+            elif label == "clamped":  # clamps that cut real outputs (the inputs cover the int8 range)
+                lo = (d.int(-20, 20), d.int(-60, -10), d.int(-10, 10), -128)[j % 4]
+                hi = (127, lo + d.int(40, 80), lo + d.int(0, 4), d.int(-30, 30))[j % 4]  # ReLU, ReLU6, narrow, high
+                act = (lo, hi)
+                c = d.pick([4, 8, 12]) if j < 3 else d.pick(ODD_CHANNELS)
+                fill = lambda shape: d.rng.integers(-128, 128, size=shape).astype(np.int8)  # noqa: E731
+            elif label == "batch":
+                n = (2, 3, 2)[j % 3]
+                c = d.pick([4, 8]) if j < 2 else d.pick(ODD_CHANNELS)
+            pad = tuple(_pool_pad(d, k, d.chance(0.6)) for k in (kh, kw, kh, kw))
+        if label == "ties" and j % 8 not in (0, 1, 7):  # TensorFlow SAME: partial windows at the borders
+            hw = (d.int(3, 7), d.int(3, 7))
+            ph, pw = same_padding(hw[0], kh, stride[0]), same_padding(hw[1], kw, stride[1])
+            pad = (ph[0], pw[0], ph[1], pw[1])
+        elif label == "ties":
+            pad = (0, 0, 0, 0) if j % 8 == 0 else (0, 0, int(kh > 1), int(kw > 1))
+    elif label == "global":  # one output per channel, as ResNet-8's (8x8x64) and DS-CNN's (25x5x64)
+        (hw, c) = [((8, 8), 64), ((25, 5), 64), ((d.int(1, 9), d.int(1, 9)), d.pick(ODD_CHANNELS)),
+                   ((1, 1), d.pick([4, 8])), ((8, 8), d.pick(ODD_CHANNELS)), ((d.int(2, 9), d.int(2, 9)), 12)][j % 6]
+        n = 2 if j % 6 == 5 else 1
+        kh, kw = hw
+        stride, pad = (1, 1), (0, 0, 0, 0)
+    elif label in ("2x2", "3x3"):
+        kh = kw = int(label[0])
+        c = d.pick(ODD_CHANNELS) if (label, j) in (("2x2", 3), ("3x3", 5), ("3x3", 7)) else d.pick([4, 8, 12, 16])
+        if label == "2x2":
+            s = 1 + j % 2
+            stride, same = (s, s), j % 4 >= 2
+        else:
+            same = j % 8 >= 4
+        if same:  # odd sizes: SAME pads at both borders (3x3) or at the bottom / right (2x2, stride 2)
+            hw = (d.pick([3, 5, 7, 9, 4, 6]), d.pick([3, 5, 7, 9, 4, 6]))
+            ph, pw = same_padding(hw[0], kh, stride[0]), same_padding(hw[1], kw, stride[1])
+            pad = (ph[0], pw[0], ph[1], pw[1])
+        else:
+            hw = (d.int(kh, 9), d.int(kw, 9))
+            pad = (0, 0, 0, 0)
+    elif label == "255-taps":  # 15 x 17 = 255: the fast average's limit; |sum| reaches 255 * 128 = 32640
+        kh, kw = 15, 17
+        hw, stride, pad = (15, 17), (1, 1), (0, 0, 1, 0)  # one full window (255 taps), one of 14 x 17
+        c = (4, 8)[j % 2]
+        act = (-128, 127)
+        v = (-128, 127)[j % 2]
+        fill = lambda shape: np.full(shape, v, np.int8)  # noqa: E731
+    elif label in ("taps>255", "big-window"):  # the average's fallback; the maximum stays on the fast path
+        kh, kw, hw, stride, pad, c = [(16, 17, (16, 17), (1, 1), (0, 0, 0, 0), 4),
+                                      (17, 16, (17, 18), (1, 2), (1, 0, 0, 1), 4),
+                                      (16, 16, (18, 17), (2, 1), (0, 0, 1, 1), 8)][j % 3]
+        if label == "taps>255" and j % 3 < 2:  # sums beyond int16: a halfword sum of these would wrap
+            fill = [lambda shape: np.full(shape, -128, np.int8),
+                    lambda shape: d.rng.choice(np.array([126, 127]), size=shape).astype(np.int8)][j % 3]
+    elif label == "padding-only":  # the maximum of no tap: clamp(-128) = act_min (TFLM rejects it for the average)
+        kh, kw, pad, stride = [(1, 1, (2, 2, 2, 1), (1, 1)), (2, 2, (2, 2, 3, 2), (2, 2))][j % 2]
+        hw = (d.int(1, 4), d.int(1, 4))
+        c = d.pick([4, 8])
+        act = (-128, 127) if j % 2 == 0 else (d.int(-60, -1), d.int(20, 127))
+    else:
+        raise ValueError(label)
+    if hw is None:
+        hw = (_window_sizes(d, kh, 1, pad[0], pad[2], 7), _window_sizes(d, kw, 1, pad[1], pad[3], 7))
+    shape = (n, hw[0], hw[1], c)
+    x = d.values(shape, -128, 127) if fill is None else fill(shape)
+    return dict(x=x, filter_hw=(kh, kw), stride=tuple(stride), padding=tuple(pad), act_min=int(act[0]),
+                act_max=int(act[1]))
+
+
+def pool_output_shape(args: dict) -> tuple[int, int, int, int]:
+    n, h, w, c = args["x"].shape
+    (kh, kw), (sh, sw), (pt, pl, pb, pr) = args["filter_hw"], args["stride"], args["padding"]
+    return (n, out_size(h, pt, pb, kh, sh, 1), out_size(w, pl, pr, kw, sw, 1), c)
+
+
+def pool_graph(kind: str, args: dict) -> tuple[QGraph, Op]:
+    """The one-op QGraph of an AVERAGE_POOL_2D / MAX_POOL_2D case (input and output share scale and zero point)."""
+    x = args["x"]
+    tensors = [_tensor("x", x.shape, "int8"), _tensor("y", pool_output_shape(args), "int8")]
+    p = PoolParams(tuple(args["filter_hw"]), tuple(args["stride"]), tuple(args["padding"]), args["act_min"],
+                   args["act_max"])
+    op = Op(OpKind.AVERAGE_POOL_2D if kind == "avgpool" else OpKind.MAX_POOL_2D, (0,), (1,), p, name=kind)
+    return QGraph(tensors, [op], [0], [1], name=f"dsp_{kind}"), op
+
+
+def pool_windows(args: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(sums, counts): per output (n, oy, ox, c) the sum of the raw inputs over the window's taps inside the input,
+    and per output position (oy, ox) the number of those taps (0 for a window wholly in the padding)."""
+    x = args["x"].astype(np.int64)
+    n, oh, ow, c = pool_output_shape(args)
+    (kh, kw), (sh, sw), (pt, pl, _, _) = args["filter_hw"], args["stride"], args["padding"]
+    sums = np.zeros((n, oh, ow, c), np.int64)
+    counts = np.zeros((oh, ow), np.int64)
+    for oy in range(oh):
+        y0 = oy * sh - pt
+        rows = x[:, max(y0, 0):max(min(y0 + kh, x.shape[1]), 0)]
+        for ox in range(ow):
+            x0 = ox * sw - pl
+            win = rows[:, :, max(x0, 0):max(min(x0 + kw, x.shape[2]), 0)]
+            counts[oy, ox] = win.shape[1] * win.shape[2]
+            sums[:, oy, ox] = win.sum(axis=(1, 2))
+    return sums, counts
+
+
+def average_ties(args: dict) -> np.ndarray:
+    """(count, sign of the sum) of every output of an average pool whose mean is an exact half (a tie of the
+    rounding: sum / count = k + 1/2)."""
+    sums, counts = pool_windows(args)
+    cnt = np.broadcast_to(counts[None, :, :, None], sums.shape)
+    tie = (cnt > 0) & ((2 * np.abs(sums)) % np.maximum(2 * cnt, 1) == cnt)
+    return np.stack([cnt[tie], np.sign(sums[tie])], axis=1)
+
+
 # ------------------------------------------------------------------------------------------------ cases
 def _schedule(kind: str):
     family = kind if kind in SCHEDULE else kind.split("_")[0]
@@ -525,6 +714,11 @@ def _make_one(d: Draw, kind: str, label: str, j: int, index: int, max_tries: int
         if kind == "add":
             args = _add_case(d, label, j)
             graph, op = add_graph(args)
+        elif kind in POOL_KINDS:
+            args = _pool_case(d, kind, label, j)
+            graph, op = pool_graph(kind, args)
+            if kind == "avgpool" and pool_windows(args)[1].min() < 1:  # outside TFLM's contract: redraw
+                continue
         else:
             args = _fc_case(d, kind, label, j) if kind.startswith("fc") else _conv_case(d, kind, label, j)
             graph, op = one_op_graph(kind, args, conv_output_shape(kind, args))
@@ -610,4 +804,80 @@ def coverage_problems(cases) -> list[str]:
     need({-127, 128} <= {c.args["input1_offset"] for c in adds} | {c.args["input2_offset"] for c in adds},
          "add: input offsets -127 and 128")
     need(any(c.label == "ties" for c in adds), "add: tie-heavy cases")
+    for kind in POOL_KINDS:
+        problems += pool_coverage_problems(kind, by_kind[kind])
+    return problems
+
+
+def pool_coverage_problems(kind: str, cs) -> list[str]:
+    """What the pooling cases of `kind` must cover (see the module's docstring)."""
+    problems: list[str] = []
+
+    def need(ok, what):
+        if not ok:
+            problems.append(f"{kind}: {what}")
+
+    def taps(c):
+        return c.args["filter_hw"][0] * c.args["filter_hw"][1]
+
+    windows = {c.index: pool_windows(c.args) for c in cs}
+    fast = [c for c in cs if c.args["x"].shape[3] % 4 == 0 and (kind == "maxpool" or taps(c) <= 255)]
+    other = [c for c in cs if c.args["x"].shape[3] % 4]
+    need(fast, "C % 4 == 0 (the four-channel path)")
+    need(other, "C % 4 != 0 (the kernel's portable fallback)")
+    glob = {tuple(c.args["filter_hw"]) for c in fast
+            if tuple(c.args["filter_hw"]) == c.args["x"].shape[1:3] and c.args["padding"] == (0, 0, 0, 0)}
+    need({(8, 8), (25, 5)} <= glob, "global 8x8 and 25x5 pools with C % 4 == 0")
+    need(any(c.args["x"].shape[1:3] == c.args["filter_hw"] for c in other), "a global pool with C % 4 != 0")
+    for k in (2, 3):
+        for st in (1, 2):
+            need(any(c.args["filter_hw"] == (k, k) and c.args["stride"] == (st, st) for c in fast),
+                 f"a {k}x{k} window at stride {st} (C % 4 == 0)")
+    need(any(c.args["filter_hw"] == (3, 3) and c.args["padding"] == (1, 1, 1, 1) for c in fast),
+         "a 3x3 window with SAME padding on all four sides (C % 4 == 0)")
+    for path, group in (("C % 4 == 0", fast), ("C % 4 != 0", other)):
+        need(any(any(c.args["padding"]) and 0 < windows[c.index][1].min() < taps(c) for c in group),
+             f"padded borders with partial windows (counts below the window's size), {path}")
+        need(any(c.args["x"].shape[0] > 1 for c in group), f"batch > 1, {path}")
+        need(any(c.args["stride"] == (s, 3 - s) for c in group for s in (1, 2)) or path != "C % 4 == 0",
+             f"unequal strides, {path}")
+    for v in (-128, 127):
+        need(any(np.all(c.args["x"] == v) for c in fast), f"an input of all {v} (C % 4 == 0)")
+        need(any(np.all(c.args["x"] == v) and taps(c) == 255 for c in fast), f"a 255-tap window on all {v}")
+    need(any(taps(c) > 255 and c.args["x"].shape[3] % 4 == 0 for c in cs),
+         "a window of more than 255 taps with C % 4 == 0" + (" (the average's fallback)" if kind == "avgpool"
+                                                            else ""))
+    if kind == "avgpool":
+        for sign in (-1, 1):
+            need(any(c.args["x"].shape[3] % 4 == 0 and np.any(sign * windows[c.index][0] > 32767) for c in cs),
+                 f"a {'negative' if sign < 0 else 'positive'} window sum beyond int16 with C % 4 == 0 (a halfword "
+                 f"sum, i.e. the fast path without its 255-tap limit, would wrap)")
+    def cuts(c):  # (the clamp raises some output, the clamp lowers some output)
+        if (c.args["act_min"], c.args["act_max"]) == (-128, 127):
+            return False, False
+        free = twin(kind)(**dict(c.args, act_min=-128, act_max=127))
+        return bool(np.any(free < c.args["act_min"])), bool(np.any(free > c.args["act_max"]))
+
+    fast_cuts = [cuts(c) for c in fast]
+    need(any(lo for lo, _ in fast_cuts) and any(hi for _, hi in fast_cuts),
+         "activation clamps that cut outputs from below and from above (C % 4 == 0)")
+    need(any(lo and hi for lo, hi in fast_cuts), "a two-sided clamp cutting at both ends (C % 4 == 0)")
+    need(any(any(cuts(c)) for c in other), "a clamp that cuts outputs with C % 4 != 0")
+    if kind == "avgpool":
+        need(all(windows[c.index][1].min() >= 1 for c in cs), "no window wholly in the padding (TFLM rejects it)")
+        need(any(np.any(windows[c.index][0] < 0) for c in fast), "negative window sums")
+        for path, group in (("C % 4 == 0", fast), ("C % 4 != 0", other)):
+            ties = [average_ties(c.args) for c in group]
+            ties = np.concatenate(ties) if ties else np.zeros((0, 2), np.int64)
+            for count in (2, 4):
+                for sign, name in ((-1, "negative"), (1, "positive")):
+                    n = int(np.sum((ties[:, 0] == count) & (ties[:, 1] == sign)))
+                    need(n >= 4, f"{name} ties (sums at .5) at count {count}, {path}: {n} of 4")
+    else:
+        need(any(windows[c.index][1].min() == 0 and c.args["act_min"] > -128 for c in fast),
+             "windows wholly in the padding with act_min > -128 (C % 4 == 0)")
+        need(any(c.args["x"].min() == -1 and c.args["x"].max() >= 0 and np.abs(c.args["x"]).max() <= 3
+                 for c in fast), "small values of both signs around -1 / 0 (the signed lane compare)")
+        need(any(set(np.unique(c.args["x"]).tolist()) in ({-128, 127}, {-128, -127, 126, 127}) for c in fast),
+             "inputs of only -128 and 127 (and -127, 126) mixed")
     return problems

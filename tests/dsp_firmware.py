@@ -5,7 +5,8 @@
     run_image(elf, target)                    -> ImageRun (exit code, lines, per-kind counts)
 
 The generated main() runs, for every case, the portable kernel and the fast kernel on the same data (the fast
-one with the export's filter layout, kernel_bias, scratch and, for ADD, table and input order), compares every
+one with the export's filter layout, kernel_bias, scratch and, for ADD, table and input order; the pooling
+kernels with the portable one's arguments, as the export calls them), compares every
 output byte of both with each other and with the numpy twin's output embedded in the image, checks guard bytes
 around the outputs and the scratch and that a second run of the fast kernel over a differently pre-filled output
 writes the same bytes, prints one line per failing case ("FAIL <index> <kind>/<label>: ..."), one line per kernel
@@ -133,6 +134,12 @@ static void frk_t_run_portable(const frk_case *c, int8_t *out)
         frk_fully_connected_s4(&c->fc, c->mult, c->shift, c->per_channel, c->batch, c->depth, c->x,
                                (const uint8_t *)c->w_portable, c->bias, c->cout, out);
         break;
+    case FRK_T_AVGPOOL:
+        frk_avgpool_s8(&c->pool, &c->in, c->x, c->filter_h, c->filter_w, &c->out, out);
+        break;
+    case FRK_T_MAXPOOL:
+        frk_max_pool_s8(&c->pool, &c->in, c->x, c->filter_h, c->filter_w, &c->out, out);
+        break;
     default:
         frk_elementwise_add_s8(&c->add, c->x, c->x2, c->size, out);
         break;
@@ -165,6 +172,12 @@ static void frk_t_run_fast(const frk_case *c, int8_t *out, int8_t *scratch)
     case FRK_T_FC_S4:
         frk_fully_connected_s4_dsp(&c->fc, c->mult, c->shift, c->per_channel, c->batch, c->depth, c->x,
                                    (const uint8_t *)c->w_fast, c->kernel_bias, c->cout, out, scratch);
+        break;
+    case FRK_T_AVGPOOL:
+        frk_avgpool_s8_dsp(&c->pool, &c->in, c->x, c->filter_h, c->filter_w, &c->out, out);
+        break;
+    case FRK_T_MAXPOOL:
+        frk_max_pool_s8_dsp(&c->pool, &c->in, c->x, c->filter_h, c->filter_w, &c->out, out);
         break;
     default:
         if (c->swap) { /* the export passes the half-scale input first */
@@ -335,6 +348,8 @@ typedef struct {
     frk_conv_params conv;
     frk_fc_params fc;
     frk_add_params add;
+    frk_pool_params pool;
+    int32_t filter_h, filter_w;
     frk_dims in, filt, out;
     int32_t batch, depth, cout, size;
     int32_t out_bytes, scratch_bytes, misalign;
@@ -403,6 +418,12 @@ def write_image(cases: list[dc.DspCase], folder, seed: int | str = "?") -> Image
                                   "input2_multiplier", "input2_shift", "left_shift", "output_offset",
                                   "output_multiplier", "output_shift", "act_min", "act_max")]
             fields.append(".add = {" + ", ".join(str(int(v)) for v in add) + "}")
+        elif case.is_pool:  # the portable kernel's arguments: nothing from the export but the name
+            pool = [*a["stride"], a["padding"][0], a["padding"][1], a["act_min"], a["act_max"]]
+            fields += [f".x = {put(tag + '_x', 'int8_t', a['x'], mis)}",
+                       ".pool = {" + ", ".join(str(int(v)) for v in pool) + "}",
+                       f".filter_h = {int(a['filter_hw'][0])}", f".filter_w = {int(a['filter_hw'][1])}",
+                       f".in = {_dims(a['x'].shape)}", f".out = {_dims(case.expected.shape)}"]
         else:
             w = a["w"]
             cout = w.shape[-1] if case.family == "dw" else w.shape[0]

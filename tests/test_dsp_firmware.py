@@ -1,18 +1,21 @@
 """The fast (_dsp) kernels against their portable twins on the Cortex-M7 and Cortex-M4 under QEMU, with the real
-DSP instructions (SXTB16, SMLAD, SMLABB/SMLATT, SMMULR, SSAT and the inline-asm inner loops).
+DSP instructions (SXTB16, SXTAB16, SMLAD, SMLABB/SMLATT, SMMULR, SSAT, SSUB8/SEL and the inline-asm inner loops).
 
-One firmware image (tests/dsp_firmware.py) holds every case of tests/dsp_cases.py for FIRMWARE_SEED: over 500
-randomized configurations across the seven fast kernels (conv, depthwise and fully connected with int8 and int4
-filters, and ADD), each with its inputs, the export's fast-layout filter, kernel_bias, multipliers, shifts,
-parameters and the numpy twin's output. Its main() runs the portable and the fast kernel on every case, compares
-the output bytes with each other and with the twin's, prints one line per failing case and a summary, and exits
-non-zero on any mismatch. Built with arm-none-eabi-gcc and the targets' CPU flags (flexround_mcu/toolchain/
-targets.py), run by qemu-system-arm with semihosting under `timeout`; the exit code comes through
-SYS_EXIT_EXTENDED.
+One firmware image (tests/dsp_firmware.py) holds every case of tests/dsp_cases.py for FIRMWARE_SEED: over 600
+randomized configurations across the nine fast kernels (conv, depthwise and fully connected with int8 and int4
+filters, ADD, average and max pooling), each with its inputs, the export's fast-layout filter, kernel_bias,
+multipliers, shifts, parameters and the numpy twin's output (pooling: the portable kernel's arguments, which the
+fast pooling kernels take too; their cases include the shapes where they run the portable code themselves).
+Its main() runs the portable and the fast kernel on every case, compares the output bytes with each other and
+with the twin's, prints one line per failing case and a summary, and exits non-zero on any mismatch. Built with
+arm-none-eabi-gcc and the targets' CPU flags (flexround_mcu/toolchain/targets.py), run by qemu-system-arm with
+semihosting under `timeout`; the exit code comes through SYS_EXIT_EXTENDED.
 
 A deliberately wrong fast path: the same image built with -DFRK_TEST_BREAK_DSP_ROUNDING (frk_dsp_support.h: the
 epilogue's rounding divide sends negative ties toward +inf) must report mismatches in every kernel that uses that
-epilogue; the cases include tie-heavy ones so that it does.
+epilogue; the cases include tie-heavy ones so that it does. The switch does not reach ADD or pooling (they have
+no such epilogue); that the comparison catches a wrong pooling output, and that the pooling cases tell plausible
+pooling bugs apart, is shown on the host (tests/test_dsp_kernels.py test_pool_*).
 
 Without arm-none-eabi-gcc / qemu-system-arm these tests skip locally but FAIL on CI (CI set): the arm_tools
 fixture in tests/conftest.py.
@@ -55,7 +58,7 @@ def _built(image, target: str, extra=()) -> tuple:
 
 
 def test_image_holds_enough_cases(cases, image):
-    """At least 200 cases (here over 500), at least 40 per kernel, covering the issue's list, in well under 1 MiB
+    """At least 200 cases (here over 600), at least 40 per kernel, covering the issue's list, in well under 1 MiB
     of data (the boards have 4 MiB of code memory)."""
     info, _ = image
     assert info.cases == len(cases) >= 200
@@ -107,7 +110,9 @@ def test_image_uses_the_dsp_instructions(arm_tools, image):
               "frk_convolve_s4_dsp": ("smlad", "sxtb16", "smmulr", "ldrd"),
               "frk_depthwise_conv_s8_dsp": ("smlabb", "smlatt", "sxtb16", "smmulr"),
               "frk_depthwise_conv_s4_dsp": ("smlabb", "smlatt", "sxtb16", "smmulr"),
-              "frk_elementwise_add_s8_dsp": ("smmulr", "ssat")}
+              "frk_elementwise_add_s8_dsp": ("smmulr", "ssat"),
+              "frk_avgpool_s8_dsp": ("sxtab16",),
+              "frk_max_pool_s8_dsp": ("ssub8", "sel")}
     for fn, insns in wanted.items():
         assert fn in bodies, f"{fn} is not in the image"
         for insn in insns:

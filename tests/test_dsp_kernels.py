@@ -3,11 +3,13 @@
 On the host the fast kernels run the C versions of the DSP instructions (frk_dsp_support.h); they are built with
 every other kernel file into one shared library (tests/c_kernels.py, host gcc, strict flags) and called with the
 data the export computes (flexround_mcu/codegen/kernels.py choose_kernel: the filter in the fast layout,
-kernel_bias, the scratch size, ADD's table and input order). The cases come from tests/dsp_cases.py (seeded
-numpy RNG, a fixed schedule of categories per kernel: every stride x padding pattern, 1x1 / 3x3 / 5x5 / 10x4 /
-dilated / 64-tap filters, odd channel and pixel counts, batch > 1, offsets at the int8 extremes, per-tensor and
-per-channel requantization, activation clamps, tie-heavy cases). Only cases the export would give a fast kernel
-are run (choose_kernel says fast, so _bounds_reason passed); other tests check that the export refuses the rest.
+kernel_bias, the scratch size, ADD's table and input order; the pooling kernels take the portable ones'
+arguments). The cases come from tests/dsp_cases.py (seeded numpy RNG, a fixed schedule of categories per kernel:
+every stride x padding pattern, 1x1 / 3x3 / 5x5 / 10x4 / dilated / 64-tap filters, odd channel and pixel counts,
+batch > 1, offsets at the int8 extremes, per-tensor and per-channel requantization, activation clamps, tie-heavy
+cases; for pooling global, 2x2 / 3x3, SAME, 255- and 272-tap windows, C % 4 == 0 and not, exact halves). Only
+cases the export would give a fast kernel are run (choose_kernel says fast, so _bounds_reason passed); other
+tests check that the export refuses the rest.
 
 The same cases run on the Cortex-M4 and M7 under QEMU, with the real DSP instructions, in
 tests/test_dsp_firmware.py.
@@ -29,8 +31,9 @@ from flexround_mcu.sim.elementwise import elementwise_add_s8
 from tests import c_kernels as ck
 from tests import dsp_cases as dc
 
+POOL_FAST = {"avgpool": "frk_avgpool_s8_dsp", "maxpool": "frk_max_pool_s8_dsp"}
 HOST_SEED = 20261201  # the QEMU image uses another seed: the two suites draw different cases
-HOST_REPEAT = 2       # each kernel's schedule twice: ~220 conv, ~180 depthwise, ~80 FC and ~80 ADD cases per kind
+HOST_REPEAT = 2       # each kernel's schedule twice: ~220 conv, ~180 depthwise, ~80 FC, ~80 ADD, ~125 pooling cases
 
 
 def _gcc() -> str:
@@ -63,6 +66,9 @@ def host_cases() -> list[dc.DspCase]:
 # --------------------------------------------------------------------------------------------------- calls
 def run_fast(k: ck.DspKernels, case: dc.DspCase) -> np.ndarray:
     a, ch = case.args, case.choice
+    if case.is_pool:  # the export's call: the portable arguments, nothing from choose_kernel but the name
+        assert ch.name == POOL_FAST[case.kind], ch.name
+        return getattr(k, POOL_FAST[case.kind][4:])(**a)
     if case.kind == "add":
         half, other = (a["x2"], a["x1"]) if ch.swap_inputs else (a["x1"], a["x2"])
         rest = {n: v for n, v in a.items() if n not in ("x1", "x2")}
@@ -81,6 +87,8 @@ def run_portable(k: ck.Kernels, case: dc.DspCase) -> np.ndarray:
     name = {"conv": "convolve", "dw": "depthwise_conv", "fc": "fully_connected"}.get(case.family)
     if case.kind == "add":
         return k.elementwise_add_s8(**case.args)
+    if case.is_pool:
+        return {"avgpool": k.avgpool_s8, "maxpool": k.max_pool_s8}[case.kind](**case.args)
     return getattr(k, f"{name}_s{case.bits}")(**case.twin_args(), decoy_seed=case.decoy_seed)
 
 
@@ -123,7 +131,7 @@ def test_choice_is_the_layout_functions(host_cases):
     """choose_kernel's data is gemm_filter_layout / depthwise_filter_layout / _kernel_bias of the filter, within
     bounds (_bounds_reason says ''), with the documented scratch sizes."""
     for case in host_cases:
-        if case.kind == "add":
+        if case.kind == "add" or case.is_pool:
             continue
         a, ch = case.args, case.choice
         dtype = "int4" if case.bits == 4 else "int8"
@@ -249,6 +257,124 @@ def test_add_every_input_pair(dsp, swap):
         c = dc.DspCase(0, "add", "pairs", a, elementwise_add_s8(**a), choose_kernel(*dc.add_graph(a), "dsp"))
         got = run_fast(dsp, c)
         assert np.array_equal(got, c.expected), (act, first_difference(got, c.expected))
+
+
+# ------------------------------------------------------------------------------------------------ pooling
+def test_pool_choice_is_the_fast_kernel_with_no_data(host_cases):
+    """choose_kernel on a pooling op of a dsp export: the _dsp kernel, fast, with no export-time data (the kernel
+    takes the portable one's arguments and falls back to it itself); a portable export keeps the portable one."""
+    pools = [c for c in host_cases if c.is_pool]
+    assert pools
+    for case in pools:
+        ch = case.choice
+        assert (ch.name, ch.fast, ch.reason) == (POOL_FAST[case.kind], True, ""), case.name
+        assert ch.filter_values is None and ch.kernel_bias is None and ch.table is None and ch.scratch_bytes == 0
+        assert not ch.swap_inputs
+        graph, op = dc.pool_graph(case.kind, case.args)
+        assert choose_kernel(graph, op, "portable").name == POOL_FAST[case.kind][:-4]
+
+
+@pytest.mark.parametrize("kind", dc.POOL_KINDS)
+def test_pool_every_padding_and_stride(dsp, kind):
+    """A 3x3 window: all 81 paddings (top, left, bottom, right) in 0..2 x the 4 stride pairs, at C = 8 (the
+    four-channel path) and C = 6 (the fallback), with and without a clamp: fast == twin == portable."""
+    rng = np.random.default_rng(12)
+    fast_fn = getattr(dsp, POOL_FAST[kind][4:])
+    portable_fn = dsp.avgpool_s8 if kind == "avgpool" else dsp.max_pool_s8
+    bad, n = [], 0
+    for c in (8, 6):
+        x = rng.integers(-128, 128, (2, 5, 6, c)).astype(np.int8)
+        for pad in itertools.product(range(3), repeat=4):
+            for stride, act in zip(dc.STRIDES, ((-128, 127), (-100, 120), (-128, 127), (-5, 40))):
+                args = dict(x=x, filter_hw=(3, 3), stride=stride, padding=pad, act_min=act[0], act_max=act[1])
+                want = dc.twin(kind)(**args)
+                got = fast_fn(**args)
+                n += 1
+                if not np.array_equal(got, want):
+                    bad.append(f"C {c} pad {pad} stride {stride} act {act}: {first_difference(got, want)}")
+                elif not np.array_equal(portable_fn(**args), want):
+                    bad.append(f"C {c} pad {pad} stride {stride} act {act}: the portable kernel differs")
+    assert n == 2 * 81 * 4
+    assert not bad, f"{len(bad)} of {n}:\n" + "\n".join(bad[:20])
+
+
+def test_pool_wrong_expected_output_is_caught(dsp, host_cases):
+    """The comparison is not idle for pooling: a case whose expected output is off by one in one element (on the
+    four-channel path and on the fallback, for both kernels) is reported, with that element."""
+    for kind in dc.POOL_KINDS:
+        cases = [c for c in host_cases if c.kind == kind]
+        assert not mismatches(dsp, cases)
+        picks = [next(c for c in cases if c.args["x"].shape[3] % 4 == 0 and c.expected.size > 8),
+                 next(c for c in cases if c.args["x"].shape[3] % 4 and c.expected.size > 8)]
+        for case in picks:
+            at = case.expected.size // 2 + 1
+            wrong = case.expected.copy().reshape(-1)
+            wrong[at] += 1 if wrong[at] < 127 else -1
+            perturbed = dc.DspCase(case.index, case.kind, case.label, case.args, wrong.reshape(case.expected.shape),
+                                   case.choice, case.decoy_seed)
+            bad = mismatches(dsp, [case, perturbed])
+            assert bad == [f"{case.name}: 1 of {case.expected.size} differ, first at {at}: "
+                           f"{int(case.expected.reshape(-1)[at])} != {int(wrong[at])}"], bad
+
+
+def _wrong_average(args, rule):
+    """The average under a plausible bug (`rule`), from the window sums and counts of dsp_cases.pool_windows."""
+    sums, counts = dc.pool_windows(args)
+    kh, kw = args["filter_hw"]
+    cnt = np.broadcast_to(counts[None, :, :, None], sums.shape)
+    if rule == "halfword sums":  # the four-channel path without its 255-tap limit: int16 lanes wrap
+        sums = (sums + 2**15) % 2**16 - 2**15
+    if rule == "window size":    # dividing by the window's size instead of the taps inside the input
+        cnt = np.full(sums.shape, kh * kw)
+    if rule == "ties up":        # floor(mean + 1/2): negative ties toward +inf
+        y = (2 * sums + cnt) // (2 * cnt)
+    elif rule == "truncate":
+        y = np.sign(sums) * (np.abs(sums) // cnt)
+    else:
+        y = np.sign(sums) * ((np.abs(sums) + cnt // 2) // cnt)
+    lo, hi = (-128, 127) if rule == "no clamp" else (args["act_min"], args["act_max"])
+    return np.clip(y, lo, hi).astype(np.int8)
+
+
+def _wrong_maximum(args, rule):
+    x = args["x"]
+    if rule == "unsigned lanes":  # USUB8 / an unsigned compare instead of SSUB8: 0xFF (-1) wins over 0..127
+        u = dc.twin("maxpool")(**dict(args, x=x.view(np.uint8).astype(np.int16), act_min=0, act_max=255))
+        return np.clip(u.astype(np.int16).astype(np.uint8).view(np.int8), args["act_min"], args["act_max"])
+    if rule == "start at 0":  # a running maximum starting at 0 instead of -128
+        y = np.maximum(dc.twin("maxpool")(**dict(args, act_min=-128, act_max=127)), 0)
+        return np.clip(y, args["act_min"], args["act_max"]).astype(np.int8)
+    if rule == "padding is 0":  # padding taking part as the value 0
+        pt, pl, pb, pr = args["padding"]
+        xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+        return dc.twin("maxpool")(**dict(args, x=xp, padding=(0, 0, 0, 0)))
+    assert rule == "no clamp"
+    return dc.twin("maxpool")(**dict(args, act_min=-128, act_max=127))
+
+
+@pytest.mark.parametrize("kind, rule", [("avgpool", r) for r in ("halfword sums", "window size", "ties up",
+                                                                  "truncate", "no clamp")] +
+                         [("maxpool", r) for r in ("unsigned lanes", "start at 0", "padding is 0", "no clamp")])
+def test_pool_cases_catch_plausible_bugs(dsp, host_cases, kind, rule):
+    """Each bug modelled in numpy gives outputs that differ from the kernels' on some cases where the four-channel
+    path runs (and, for the ones the fallback could have, on the fallback too): the cases can tell."""
+    wrong = _wrong_average if kind == "avgpool" else _wrong_maximum
+    cases = [c for c in host_cases if c.kind == kind]
+    caught = {}
+    for case in cases:
+        got = run_fast(dsp, case)
+        assert np.array_equal(got, case.expected), case.name
+        if not np.array_equal(got, wrong(case.args, rule)):
+            path = "fast" if case.args["x"].shape[3] % 4 == 0 and (
+                kind == "maxpool" or np.prod(case.args["filter_hw"]) <= 255) else "fallback"
+            caught.setdefault(path, []).append(case.label)
+    # halfword sums: the sums beyond int16 are where the kernel falls back for its tap limit (C % 4 == 0, more than
+    # 255 taps), and these are the cases that would catch a four-channel path without the limit; an unsigned lane
+    # compare is a bug of the four-channel path only
+    want = {"halfword sums": {"fallback"}, "unsigned lanes": {"fast"}}.get(rule, {"fast", "fallback"})
+    assert want <= set(caught), (rule, {k: len(v) for k, v in caught.items()})
+    if rule == "ties up":
+        assert "ties" in caught["fast"] and "ties" in caught["fallback"]
 
 
 # -------------------------------------------------------------------------------------- what the export refuses
