@@ -58,6 +58,15 @@ def zoo_float_hits(name: str, dataset: str, limit: int) -> int:
 
 @pytest.mark.slow
 @pytest.mark.tflm
+def assert_bitexact_on_cortex_m4(project: Path) -> None:
+    """The same exported project (dsp kernels) on the Cortex-M4 board: every test input matches."""
+    from flexround_mcu.toolchain import run_on_target
+
+    res = run_on_target(project, "cortex-m4", count_instructions=False)
+    assert res.lines[-1] == "SUMMARY inputs=20 mismatches=0", res.mismatch_lines[:5]
+    assert (res.inputs, res.mismatches, res.returncode) == (20, 0, 0)
+
+
 def test_ds_cnn_on_cortex_m7(shared_data, capsys, tmp_path, arm_tools):
     """FlexRound W4 per-tensor, first/last 8-bit (the defaults) at 30 iterations per block instead of 500, to keep
     the suite short. Measured by hand at the defaults (`flexround-mcu export ds_cnn --target cortex-m7`): float
@@ -84,6 +93,7 @@ def test_ds_cnn_on_cortex_m7(shared_data, capsys, tmp_path, arm_tools):
     assert acc["int_sim"] >= acc["float"] - 0.015
     assert abs(acc["int_sim"] - acc["fake_quant"]) <= 0.003
     assert r["bitexact"] == {"host_c": {"inputs": 20, "mismatches": 0}, "qemu": {"inputs": 20, "mismatches": 0}}
+    assert_bitexact_on_cortex_m4(tmp_path / "ds")
     assert r["instructions_per_inference"] > 0 and r["memory"]["flash_bytes"] > r["memory"]["weight_bytes"]
     bits = [la["bits"] for la in r["layers"] if la["bits"] is not None]  # the ops with weights
     assert bits[0] == bits[-1] == 8 and set(bits[1:-1]) == {4}
@@ -112,6 +122,7 @@ def test_pytorch_mobilenet_v2_through_torch_fx_on_cortex_m7(shared_data, capsys,
     assert r["calibration"] == {"dataset": "cifar10-calib", "images": 128, "same_as_evaluation": False}
     assert r["bitexact"]["qemu"] == {"inputs": 20, "mismatches": 0}
     assert r["bitexact"]["host_c"] == {"inputs": 20, "mismatches": 0}
+    assert_bitexact_on_cortex_m4(tmp_path / "fx")
     # trained for a few epochs on 4,000 images: far from good, far above chance (10%)
     assert acc["float"] >= 0.35 and acc["int_sim"] >= 0.30
     assert acc["int_sim"] >= acc["float"] - 0.03
