@@ -7,7 +7,7 @@
 Models: the MLPerf Tiny int8 ResNet-8 (pretrainedResnet_quant.tflite) exported through our C path as it is, and
 `flexround-mcu export resnet8` / `flexround-mcu export ds_cnn` at their defaults (FlexRound W4 per tensor, int4
 filters, first and last layers int8). Each is built with the dsp kernel set (the Cortex-M default) and, for the
-"before" column, with the portable C kernels. Instructions are counted by our QEMU TCG plugin over
+"before" column, with the portable C kernels (`--kernels portable`). Instructions are counted by our QEMU TCG plugin over
 frk_model_invoke only (flexround_mcu/toolchain/qemu.py): instruction counts, not cycles. Kernel code size: the
 .text of the frk_ kernel functions kept in the firmware after --gc-sections (nm -S on the ELF).
 
@@ -73,9 +73,9 @@ def export_mlperf(out: Path, inputs: int, kernels: str, target: str) -> tuple[Pa
     return export_c_project(g, out, x, y, target=target, kernels=kernels), g
 
 
-def export_cli(model: str, out: Path, inputs: int, iters: int | None) -> Path:
+def export_cli(model: str, out: Path, inputs: int, iters: int | None, kernels: str) -> Path:
     cmd = [str(REPO / ".venv/bin/flexround-mcu"), "export", model, "--target", "cortex-m7", "--out", str(out),
-           "--test-inputs", str(inputs), "--force"]
+           "--test-inputs", str(inputs), "--kernels", kernels, "--force"]
     if iters is not None:
         cmd += ["--iters", str(iters)]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -110,8 +110,8 @@ def main() -> int:
             projects[("mlperf-resnet8-int8", kernels)] = export_mlperf(tmp / f"mlperf-{kernels}", a.inputs, kernels,
                                                                        "cortex-m7")[0]
         for model, name in (("resnet8", "resnet8-flexround-w4"), ("ds_cnn", "ds_cnn-flexround-w4")):
-            out = export_cli(model, tmp / name, a.inputs, a.iters)
-            projects[(name, "dsp")] = out
+            for kernels in ("dsp", "portable"):  # the same quantization (seed 0) exported with either kernel set
+                projects[(name, kernels)] = export_cli(model, tmp / f"{name}-{kernels}", a.inputs, a.iters, kernels)
         for (name, kernels), project in projects.items():
             for target in a.targets:
                 m = measure(project, target)

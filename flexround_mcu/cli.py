@@ -188,11 +188,14 @@ A model that is not in the zoo needs its data and its declared preprocessing:
 @click.option("--qdrop", type=click.FloatRange(min=0, max=1, max_open=True), default=0.0, show_default=True,
               help="QDrop: probability of leaving an activation unquantized while a block learns.")
 @click.option("--emit-tflite", is_flag=True, help="Also write OUT/model.tflite (int8 / int4 weights) for TFLite Micro.")
+@click.option("--kernels", type=click.Choice(["dsp", "portable"]), default=None,
+              help="C kernels: dsp (Armv7E-M DSP instructions, the Cortex-M default) or portable (C99, the host "
+                   "default).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing output folder that is not a previous export.")
 def export(model, target, method, wbits, abits, granularity, first_last_8bit, weights, dataset, calib_dataset,
            input_scale, input_zero_point, input_shape, calib_size, eval_size, test_inputs, out, iters, lr, batch_size,
-           act_lr, qdrop, emit_tflite, seed, force):
+           act_lr, qdrop, emit_tflite, kernels, seed, force):
     from .workflow import ExportOptions, report_layer_table, run_export, summary_table
 
     report = run_export(ExportOptions(model=model, target=target, method=method, wbits=int(wbits),
@@ -200,7 +203,7 @@ def export(model, target, method, wbits, abits, granularity, first_last_8bit, we
                                       weights=str(weights) if weights else None, calib_size=calib_size,
                                       eval_size=eval_size, test_inputs=test_inputs, out=out, seed=seed,
                                       force=force, iters=iters, lr=lr, batch_size=batch_size, act_lr=act_lr,
-                                      drop_prob=qdrop, emit_tflite=emit_tflite, dataset=dataset,
+                                      drop_prob=qdrop, emit_tflite=emit_tflite, kernels=kernels, dataset=dataset,
                                       calib_dataset=calib_dataset, input_scale=input_scale,
                                       input_zero_point=input_zero_point, input_shape=input_shape))
     click.echo(summary_table(report))

@@ -20,6 +20,7 @@ import numpy as np
 
 from .errors import UserError
 from .ir import OpKind
+from .toolchain.targets import get_target
 
 MARKER = ".flexround-mcu-project"
 
@@ -46,6 +47,7 @@ class ExportOptions:
     act_lr: float | None = None  # LSQ: learn the activation steps during reconstruction at this lr (None: off)
     drop_prob: float = 0.0  # QDrop: probability of leaving an activation unquantized while a block learns
     emit_tflite: bool = False  # also write OUT/model.tflite (the QGraph as TFLite Micro runs it)
+    kernels: str | None = None  # the C kernel set: "dsp" or "portable" (codegen/kernels.py); None: the target's
     # Data: a known dataset name or a folder of .npy/.npz files (data/folder.py). Zoo models have defaults.
     dataset: str | None = None  # evaluation
     calib_dataset: str | None = None  # calibration
@@ -427,7 +429,7 @@ def run_export(opt: ExportOptions) -> dict:
 
     stage = out.parent / f".{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
     try:
-        export_c_project(qgraph, stage, x_int8[:n_test], expected, target=opt.target)
+        export_c_project(qgraph, stage, x_int8[:n_test], expected, target=opt.target, kernels=opt.kernels)
         if opt.emit_tflite:
             from .frontends.tflite import save_tflite
             save_tflite(qgraph, stage / "model.tflite")
@@ -444,7 +446,7 @@ def run_export(opt: ExportOptions) -> dict:
             qemu = {"inputs": device.inputs, "mismatches": device.mismatches}
             if not device.ok:
                 _say("\n".join(device.mismatch_lines[:5]))
-        memory = memory_report(qgraph, opt.target)  # the layouts of the target's kernels
+        memory = memory_report(qgraph, opt.target, opt.kernels)  # the layouts of the kernels the C runs
         plan = memory.arena
         wb = weight_bytes(qgraph, memory, qm.bits)
         report = {
@@ -452,7 +454,8 @@ def run_export(opt: ExportOptions) -> dict:
             "model_source": {"kind": info.kind, "source": info.source, "weights_found_in": info.weights_source},
             "input": {"shape_chw": list(info.input_shape), "scale": info.input_scale,
                       "zero_point": info.input_zero_point},
-            "target": opt.target, "method": opt.method, "wbits": opt.wbits,
+            "target": opt.target, "kernels": opt.kernels or get_target(opt.target).kernels,
+            "method": opt.method, "wbits": opt.wbits,
             "abits": opt.abits, "granularity": opt.granularity, "first_last_8bit": opt.first_last_8bit,
             "seed": opt.seed,
             "accuracy": {"dataset": f"{eval_set.name}" if opt.eval_size is None else f"{eval_set.name}[:{len(eval_set)}]",
@@ -498,7 +501,8 @@ def summary_table(report: dict) -> str:
     a, m, b = report["accuracy"], report["memory"], report["bitexact"]
     host = b["host_c"]
     rows = [
-        ("model / target", f"{report['model']} / {report['target']}"),
+        ("model / target", f"{report['model']} / {report['target']}"
+                           + (f" ({report['kernels']} kernels)" if report.get("kernels") else "")),
         ("method, weight bits", f"{report['method']}, W{report['wbits']}A{report['abits']} {report['granularity']}"
                                 f"{' (first/last 8-bit)' if report['first_last_8bit'] else ''}"),
         (f"accuracy on {a['dataset']} (n={a['n']})",

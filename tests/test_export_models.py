@@ -435,3 +435,19 @@ def test_input_scale_must_be_a_positive_number(capsys, tmp_path):
     for bad in ("0", "-1", "1/0", "abc"):
         line = fails_cleanly(capsys, "export", FX_FACTORY, "--input-scale", bad, "--out", str(tmp_path / "o"))
         assert "--input-scale" in line
+
+
+def test_kernel_set_option(shared_data, capsys, tmp_path):
+    """--kernels picks the C kernels (default: the target's); both builds are bit-exact with the simulator, and
+    report.json and model.c say which ran."""
+    host = export(capsys, "ds_cnn", tmp_path / "host", "--iters", "5", "--test-inputs", "5")
+    dsp = export(capsys, "ds_cnn", tmp_path / "dsp", "--iters", "5", "--test-inputs", "5", "--kernels", "dsp")
+    assert (host["kernels"], dsp["kernels"]) == ("portable", "dsp")
+    for r in (host, dsp):
+        assert r["bitexact"]["host_c"] == {"inputs": 5, "mismatches": 0}
+    assert "_dsp(" not in (tmp_path / "host" / "model.c").read_text()
+    assert (tmp_path / "dsp" / "model.c").read_text().count("frk_depthwise_conv_s4_dsp(") == 4
+    # the dsp layouts pad only the int4 depthwise filters: 9 taps in 5 words per group of 4 channels, 2 bytes more
+    # than 18 packed bytes, for 16 groups in each of the 4 depthwise layers (docs/arithmetic.md 6.2)
+    assert dsp["memory"]["weight_bytes"] == host["memory"]["weight_bytes"] + 4 * 16 * 2
+    assert main(["export", "ds_cnn", "--kernels", "fast", "--out", str(tmp_path / "x")]) != 0
