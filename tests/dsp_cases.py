@@ -60,8 +60,8 @@ EPILOGUE_KINDS = KINDS[:6]  # the kernels whose requantization is frk__output_st
 SCHEDULE = {
     "conv": (("general", 64), ("1x1-aligned", 8), ("1x1-other", 8), ("3x3", 8), ("10x4", 6), ("dilated", 4),
              ("wide", 4), ("ties", 8)),
-    "dw": (("general", 64), ("3x3", 6), ("5x5", 6), ("1x1", 2), ("64-taps", 2), ("63-taps", 2), ("wide", 2),
-           ("ties", 8)),
+    "dw": (("general", 64), ("3x3", 6), ("3x3-s1", 16), ("5x5", 6), ("1x1", 2), ("64-taps", 2), ("63-taps", 2),
+           ("wide", 2), ("ties", 8)),
     "fc": (("depth%8", 10), ("depth%4", 10), ("depth-odd", 14), ("wide", 2), ("ties", 8)),
     "add": (("tflm", 28), ("tflm-equal-scales", 4), ("non-tflm", 8), ("ties", 4)),
     "avgpool": (("general", 16), ("global", 6), ("2x2", 4), ("3x3", 8), ("c-other", 6), ("255-taps", 2),
@@ -348,6 +348,14 @@ def _conv_shape(d: Draw, family: str, bits: int, label: str, j: int) -> dict:
         else:
             pad = tuple(d.int(0, 2) for _ in range(4))
             h_w = (_window_sizes(d, kh, 1, pad[0], pad[2], max_size), _window_sizes(d, kw, 1, pad[1], pad[3], max_size))
+    elif label == "3x3-s1":  # DS-CNN's depthwise shape: every padding pattern once
+        kh = kw = 3
+        stride = (1, 1)
+        pattern = PAD_PATTERNS[j % 16]
+        pad = tuple(d.int(1, 2) if p else 0 for p in pattern)
+        max_size = 9
+        h_w = (_window_sizes(d, kh, 1, pad[0], pad[2], max_size), _window_sizes(d, kw, 1, pad[1], pad[3], max_size))
+        cin = d.pick([4, 8, 16])
     elif label == "10x4":  # DS-CNN's first layer (input 49x10x1, stride 2x2, SAME)
         kh, kw = 10, 4
         stride = STRIDES[j % 4]
@@ -387,7 +395,7 @@ def _conv_shape(d: Draw, family: str, bits: int, label: str, j: int) -> dict:
             cin = d.int(1, 5)
     else:
         raise ValueError(label)
-    if label in ("3x3", "5x5", "10x4"):
+    if label in ("3x3", "3x3-s1", "5x5", "10x4"):
         h, w = h_w
     else:
         h = _window_sizes(d, kh, dil[0], pad[0], pad[2], max_size)
@@ -747,6 +755,12 @@ def fast_epilogue(case) -> bool:
     return 1 <= e <= 22 and abs(int(case.args["output_offset"])) << e < 1 << 29
 
 
+def stride1_3x3(case) -> bool:
+    """A depthwise case of DS-CNN's and MobileNet's shape: 3x3, stride 1, no dilation."""
+    return case.family == "dw" and case.args["w"].shape[1:3] == (3, 3) and tuple(case.args["stride"]) == (1, 1) \
+        and tuple(case.args["dilation"]) == (1, 1)
+
+
 def coverage_problems(cases) -> list[str]:
     """What the issue asks the cases to cover and these cases miss ([] when they cover it all)."""
     problems: list[str] = []
@@ -795,9 +809,18 @@ def coverage_problems(cases) -> list[str]:
         clamped = [c for c in cs if (c.args["act_min"], c.args["act_max"]) != (-128, 127)]
         need(any(fast_epilogue(c) for c in clamped), f"{kind}: the per-tensor fast epilogue with a clamp")
         need(any(not fast_epilogue(c) for c in clamped), f"{kind}: the general epilogue with a clamp")
-        if kind.startswith("dw"):  # the 3x3 per-tensor path is one asm block (frk__dw_channels9)
-            need(any(fast_epilogue(c) and c.args["w"].shape[1:3] == (3, 3) for c in clamped),
-                 f"{kind}: 3x3, per tensor, clamped")
+        if kind.startswith("dw"):
+            # 3x3 (one asm block per group of channels, frk__dw_channels9): strided, and stride 1 in every way
+            plane = [c for c in cs if stride1_3x3(c)]
+            need(any(fast_epilogue(c) and c.args["w"].shape[1:3] == (3, 3) and not stride1_3x3(c) for c in clamped),
+                 f"{kind}: 3x3 strided, per tensor, clamped")
+            need(any(fast_epilogue(c) for c in plane) and any(np.size(c.args["multiplier"]) > 1 for c in plane),
+                 f"{kind}: 3x3 stride 1 with per-tensor and per-channel requantization")
+            need(any(c.expected.shape[2] % 2 for c in plane) and any(c.expected.shape[2] % 2 == 0 for c in plane),
+                 f"{kind}: 3x3 stride 1 with odd and even output widths")
+            need(len({tuple(p > 0 for p in c.args["padding"]) for c in plane}) >= 4,
+                 f"{kind}: 3x3 stride 1 with several padding patterns")
+            need(any(c.args["x"].shape[0] > 1 for c in plane), f"{kind}: 3x3 stride 1, batch > 1")
     adds = by_kind["add"]
     need(any(c.choice.swap_inputs for c in adds) and any(not c.choice.swap_inputs for c in adds),
          "add: the half-scale input first and second")
