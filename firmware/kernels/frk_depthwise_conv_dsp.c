@@ -223,18 +223,16 @@ static FRK_ALWAYS_INLINE void frk__dw_channels9(const int8_t *const *taps, int32
         const int8_t *pt;
         uint32_t wv, wt, x, xt;
         int32_t a0, a1, a2, a3;
+        a0 = kernel_bias[0], a1 = kernel_bias[1], a2 = kernel_bias[2], a3 = kernel_bias[3];
         if (wbits == 8) {
-            a0 = kernel_bias[0], a1 = kernel_bias[1], a2 = kernel_bias[2], a3 = kernel_bias[3];
             __asm__ volatile(FRK_DW_TAP_S8 FRK_DW_TAP_S8 FRK_DW_TAP_S8 FRK_DW_TAP_S8 FRK_DW_TAP_S8 FRK_DW_TAP_S8
                              FRK_DW_TAP_S8 FRK_DW_TAP_S8 FRK_DW_TAP_S8 FRK_DW_OPERANDS);
             frk__dw_store4(output + g, 2 * a0, 2 * a1, 2 * a2, 2 * a3, rq, min4, max4);
-        } else {
-            a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        } else { /* the accumulators hold 16 * (bias + sum): >> 3 gives twice the sum exactly */
             __asm__ volatile(FRK_DW_PAIR_S4 FRK_DW_PAIR_S4 FRK_DW_PAIR_S4 FRK_DW_PAIR_S4 FRK_DW_LAST_S4
                              FRK_DW_OPERANDS);
-            frk__dw_store4(output + g, frk__asr32(a0, 3) + 2 * kernel_bias[0], frk__asr32(a1, 3) + 2 * kernel_bias[1],
-                           frk__asr32(a2, 3) + 2 * kernel_bias[2], frk__asr32(a3, 3) + 2 * kernel_bias[3], rq, min4,
-                           max4);
+            frk__dw_store4(output + g, frk__asr32(a0, 3), frk__asr32(a1, 3), frk__asr32(a2, 3), frk__asr32(a3, 3), rq,
+                           min4, max4);
         }
     }
 }
@@ -269,6 +267,14 @@ static FRK_ALWAYS_INLINE void frk__depthwise_dsp(const frk_conv_params *params, 
     const int8_t *taps[FRK_DEPTHWISE_DSP_MAX_TAPS];
     int32_t b, oy, ox, ky, kx, g, t, j;
 
+    const int32_t row_reach = (k_h - 1) * params->dilation_h, col_reach = (k_w - 1) * params->dilation_w;
+    int32_t tap_offset[FRK_DEPTHWISE_DSP_MAX_TAPS];
+
+    for (ky = 0, t = 0; ky < k_h; ++ky) {
+        for (kx = 0; kx < k_w; ++kx) {
+            tap_offset[t++] = (ky * params->dilation_h * in_w + kx * params->dilation_w) * chans;
+        }
+    }
     frk__fill_s8(scratch, frk__splat_s8(-params->input_offset), chans);
     for (b = 0; b < input_dims->n; ++b) {
         const int8_t *image = input + b * in_h * in_w * chans;
@@ -276,19 +282,27 @@ static FRK_ALWAYS_INLINE void frk__depthwise_dsp(const frk_conv_params *params, 
             const int32_t iy_origin = oy * params->stride_h - params->pad_top;
             for (ox = 0; ox < out_w; ++ox) {
                 const int32_t ix_origin = ox * params->stride_w - params->pad_left;
-                t = 0;
-                for (ky = 0; ky < k_h; ++ky) {
-                    /* unsigned compares: one test for 0 <= i < n */
-                    const int32_t iy = iy_origin + ky * params->dilation_h;
-                    if ((uint32_t)iy >= (uint32_t)in_h) {
-                        for (kx = 0; kx < k_w; ++kx) {
-                            taps[t++] = scratch;
-                        }
-                        continue;
+                if (iy_origin >= 0 && iy_origin + row_reach < in_h && ix_origin >= 0 && ix_origin + col_reach < in_w) {
+                    /* the whole window inside: the taps are fixed offsets from its first one */
+                    const int8_t *first = image + (iy_origin * in_w + ix_origin) * chans;
+                    for (t = 0; t < taps_n; ++t) {
+                        taps[t] = first + tap_offset[t];
                     }
-                    for (kx = 0; kx < k_w; ++kx) {
-                        const int32_t ix = ix_origin + kx * params->dilation_w;
-                        taps[t++] = (uint32_t)ix < (uint32_t)in_w ? image + (iy * in_w + ix) * chans : scratch;
+                } else {
+                    t = 0;
+                    for (ky = 0; ky < k_h; ++ky) {
+                        /* unsigned compares: one test for 0 <= i < n */
+                        const int32_t iy = iy_origin + ky * params->dilation_h;
+                        if ((uint32_t)iy >= (uint32_t)in_h) {
+                            for (kx = 0; kx < k_w; ++kx) {
+                                taps[t++] = scratch;
+                            }
+                            continue;
+                        }
+                        for (kx = 0; kx < k_w; ++kx) {
+                            const int32_t ix = ix_origin + kx * params->dilation_w;
+                            taps[t++] = (uint32_t)ix < (uint32_t)in_w ? image + (iy * in_w + ix) * chans : scratch;
+                        }
                     }
                 }
 #if FRK_DSP_ASM_LOOPS
@@ -302,11 +316,9 @@ static FRK_ALWAYS_INLINE void frk__depthwise_dsp(const frk_conv_params *params, 
 #endif
                 for (g = 0; g < chans; g += 4) {
                     const uint8_t *w = (const uint8_t *)filter + (g / 4) * group_bytes;
-                    int32_t acc[4] = {0, 0, 0, 0};
-                    if (wbits == 8) {
-                        acc[0] = kernel_bias[g], acc[1] = kernel_bias[g + 1];
-                        acc[2] = kernel_bias[g + 2], acc[3] = kernel_bias[g + 3];
-                    }
+                    int32_t acc[4];
+                    acc[0] = kernel_bias[g], acc[1] = kernel_bias[g + 1]; /* int4: 16 * the bias (6.2) */
+                    acc[2] = kernel_bias[g + 2], acc[3] = kernel_bias[g + 3];
                     if (taps_n == 9) {
 #if FRK_DSP_ASM_LOOPS
                         frk__dw_group9(taps, g, w, wbits, acc);
@@ -319,11 +331,8 @@ static FRK_ALWAYS_INLINE void frk__depthwise_dsp(const frk_conv_params *params, 
                     if (fast_epilogue) {
                         /* 2 * acc (int4: 16 * sum >> 3 is 2 * sum exactly, plus 2 * bias); |acc| < 2^30 */
                         if (wbits == 4) {
-                            frk__dw_store4(output + g,
-                                           frk__asr32(acc[0], 3) + 2 * kernel_bias[g],
-                                           frk__asr32(acc[1], 3) + 2 * kernel_bias[g + 1],
-                                           frk__asr32(acc[2], 3) + 2 * kernel_bias[g + 2],
-                                           frk__asr32(acc[3], 3) + 2 * kernel_bias[g + 3], &fast, min4, max4);
+                            frk__dw_store4(output + g, frk__asr32(acc[0], 3), frk__asr32(acc[1], 3),
+                                           frk__asr32(acc[2], 3), frk__asr32(acc[3], 3), &fast, min4, max4);
                         } else {
                             frk__dw_store4(output + g, 2 * acc[0], 2 * acc[1], 2 * acc[2], 2 * acc[3], &fast, min4,
                                            max4);
@@ -331,11 +340,9 @@ static FRK_ALWAYS_INLINE void frk__depthwise_dsp(const frk_conv_params *params, 
                         continue;
                     }
                     if (wbits == 4) {
-                        /* 16 * sum(w*x): exact in int32 (checked at export), shifted back before the bias. */
-                        acc[0] = frk__asr32(acc[0], 4) + kernel_bias[g];
-                        acc[1] = frk__asr32(acc[1], 4) + kernel_bias[g + 1];
-                        acc[2] = frk__asr32(acc[2], 4) + kernel_bias[g + 2];
-                        acc[3] = frk__asr32(acc[3], 4) + kernel_bias[g + 3];
+                        /* 16 * (bias + sum(w*x)): exact in int32 (checked at export), shifted back exactly */
+                        acc[0] = frk__asr32(acc[0], 4), acc[1] = frk__asr32(acc[1], 4);
+                        acc[2] = frk__asr32(acc[2], 4), acc[3] = frk__asr32(acc[3], 4);
                     }
                     if (per_channel) {
                         for (j = 0; j < 4; ++j) {
@@ -373,7 +380,8 @@ void frk_depthwise_conv_s8_dsp(const frk_conv_params *params, const int32_t *mul
 /*
  * frk_depthwise_conv_s4_dsp: frk_depthwise_conv_s4's outputs under the same conditions, with the filter as
  * words, for each group of 4 channels one per pair of taps (t, t+1): byte i holds w[t][c+i] in its low nibble
- * and w[t+1][c+i] in its high nibble (0 past the last tap): [C/4, ceil(KH*KW/2), 4] bytes (6.2).
+ * and w[t+1][c+i] in its high nibble (0 past the last tap): [C/4, ceil(KH*KW/2), 4] bytes (6.2), and
+ * kernel_bias 16 * (bias + input_offset * sum(w)): the accumulators start there and hold 16 times the sum.
  */
 void frk_depthwise_conv_s4_dsp(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
                                int32_t per_channel, const frk_dims *input_dims, const int8_t *input,

@@ -159,10 +159,17 @@ def choose_kernel(graph: QGraph, op, kernels: str) -> KernelChoice:
             return KernelChoice(portable, False, f"{taps} taps exceed {DEPTHWISE_MAX_TAPS}")
         rows = w.data.reshape(taps, c).T  # [C, T]: each channel's taps
         why = _bounds_reason(rows, bias, input_offset, shift, w.dtype)
+        kernel_bias = _kernel_bias(rows, bias, input_offset).astype(np.int64)
+        if w.dtype == "int4":
+            # the int4 kernel starts its accumulators at 16 * kernel_bias (6.2): that sum must stay in int32 too
+            kernel_bias *= 16
+            if not why and np.any(np.abs(kernel_bias) + 16 * 128 * np.abs(rows.astype(np.int64)).sum(axis=1)
+                                  >= _LIMIT_2_31):
+                why = "16 * (|bias + input_offset*sum(w)| + 128*sum|w|) reaches 2^31 (the int4 core's scaled sum)"
         if why:
             return KernelChoice(portable, False, why)
         return KernelChoice(portable + "_dsp", True, filter_values=depthwise_filter_layout(w.data, w.dtype),
-                            kernel_bias=_kernel_bias(rows, bias, input_offset), scratch_bytes=c)
+                            kernel_bias=kernel_bias.astype(np.int32), scratch_bytes=c)
 
     rows = w.data.reshape(cout, -1)
     why = _bounds_reason(rows, bias, input_offset, shift, w.dtype)
