@@ -306,8 +306,9 @@ static inline int8_t frk__output_stage_tensor(int32_t acc, const frk__rq_tensor 
  * (k+1, k+3), so the order inside each pair does not matter to SMLAD.
  * frk__block2_s8 / frk__block2_s4 add to acc[0..3] the dot products (row0, col0), (row0, col1), (row1, col0),
  * (row1, col1) over `groups` groups of 4 (int8) or 8 (int4) values; frk__block1_* do one row (acc[0..1]).
- * On Arm the two-row loops are inline asm: 21 instructions per 16 MACs (int8) and 46 per 32 MACs (int4) in 13
- * registers, where GCC 12's own allocation spills accumulators to the stack (27 and 60). They need the frame
+ * On Arm the two-row loops are inline asm: 21 instructions per 16 MACs (int8, 13 registers) and 44 per 32 MACs
+ * (int4, 14 registers: the 0xF0F0F0F0 mask in one, so `AND t, mask, w, LSL #4` takes the low nibbles in one
+ * instruction), where GCC 12's own allocation spills accumulators to the stack (27 and 60). They need the frame
  * pointer free (any -O level but -O0, no -fno-omit-frame-pointer); otherwise the C loop below is used. */
 #if FRK_DSP_ASM && defined(__OPTIMIZE__)
 #define FRK_DSP_ASM_LOOPS 1
@@ -397,8 +398,9 @@ static FRK_ALWAYS_INLINE void frk__block2_s4(const uint8_t *w, const int8_t *col
     int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
 #if FRK_DSP_ASM_LOOPS
     uint32_t xa, xb, t0, t1, t2, t3;
+    const uint32_t mask = 0xF0F0F0F0u;
     /* Per group: columns k0..3, rows' lower nibbles; columns k4..7, rows' upper nibbles (each row word is
-     * loaded twice, which keeps the loop in 13 registers). */
+     * loaded twice, which keeps the loop in 14 registers). */
     __asm__ volatile(
         "1:\n\t"
         "ldrd   %[xa], %[xb], [%[c]], #8\n\t"
@@ -407,8 +409,7 @@ static FRK_ALWAYS_INLINE void frk__block2_s4(const uint8_t *w, const int8_t *col
         "sxtb16 %[xa], %[xa], ror #8\n\t"
         "sxtb16 %[t1], %[xb]\n\t"
         "sxtb16 %[xb], %[xb], ror #8\n\t"
-        "lsl    %[t2], %[t2], #4\n\t"
-        "and    %[t2], %[t2], #0xF0F0F0F0\n\t"
+        "and    %[t2], %[m], %[t2], lsl #4\n\t"
         "sxtb16 %[t3], %[t2]\n\t"
         "sxtb16 %[t2], %[t2], ror #8\n\t"
         "smlad  %[a00], %[t3], %[t0], %[a00]\n\t"
@@ -416,8 +417,7 @@ static FRK_ALWAYS_INLINE void frk__block2_s4(const uint8_t *w, const int8_t *col
         "smlad  %[a01], %[t3], %[t1], %[a01]\n\t"
         "smlad  %[a01], %[t2], %[xb], %[a01]\n\t"
         "ldr    %[t2], [%[w], #4]\n\t"
-        "lsl    %[t2], %[t2], #4\n\t"
-        "and    %[t2], %[t2], #0xF0F0F0F0\n\t"
+        "and    %[t2], %[m], %[t2], lsl #4\n\t"
         "sxtb16 %[t3], %[t2]\n\t"
         "sxtb16 %[t2], %[t2], ror #8\n\t"
         "smlad  %[a10], %[t3], %[t0], %[a10]\n\t"
@@ -450,7 +450,7 @@ static FRK_ALWAYS_INLINE void frk__block2_s4(const uint8_t *w, const int8_t *col
         : [a00] "+r"(a00), [a01] "+r"(a01), [a10] "+r"(a10), [a11] "+r"(a11), [c] "+r"(cols), [w] "+r"(w),
           [n] "+r"(groups), [xa] "=&r"(xa), [xb] "=&r"(xb), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2),
           [t3] "=&r"(t3)
-        :
+        : [m] "r"(mask)
         : "cc", "memory");
 #else
     for (; groups > 0; --groups) {
