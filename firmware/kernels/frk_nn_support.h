@@ -99,6 +99,15 @@ static inline int8_t frk__output_stage(int32_t acc, int32_t multiplier, int32_t 
     return (int8_t)(y + output_offset);
 }
 
+/* The part [*start, *end) of filter offsets 0..k-1 that lands inside [0, size) for a window whose first tap
+ * is at `origin` (possibly negative, in the padding). The range is empty (*end <= *start) for a window that
+ * lies entirely in the padding. The pooling kernels' window bounds. */
+static inline void frk__valid_range(int32_t origin, int32_t k, int32_t size, int32_t *start, int32_t *end)
+{
+    *start = origin < 0 ? -origin : 0;
+    *end = size - origin < k ? size - origin : k;
+}
+
 /* int4 (s4) filters: two's-complement nibbles packed densely over the whole tensor (docs/arithmetic.md 1):
  * element i of the flattened filter is the low nibble of byte i >> 1 when i is even, the high nibble when i is
  * odd. The kernels take the bytes as `const uint8_t *` and read them through `const int8_t *` (the signed and

@@ -6,13 +6,6 @@
 #include "frk_dsp_support.h"
 #include "frk_nn.h"
 
-/* The part [*start, *end) of filter offsets 0..k-1 that lands inside [0, size) (as in frk_pooling_s8.c). */
-static void frk__pool_range(int32_t origin, int32_t k, int32_t size, int32_t *start, int32_t *end)
-{
-    *start = origin < 0 ? -origin : 0;
-    *end = size - origin < k ? size - origin : k;
-}
-
 /*
  * frk_avgpool_s8's outputs. Channels go four at a time: per tap one word of input and two SXTAB16 into halfword
  * sums of channels (c, c+2) and (c+1, c+3), exact while a window has at most 255 taps (|sum| <= 255 * 128 <
@@ -34,11 +27,11 @@ void frk_avgpool_s8_dsp(const frk_pool_params *params, const frk_dims *input_dim
         for (oy = 0; oy < output_dims->h; ++oy) {
             const int32_t iy0 = oy * params->stride_h - params->pad_top;
             int32_t ky_start, ky_end;
-            frk__pool_range(iy0, filter_h, in_h, &ky_start, &ky_end);
+            frk__valid_range(iy0, filter_h, in_h, &ky_start, &ky_end);
             for (ox = 0; ox < output_dims->w; ++ox) {
                 const int32_t ix0 = ox * params->stride_w - params->pad_left;
                 int32_t kx_start, kx_end, count;
-                frk__pool_range(ix0, filter_w, in_w, &kx_start, &kx_end);
+                frk__valid_range(ix0, filter_w, in_w, &kx_start, &kx_end);
                 count = (ky_end > ky_start && kx_end > kx_start) ? (ky_end - ky_start) * (kx_end - kx_start) : 0;
                 for (c = 0; c < chans; c += 4) {
                     uint32_t s02 = 0, s13 = 0;
@@ -88,11 +81,11 @@ void frk_max_pool_s8_dsp(const frk_pool_params *params, const frk_dims *input_di
         for (oy = 0; oy < output_dims->h; ++oy) {
             const int32_t iy0 = oy * params->stride_h - params->pad_top;
             int32_t ky_start, ky_end;
-            frk__pool_range(iy0, filter_h, in_h, &ky_start, &ky_end);
+            frk__valid_range(iy0, filter_h, in_h, &ky_start, &ky_end);
             for (ox = 0; ox < output_dims->w; ++ox) {
                 const int32_t ix0 = ox * params->stride_w - params->pad_left;
                 int32_t kx_start, kx_end;
-                frk__pool_range(ix0, filter_w, in_w, &kx_start, &kx_end);
+                frk__valid_range(ix0, filter_w, in_w, &kx_start, &kx_end);
                 for (c = 0; c < chans; c += 4) {
                     uint32_t m = 0x80808080u; /* -128 in every lane */
                     for (ky = ky_start; ky < ky_end; ++ky) {

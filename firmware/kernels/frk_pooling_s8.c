@@ -5,15 +5,6 @@
 #include "frk_nn.h"
 #include "frk_nn_support.h"
 
-/* The part [*start, *end) of filter offsets 0..k-1 that lands inside [0, size) for a window whose first tap
- * is at `origin` (possibly negative, in the padding). The range is empty (*end <= *start) for a window that
- * lies entirely in the padding. */
-static void frk__valid_range(int32_t origin, int32_t k, int32_t size, int32_t *start, int32_t *end)
-{
-    *start = origin < 0 ? -origin : 0;
-    *end = size - origin < k ? size - origin : k;
-}
-
 /*
  * frk_avgpool_s8 - for every output (n, oy, ox, c), over the set V of window taps inside the input
  * (padding excluded) with cnt = |V| counted per output position:
