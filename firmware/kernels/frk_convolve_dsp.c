@@ -88,6 +88,30 @@ static void frk__im2col_s8(const frk_conv_params *params, const frk_dims *input_
     frk__put_byte_fill(col, k, 0, k_pad - k);
 }
 
+/* The two pixels' outputs of one channel when the layer is not all per-tensor-fast: a channel whose own
+ * (multiplier, shift) allows it still takes the folded epilogue (frk__rq_tensor_for), others the general one. */
+static FRK_ALWAYS_INLINE void frk__store_channel(int8_t *out0, int8_t *out1, int32_t two, int32_t acc0, int32_t acc1,
+                                                 int32_t per_channel, const int32_t *multiplier, const int32_t *shift,
+                                                 const frk__rq *rq_tensor, int32_t output_offset, int32_t act_min,
+                                                 int32_t act_max, int32_t lo, int32_t hi)
+{
+    frk__rq_tensor fast;
+    if (per_channel && frk__rq_tensor_for(0, *multiplier, *shift, output_offset, act_min, act_max, &fast)) {
+        *out0 = frk__output_stage_tensor(acc0, &fast);
+        if (two) {
+            *out1 = frk__output_stage_tensor(acc1, &fast);
+        }
+        return;
+    }
+    {
+        const frk__rq rq = per_channel ? frk__rq_for(*multiplier, *shift) : *rq_tensor;
+        *out0 = frk__output_stage_dsp(acc0, &rq, output_offset, lo, hi);
+        if (two) {
+            *out1 = frk__output_stage_dsp(acc1, &rq, output_offset, lo, hi);
+        }
+    }
+}
+
 /*
  * Shared body of frk_convolve_s8_dsp (wbits 8) and frk_convolve_s4_dsp (wbits 4); wbits is a constant at both
  * call sites. Output pixels are taken two at a time and output channels two at a time: a 2x2 block of
@@ -132,7 +156,6 @@ static FRK_ALWAYS_INLINE void frk__convolve_dsp(const frk_conv_params *params, c
             frk__im2col_s8(params, input_dims, image, k_h, k_w, p1 / out_w, p1 % out_w, k_pad, scratch + 4);
             for (c = 0; c < out_c; c += 2) {
                 const int32_t pair = c + 1 < out_c;
-                const frk__rq rq0 = per_channel ? frk__rq_for(multiplier[c], shift[c]) : rq_tensor;
                 const int32_t bias0 = kernel_bias[c];
                 const int32_t bias1 = pair ? kernel_bias[c + 1] : 0;
                 int32_t acc[4];
@@ -169,16 +192,12 @@ static FRK_ALWAYS_INLINE void frk__convolve_dsp(const frk_conv_params *params, c
                     }
                     continue;
                 }
-                out0[c] = frk__output_stage_dsp(acc[0], &rq0, output_offset, lo, hi);
-                if (two) {
-                    out1[c] = frk__output_stage_dsp(acc[1], &rq0, output_offset, lo, hi);
-                }
+                frk__store_channel(out0 + c, out1 + c, two, acc[0], acc[1], per_channel, multiplier + c, shift + c,
+                                   &rq_tensor, output_offset, params->act_min, params->act_max, lo, hi);
                 if (pair) {
-                    const frk__rq rq1 = per_channel ? frk__rq_for(multiplier[c + 1], shift[c + 1]) : rq_tensor;
-                    out0[c + 1] = frk__output_stage_dsp(acc[2], &rq1, output_offset, lo, hi);
-                    if (two) {
-                        out1[c + 1] = frk__output_stage_dsp(acc[3], &rq1, output_offset, lo, hi);
-                    }
+                    frk__store_channel(out0 + c + 1, out1 + c + 1, two, acc[2], acc[3], per_channel, multiplier + c + 1,
+                                       shift + c + 1, &rq_tensor, output_offset, params->act_min, params->act_max, lo,
+                                       hi);
                 }
             }
         }
