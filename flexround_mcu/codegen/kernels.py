@@ -106,23 +106,31 @@ def depthwise_filter_layout(w: np.ndarray, dtype: str) -> np.ndarray:
 
 
 # -------------------------------------------------------------------------------------------------- checks
-def _bounds_reason(w2d: np.ndarray, bias: np.ndarray, input_offset: int, shift: np.ndarray, dtype: str) -> str:
-    """'' when the fast kernels are exact for these rows (6.1), else why not."""
+def _bounds_reason(w2d: np.ndarray, bias: np.ndarray, input_offset: int, shift: np.ndarray, dtype: str,
+                   int4_seeded: bool = False) -> str:
+    """'' when the fast kernels are exact for these rows (6.1), else why not. int4_seeded: the int4 kernel starts
+    its accumulators at 16 * kernel_bias (depthwise, 6.2), so that term counts in its scaled sum too."""
     abs_w = np.abs(w2d.astype(np.int64)).sum(axis=1)
     left = np.maximum(np.broadcast_to(np.asarray(shift, np.int64), abs_w.shape), 0)
     acc_bound = np.abs(bias.astype(np.int64)) + 255 * abs_w
     if np.any(acc_bound * (np.int64(1) << left) >= _LIMIT_2_30):
         return "the accumulator bound |bias| + 255*sum|w| (times 2^shift) reaches 2^30"
-    kernel_bias = bias.astype(np.int64) + input_offset * w2d.astype(np.int64).sum(axis=1)
+    kernel_bias = _kernel_bias64(w2d, bias, input_offset)
     if np.any(np.abs(kernel_bias) >= _LIMIT_2_31):
         return "bias + input_offset*sum(w) does not fit int32"
-    if dtype == "int4" and np.any(16 * 128 * abs_w >= _LIMIT_2_31):
-        return "16*128*sum|w| reaches 2^31 (the int4 core's scaled sum)"
+    seed = np.abs(kernel_bias) if int4_seeded else 0
+    if dtype == "int4" and np.any(16 * (seed + 128 * abs_w) >= _LIMIT_2_31):
+        return ("16 * (|bias + input_offset*sum(w)| + 128*sum|w|) reaches 2^31 (the int4 core's scaled sum)"
+                if int4_seeded else "16*128*sum|w| reaches 2^31 (the int4 core's scaled sum)")
     return ""
 
 
+def _kernel_bias64(w2d: np.ndarray, bias: np.ndarray, input_offset: int) -> np.ndarray:
+    return bias.astype(np.int64) + input_offset * w2d.astype(np.int64).sum(axis=1)
+
+
 def _kernel_bias(w2d: np.ndarray, bias: np.ndarray, input_offset: int) -> np.ndarray:
-    return (bias.astype(np.int64) + input_offset * w2d.astype(np.int64).sum(axis=1)).astype(np.int32)
+    return _kernel_bias64(w2d, bias, input_offset).astype(np.int32)
 
 
 # ------------------------------------------------------------------------------------------------- choice
@@ -146,7 +154,6 @@ def choose_kernel(graph: QGraph, op, kernels: str) -> KernelChoice:
     bias = np.asarray(bias, np.int64).reshape(-1)
     input_offset = -int(x.zero_point[0])
     shift = np.atleast_1d(np.asarray(op.params.shift, np.int64))
-    group = 4 if w.dtype == "int8" else 8
 
     if op.kind == OpKind.DEPTHWISE_CONV_2D:
         c = w.shape[-1]
@@ -158,24 +165,19 @@ def choose_kernel(graph: QGraph, op, kernels: str) -> KernelChoice:
         if taps > DEPTHWISE_MAX_TAPS:
             return KernelChoice(portable, False, f"{taps} taps exceed {DEPTHWISE_MAX_TAPS}")
         rows = w.data.reshape(taps, c).T  # [C, T]: each channel's taps
-        why = _bounds_reason(rows, bias, input_offset, shift, w.dtype)
-        kernel_bias = _kernel_bias(rows, bias, input_offset).astype(np.int64)
-        if w.dtype == "int4":
-            # the int4 kernel starts its accumulators at 16 * kernel_bias (6.2): that sum must stay in int32 too
-            kernel_bias *= 16
-            if not why and np.any(np.abs(kernel_bias) + 16 * 128 * np.abs(rows.astype(np.int64)).sum(axis=1)
-                                  >= _LIMIT_2_31):
-                why = "16 * (|bias + input_offset*sum(w)| + 128*sum|w|) reaches 2^31 (the int4 core's scaled sum)"
+        why = _bounds_reason(rows, bias, input_offset, shift, w.dtype, int4_seeded=True)
         if why:
             return KernelChoice(portable, False, why)
+        scale = 16 if w.dtype == "int4" else 1  # the int4 kernel's accumulators start at 16 * kernel_bias (6.2)
         return KernelChoice(portable + "_dsp", True, filter_values=depthwise_filter_layout(w.data, w.dtype),
-                            kernel_bias=kernel_bias.astype(np.int32), scratch_bytes=c)
+                            kernel_bias=(scale * _kernel_bias64(rows, bias, input_offset)).astype(np.int32),
+                            scratch_bytes=c)
 
     rows = w.data.reshape(cout, -1)
     why = _bounds_reason(rows, bias, input_offset, shift, w.dtype)
     if why:
         return KernelChoice(portable, False, why)
-    k_pad = _round_up(rows.shape[1], group)
+    k_pad = _round_up(rows.shape[1], 4 if w.dtype == "int8" else 8)
     return KernelChoice(portable + "_dsp", True, filter_values=gemm_filter_layout(rows, w.dtype),
                         kernel_bias=_kernel_bias(rows, bias, input_offset),
                         scratch_bytes=2 * k_pad)  # two im2col columns, interleaved
