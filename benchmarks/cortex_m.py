@@ -64,13 +64,15 @@ def kernel_text_bytes(elf: Path) -> int:
     return total
 
 
-def export_mlperf(out: Path, inputs: int, kernels: str, target: str) -> tuple[Path, object]:
+def export_mlperf(tmp: Path, inputs: int) -> dict[str, Path]:
+    """The MLPerf int8 ResNet-8 exported with each kernel set (one load and one simulation for both)."""
     tflite = Path(os.environ["FLEXROUND_MCU_DATA"]) / "mlperf_tiny/ic/pretrainedResnet_quant.tflite"
     g = load_tflite(tflite)
     t_in = g.tensors[g.inputs[0]]
     x = load_dataset("cifar10-test-5000", limit=inputs).quantize_input(float(t_in.scale[0]), int(t_in.zero_point[0]))
     y = Simulator(g).run(x)[g.outputs[0]]
-    return export_c_project(g, out, x, y, target=target, kernels=kernels), g
+    return {k: export_c_project(g, tmp / f"mlperf-{k}", x, y, target="cortex-m7", kernels=k)
+            for k in ("dsp", "portable")}
 
 
 def export_cli(model: str, out: Path, inputs: int, iters: int | None, kernels: str) -> Path:
@@ -106,9 +108,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="flexround-bench-") as tmp:
         tmp = Path(tmp)
         projects = {}
-        for kernels in ("dsp", "portable"):
-            projects[("mlperf-resnet8-int8", kernels)] = export_mlperf(tmp / f"mlperf-{kernels}", a.inputs, kernels,
-                                                                       "cortex-m7")[0]
+        for kernels, project in export_mlperf(tmp, a.inputs).items():
+            projects[("mlperf-resnet8-int8", kernels)] = project
         for model, name in (("resnet8", "resnet8-flexround-w4"), ("ds_cnn", "ds_cnn-flexround-w4")):
             for kernels in ("dsp", "portable"):  # the same quantization (seed 0) exported with either kernel set
                 projects[(name, kernels)] = export_cli(model, tmp / f"{name}-{kernels}", a.inputs, a.iters, kernels)
