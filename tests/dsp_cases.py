@@ -810,10 +810,13 @@ def coverage_problems(cases) -> list[str]:
         need(any(fast_epilogue(c) for c in clamped), f"{kind}: the per-tensor fast epilogue with a clamp")
         need(any(not fast_epilogue(c) for c in clamped), f"{kind}: the general epilogue with a clamp")
         if kind.startswith("dw"):
-            # 3x3 (one asm block per group of channels, frk__dw_channels9): strided, and stride 1 in every way
+            # 3x3 per tensor (one asm loop over a pixel's channels, frk__dw9_pixel, with and without the clamp):
+            # strided, and stride 1 in every way
             plane = [c for c in cs if stride1_3x3(c)]
             need(any(fast_epilogue(c) and c.args["w"].shape[1:3] == (3, 3) and not stride1_3x3(c) for c in clamped),
                  f"{kind}: 3x3 strided, per tensor, clamped")
+            need(any(fast_epilogue(c) and c.args["w"].shape[1:3] == (3, 3) and c not in clamped for c in cs),
+                 f"{kind}: 3x3, per tensor, no clamp")
             need(any(fast_epilogue(c) for c in plane) and any(np.size(c.args["multiplier"]) > 1 for c in plane),
                  f"{kind}: 3x3 stride 1 with per-tensor and per-channel requantization")
             need(any(c.expected.shape[2] % 2 for c in plane) and any(c.expected.shape[2] % 2 == 0 for c in plane),

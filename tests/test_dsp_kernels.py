@@ -23,8 +23,8 @@ import shutil
 import numpy as np
 import pytest
 
-from flexround_mcu.codegen.kernels import (_bounds_reason, _kernel_bias, choose_kernel, depthwise_filter_layout,
-                                           gemm_filter_layout)
+from flexround_mcu.codegen.kernels import (INT4_LANE_SCALE, _bounds_reason, _kernel_bias, choose_kernel,
+                                           depthwise_filter_layout, gemm_filter_layout)
 from flexround_mcu.prepare import add_params
 from flexround_mcu.sim.elementwise import elementwise_add_s8
 
@@ -140,7 +140,7 @@ def test_choice_is_the_layout_functions(host_cases):
         rows = w.reshape(-1, cout).T if case.family == "dw" else w.reshape(cout, -1)
         bias = np.zeros(cout, np.int64) if a["bias"] is None else a["bias"].astype(np.int64)
         assert _bounds_reason(rows, bias, a["input_offset"], np.atleast_1d(a["shift"]), dtype) == "", case.name
-        scale = 16 if case.family == "dw" and case.bits == 4 else 1  # the int4 depthwise kernel's seed (6.2)
+        scale = INT4_LANE_SCALE if case.family == "dw" and case.bits == 4 else 1  # the int4 depthwise seed (6.2)
         np.testing.assert_array_equal(ch.kernel_bias, scale * _kernel_bias(rows, bias, a["input_offset"]))
         if case.family == "dw":
             np.testing.assert_array_equal(ch.filter_values, depthwise_filter_layout(w, dtype))
@@ -397,13 +397,14 @@ def test_bounds_reason_rejects_huge_weights_and_bias():
     huge_bias = np.array([2**30, 0], np.int64)
     assert "2^30" in _bounds_reason(rows[:, :10], huge_bias, 0, np.array([-5]), "int8")
     assert "2^30" in _bounds_reason(rows[:, :10], np.array([-2**30 + 100, 0]), 0, np.array([-5]), "int8")
-    w4 = np.full((1, 160000), 7, np.int64)  # 16 * 128 * sum|w| >= 2^31 while 255 * sum|w| < 2^30
-    assert "16*128" in _bounds_reason(w4, np.zeros(1, np.int64), 0, np.array([-20]), "int4")
+    w4 = np.full((1, 600), 7, np.int64)  # 4096 * 128 * sum|w| >= 2^31 while 255 * sum|w| < 2^30
+    assert "4096*128" in _bounds_reason(w4, np.zeros(1, np.int64), 0, np.array([-20]), "int4")
+    assert _bounds_reason(w4[:, :580], np.zeros(1, np.int64), 0, np.array([-20]), "int4") == ""  # 4060*128*4096 < 2^31
     assert _bounds_reason(w4, np.zeros(1, np.int64), 0, np.array([-20]), "int8") == ""
     # through the export's choice: the portable kernel, with the reason
     for kind, w_, bias in (("fc_s8", np.full((2, 40000), 127, np.int8), None),
                            ("fc_s8", np.ones((2, 8), np.int8), np.array([2**30, 5], np.int32)),
-                           ("fc_s4", np.full((1, 160000), 7, np.int8), None)):
+                           ("fc_s4", np.full((1, 600), 7, np.int8), None)):
         args = _fc_args(w_, bias)
         graph, op = dc.one_op_graph(kind, args, (1, w_.shape[0]))
         ch = choose_kernel(graph, op, "dsp")

@@ -175,9 +175,9 @@ static FRK_ALWAYS_INLINE void frk__convolve_dsp(const frk_conv_params *params, c
                     } else {
                         frk__block1_s4(w, scratch, groups, acc);
                     }
-                    /* 16 * sum(w*x) fits int32 (checked at export), so the shift back is exact. */
-                    acc[0] = frk__asr32(acc[0], 4) + bias0, acc[1] = frk__asr32(acc[1], 4) + bias0;
-                    acc[2] = frk__asr32(acc[2], 4) + bias1, acc[3] = frk__asr32(acc[3], 4) + bias1;
+                    /* 4096 * sum(w*x) fits int32 (checked at export), so the shift back is exact. */
+                    acc[0] = frk__asr32(acc[0], 12) + bias0, acc[1] = frk__asr32(acc[1], 12) + bias0;
+                    acc[2] = frk__asr32(acc[2], 12) + bias1, acc[3] = frk__asr32(acc[3], 12) + bias1;
                 }
                 if (fast_epilogue) {
                     out0[c] = frk__output_stage_tensor(acc[0], &fast);
@@ -226,9 +226,9 @@ void frk_convolve_s8_dsp(const frk_conv_params *params, const int32_t *multiplie
 
 /*
  * frk_convolve_s4_dsp: frk_convolve_s4's outputs, with the filter rows padded to k_pad = roundup(KH*KW*C_in, 8),
- * nibble-split 8 values per word and interleaved in pairs a word at a time (6.2), kernel_bias as for s8, and
+ * lane-nibbled 8 values per word and interleaved in pairs a word at a time (6.2), kernel_bias as for s8, and
  * scratch 2 * k_pad bytes. The core accumulates
- * 16 * sum(w * x) (|.| <= 16 * 128 * sum|w| < 2^31, checked at export) and shifts it back before the bias.
+ * 4096 * sum(w * x) (|.| <= 4096 * 128 * sum|w| < 2^31, checked at export) and shifts it back before the bias.
  */
 void frk_convolve_s4_dsp(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
                          int32_t per_channel, const frk_dims *input_dims, const int8_t *input,

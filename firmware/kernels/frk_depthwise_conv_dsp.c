@@ -6,11 +6,13 @@
 #include "frk_dsp_support.h"
 #include "frk_nn.h"
 
-/* One tap (int8: a weight word per tap) or two taps (int4: a nibble-split word per pair; a lone last tap uses the
- * low nibbles only, the exporter leaves the high ones 0) into the four accumulators of channels g..g+3: one word of
- * input per tap, SXTB16 / SXTB16-ROR8 into lanes (c, c+2) and (c+1, c+3), one SMLABB/SMLATT per MAC. tp walks
- * the tap pointers, w the weights. On Arm each step is inline asm (11 instructions per int8 tap, 24 per pair of
- * int4 taps, 11 registers), where GCC 12 spills the accumulators; the C forms compute the same. */
+/* One tap (int8: a weight word per tap) or two taps (int4: a lane-nibbled word per pair, 6.2; a lone last tap
+ * uses lanes 0 and 1 only, the exporter leaves the others 0) into the four accumulators of channels g..g+3: one
+ * word of input per tap, SXTB16 / SXTB16-ROR8 into lanes (c, c+2) and (c+1, c+3), the weights as the same lanes
+ * (int8: SXTB16 of the weight word; int4: AND of the word, shifted, with 0xF000F000, 4096 * w), one SMLABB/SMLATT
+ * per MAC. tp walks the tap pointers, w the weights. On Arm each step is inline asm (11 instructions per int8
+ * tap, 21 per pair of int4 taps, 13 registers), where GCC 12 spills the accumulators; the C forms compute the
+ * same. */
 #if FRK_DSP_ASM_LOOPS
 #define FRK_DW_MACS(xw, wa, wb, xt)                                                                            \
     "sxtb16 %[" #xt "], %[" #xw "]\n\t"                                                                        \
@@ -22,7 +24,7 @@
 #define FRK_DW_OPERANDS                                                                                        \
     : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [tp] "+r"(tp), [w] "+r"(w),               \
       [pt] "=&r"(pt), [wv] "=&r"(wv), [wt] "=&r"(wt), [x] "=&r"(x), [xt] "=&r"(xt)                           \
-    : [g] "r"(g)                                                                                               \
+    : [g] "r"(g), [m] "r"(0xF000F000u)                                                                         \
     : "memory"
 #define FRK_DW_TAP_S8                                                                                          \
     "ldr    %[pt], [%[tp]], #4\n\t"                                                                            \
@@ -30,27 +32,21 @@
     "ldr    %[x], [%[pt], %[g]]\n\t"                                                                           \
     "sxtb16 %[wt], %[wv]\n\t"                                                                                  \
     "sxtb16 %[wv], %[wv], ror #8\n\t" FRK_DW_MACS(x, wt, wv, xt)
+/* One int4 tap from lanes (l02, l13) of the word in wv, the input from the tap pointer at ptr. */
+#define FRK_DW_TAP_S4(ptr, l02, l13)                                                                           \
+    "ldr    %[pt], " ptr "\n\t"                                                                                \
+    "ldr    %[x], [%[pt], %[g]]\n\t"                                                                           \
+    "and    %[wt], %[m], %[wv], lsl #" #l02 "\n\t"                                                             \
+    "sxtb16 %[xt], %[x]\n\t"                                                                                   \
+    "sxtb16 %[x], %[x], ror #8\n\t"                                                                            \
+    "smlabb %[a0], %[wt], %[xt], %[a0]\n\t"                                                                    \
+    "smlatt %[a2], %[wt], %[xt], %[a2]\n\t"                                                                    \
+    "and    %[wt], %[m], %[wv], lsl #" #l13 "\n\t"                                                             \
+    "smlabb %[a1], %[wt], %[x], %[a1]\n\t"                                                                     \
+    "smlatt %[a3], %[wt], %[x], %[a3]\n\t"
 #define FRK_DW_PAIR_S4                                                                                         \
-    "ldr    %[wv], [%[w]], #4\n\t"                                                                             \
-    "ldr    %[pt], [%[tp]], #8\n\t"                                                                            \
-    "lsl    %[wt], %[wv], #4\n\t"                                                                              \
-    "and    %[wt], %[wt], #0xF0F0F0F0\n\t"                                                                     \
-    "ldr    %[x], [%[pt], %[g]]\n\t"                                                                           \
-    "sxtb16 %[pt], %[wt]\n\t"                                                                                  \
-    "sxtb16 %[wt], %[wt], ror #8\n\t" FRK_DW_MACS(x, pt, wt, xt)                                              \
-    "ldr    %[pt], [%[tp], #-4]\n\t"                                                                           \
-    "and    %[wv], %[wv], #0xF0F0F0F0\n\t"                                                                     \
-    "ldr    %[x], [%[pt], %[g]]\n\t"                                                                           \
-    "sxtb16 %[wt], %[wv]\n\t"                                                                                  \
-    "sxtb16 %[wv], %[wv], ror #8\n\t" FRK_DW_MACS(x, wt, wv, xt)
-#define FRK_DW_LAST_S4                                                                                         \
-    "ldr    %[wv], [%[w]], #4\n\t"                                                                             \
-    "ldr    %[pt], [%[tp]], #4\n\t"                                                                            \
-    "lsl    %[wv], %[wv], #4\n\t"                                                                              \
-    "and    %[wv], %[wv], #0xF0F0F0F0\n\t"                                                                     \
-    "ldr    %[x], [%[pt], %[g]]\n\t"                                                                           \
-    "sxtb16 %[wt], %[wv]\n\t"                                                                                  \
-    "sxtb16 %[wv], %[wv], ror #8\n\t" FRK_DW_MACS(x, wt, wv, xt)
+    "ldr    %[wv], [%[w]], #4\n\t" FRK_DW_TAP_S4("[%[tp]], #8", 0, 4) FRK_DW_TAP_S4("[%[tp], #-4]", 8, 12)
+#define FRK_DW_LAST_S4 "ldr    %[wv], [%[w]], #4\n\t" FRK_DW_TAP_S4("[%[tp]], #4", 0, 4)
 /* One asm step on a[0..3], advancing *tpp and *wp. */
 #define FRK_DW_STEP(text)                                                                                      \
     do {                                                                                                       \
@@ -66,15 +62,15 @@
     } while (0)
 #endif
 
-/* The C form of one tap: x the input word (channels c..c+3), w4 the four weights as int8 lanes. */
-static inline void frk__dw_macs(int32_t a[4], uint32_t x, uint32_t w4)
+/* The C form of one tap: x the input word (channels c..c+3), l02 / l13 the weights of channels (c, c+2) and
+ * (c+1, c+3) as int16 lanes. */
+static inline void frk__dw_macs(int32_t a[4], uint32_t x, uint32_t l02, uint32_t l13)
 {
     const uint32_t x02 = frk__sxtb16(x), x13 = frk__sxtb16_ror8(x);
-    const uint32_t w02 = frk__sxtb16(w4), w13 = frk__sxtb16_ror8(w4);
-    a[0] = frk__smlabb(w02, x02, a[0]);
-    a[2] = frk__smlatt(w02, x02, a[2]);
-    a[1] = frk__smlabb(w13, x13, a[1]);
-    a[3] = frk__smlatt(w13, x13, a[3]);
+    a[0] = frk__smlabb(l02, x02, a[0]);
+    a[2] = frk__smlatt(l02, x02, a[2]);
+    a[1] = frk__smlabb(l13, x13, a[1]);
+    a[3] = frk__smlatt(l13, x13, a[3]);
 }
 
 static FRK_ALWAYS_INLINE void frk__dw_tap_s8(int32_t a[4], const int8_t *const **tpp, const uint8_t **wp, int32_t g)
@@ -82,7 +78,8 @@ static FRK_ALWAYS_INLINE void frk__dw_tap_s8(int32_t a[4], const int8_t *const *
 #if FRK_DSP_ASM_LOOPS
     FRK_DW_STEP(FRK_DW_TAP_S8);
 #else
-    frk__dw_macs(a, frk__read_u32(*(*tpp)++ + g), frk__read_u32(*wp));
+    const uint32_t w4 = frk__read_u32(*wp);
+    frk__dw_macs(a, frk__read_u32(*(*tpp)++ + g), frk__sxtb16(w4), frk__sxtb16_ror8(w4));
     *wp += 4;
 #endif
 }
@@ -92,7 +89,8 @@ static FRK_ALWAYS_INLINE void frk__dw_tap_s4(int32_t a[4], const int8_t *const *
 #if FRK_DSP_ASM_LOOPS
     FRK_DW_STEP(FRK_DW_LAST_S4);
 #else
-    frk__dw_macs(a, frk__read_u32(*(*tpp)++ + g), frk__s4_lower16(frk__read_u32(*wp)));
+    const uint32_t word = frk__read_u32(*wp);
+    frk__dw_macs(a, frk__read_u32(*(*tpp)++ + g), frk__s4_lanes(word, 0), frk__s4_lanes(word, 1));
     *wp += 4;
 #endif
 }
@@ -103,8 +101,8 @@ static FRK_ALWAYS_INLINE void frk__dw_pair_s4(int32_t a[4], const int8_t *const 
     FRK_DW_STEP(FRK_DW_PAIR_S4);
 #else
     const uint32_t word = frk__read_u32(*wp);
-    frk__dw_macs(a, frk__read_u32((*tpp)[0] + g), frk__s4_lower16(word));
-    frk__dw_macs(a, frk__read_u32((*tpp)[1] + g), frk__s4_upper16(word));
+    frk__dw_macs(a, frk__read_u32((*tpp)[0] + g), frk__s4_lanes(word, 0), frk__s4_lanes(word, 1));
+    frk__dw_macs(a, frk__read_u32((*tpp)[1] + g), frk__s4_lanes(word, 2), frk__s4_lanes(word, 3));
     *wp += 4;
     *tpp += 2;
 #endif
@@ -112,7 +110,7 @@ static FRK_ALWAYS_INLINE void frk__dw_pair_s4(int32_t a[4], const int8_t *const 
 
 #if FRK_DSP_ASM_LOOPS
 /* All nine taps of a 3x3 filter for channels g..g+3 in one asm block, so the accumulators never leave their
- * registers (int8: 99 instructions per 36 MACs; int4: 4 pairs and a lone tap, 109). */
+ * registers (int8: 99 instructions per 36 MACs; int4: 4 pairs and a lone tap, 95). */
 static FRK_ALWAYS_INLINE void frk__dw_group9(const int8_t *const *tp, int32_t g, const uint8_t *w, int32_t wbits,
                                              int32_t acc[4])
 {
@@ -130,7 +128,7 @@ static FRK_ALWAYS_INLINE void frk__dw_group9(const int8_t *const *tp, int32_t g,
 }
 #endif
 
-/* acc[0..3] += the contributions of all taps_n taps to channels g..g+3 (int4: acc holds 16 * the sum).
+/* acc[0..3] += the contributions of all taps_n taps to channels g..g+3 (int4: acc holds 4096 * the sum).
  * taps_n is a constant (9) at the 3x3 call site, where the steps are straight-line code. */
 static FRK_ALWAYS_INLINE void frk__dw_group(const int8_t *const *taps, int32_t g, const uint8_t *w, int32_t taps_n,
                                             int32_t wbits, int32_t acc[4])
@@ -151,9 +149,21 @@ static FRK_ALWAYS_INLINE void frk__dw_group(const int8_t *const *taps, int32_t g
     }
 }
 
-/* The per-tensor epilogue of frk__output_stage_tensor for four adjacent outputs, given 2 * acc: SMMULR, the
- * rounding shift with the offset folded in, SSAT to int8, then the clamp on all four bytes at once (SSUB8 sets
- * a GE flag per byte, SEL keeps the larger / smaller): 28 instructions for 4 outputs on Arm. */
+#if FRK_DSP_ASM_LOOPS
+/* d = SMMULR(d, m) + add with the sign fix of frk__output_stage_tensor taken from d (= 2 * acc), t a temporary. */
+#if defined(FRK_TEST_BREAK_DSP_ROUNDING)
+#define FRK_DW_ROUND(d, t, m, add) "smmlar %[" #t "], %[" #d "], %[" #m "], %[" #add "]\n\t" "mov %[" #d "], %[" #t "]\n\t"
+#else
+#define FRK_DW_ROUND(d, t, m, add)                                                                            \
+    "smmlar %[" #t "], %[" #d "], %[" #m "], %[" #add "]\n\t"                                                 \
+    "add    %[" #d "], %[" #t "], %[" #d "], asr #31\n\t"
+#endif
+#endif
+
+/* The per-tensor epilogue of frk__output_stage_tensor for four adjacent outputs, given 2 * acc: SMMLAR adding
+ * the rounding constant with the offset folded in, the sign fix, the shift, SSAT to int8, then the clamp on all
+ * four bytes at once (SSUB8 sets a GE flag per byte, SEL keeps the larger / smaller): 24 instructions for 4
+ * outputs on Arm. */
 static FRK_ALWAYS_INLINE void frk__dw_store4(int8_t *out, int32_t d0, int32_t d1, int32_t d2, int32_t d3,
                                              const frk__rq_tensor *rq, uint32_t min4, uint32_t max4)
 {
@@ -161,25 +171,8 @@ static FRK_ALWAYS_INLINE void frk__dw_store4(int8_t *out, int32_t d0, int32_t d1
     uint32_t t;
     const int32_t m = rq->multiplier, e = rq->right, add = rq->add;
     __asm__ volatile(
-        "smmulr %[d0], %[d0], %[m]\n\t"
-        "smmulr %[d1], %[d1], %[m]\n\t"
-        "smmulr %[d2], %[d2], %[m]\n\t"
-        "smmulr %[d3], %[d3], %[m]\n\t"
-#if defined(FRK_TEST_BREAK_DSP_ROUNDING)
-        "add    %[d0], %[d0], %[add]\n\t"
-        "add    %[d1], %[d1], %[add]\n\t"
-        "add    %[d2], %[d2], %[add]\n\t"
-        "add    %[d3], %[d3], %[add]\n\t"
-#else
-        "add    %[d0], %[d0], %[d0], asr #31\n\t"
-        "add    %[d1], %[d1], %[d1], asr #31\n\t"
-        "add    %[d2], %[d2], %[d2], asr #31\n\t"
-        "add    %[d3], %[d3], %[d3], asr #31\n\t"
-        "add    %[d0], %[d0], %[add]\n\t"
-        "add    %[d1], %[d1], %[add]\n\t"
-        "add    %[d2], %[d2], %[add]\n\t"
-        "add    %[d3], %[d3], %[add]\n\t"
-#endif
+        FRK_DW_ROUND(d0, t, m, add) FRK_DW_ROUND(d1, t, m, add) FRK_DW_ROUND(d2, t, m, add)
+        FRK_DW_ROUND(d3, t, m, add)
         "asr    %[d0], %[d0], %[e]\n\t"
         "asr    %[d1], %[d1], %[e]\n\t"
         "asr    %[d2], %[d2], %[e]\n\t"
@@ -209,39 +202,155 @@ static FRK_ALWAYS_INLINE void frk__dw_store4(int8_t *out, int32_t d0, int32_t d1
 }
 
 #if FRK_DSP_ASM_LOOPS
-/* Every group of 4 channels of one output pixel, 3x3 filter, per-tensor epilogue (frk__dw_group9 and
- * frk__dw_store4 on scalars). */
-static FRK_ALWAYS_INLINE void frk__dw_channels9(const int8_t *const *taps, int32_t chans, const uint8_t *filter,
-                                                const int32_t *kernel_bias, int32_t wbits, const frk__rq_tensor *rq,
-                                                uint32_t min4, uint32_t max4, int8_t *output)
+/* What the 3x3 per-tensor pixel loop reads through one register: the tap pointers, the layer's constants and
+ * the pixel's output. The asm below addresses the fields by these offsets. The loop's channel offset g runs from
+ * g0 to end in steps of 4 and is added to every tap pointer, the output and (times 4) the kernel_bias address:
+ * a pixel inside the input keeps the taps of the image's first window and starts at g0 = its offset from it. */
+typedef struct {
+    const int8_t *taps[9];     /*  0 */
+    int32_t multiplier;        /* 36 */
+    int32_t right;             /* 40 */
+    int32_t add;               /* 44 */
+    uint32_t min4, max4;       /* 48, 52: act_min, act_max in every byte */
+    uintptr_t out;             /* 56: the address of the pixel's output less the first channel offset */
+    int32_t end;               /* 60: the channel offset past the last group */
+} frk__dw9_ctx;
+
+#define FRK_DW9_TAP_S8(t)                                                                                      \
+    "ldr    %[pt], [%[ctx], #" #t "*4]\n\t"                                                                    \
+    "ldr    %[wv], [%[w]], #4\n\t"                                                                             \
+    "ldr    %[x], [%[pt], %[g]]\n\t"                                                                           \
+    "sxtb16 %[wt], %[wv]\n\t"                                                                                  \
+    "sxtb16 %[wv], %[wv], ror #8\n\t" FRK_DW_MACS(x, wt, wv, xt)
+#define FRK_DW9_PAIR_S4(t, u)                                                                                  \
+    "ldr    %[wv], [%[w]], #4\n\t" FRK_DW_TAP_S4("[%[ctx], #" #t "*4]", 0, 4)                                  \
+        FRK_DW_TAP_S4("[%[ctx], #" #u "*4]", 8, 12)
+#define FRK_DW9_TAPS_S8                                                                                        \
+    FRK_DW9_TAP_S8(0) FRK_DW9_TAP_S8(1) FRK_DW9_TAP_S8(2) FRK_DW9_TAP_S8(3) FRK_DW9_TAP_S8(4)                 \
+        FRK_DW9_TAP_S8(5) FRK_DW9_TAP_S8(6) FRK_DW9_TAP_S8(7) FRK_DW9_TAP_S8(8)
+#define FRK_DW9_TAPS_S4                                                                                        \
+    FRK_DW9_PAIR_S4(0, 1) FRK_DW9_PAIR_S4(2, 3) FRK_DW9_PAIR_S4(4, 5) FRK_DW9_PAIR_S4(6, 7)                   \
+    "ldr    %[wv], [%[w]], #4\n\t" FRK_DW_TAP_S4("[%[ctx], #32]", 0, 4)
+
+/* All channels of one output pixel, four per pass: the accumulators start at kernel_bias, take the nine taps
+ * (taps: 99 instructions per 36 MACs int8, 95 int4), become 2 * acc (to_double: int8 doubles, int4 shifts
+ * 4096 * (bias + sum) right by 11, exact), then the epilogue of frk__dw_store4 with the constants loaded from
+ * ctx, stored as one word; 14 registers, nothing spilled. */
+#define FRK_DW9_PIXEL(taps, to_double, clamp)                                                                  \
+    "1:\n\t"                                                                                                   \
+    "add    %[wt], %[kb], %[g], lsl #2\n\t"                                                                    \
+    "ldrd   %[a0], %[a1], [%[wt]]\n\t"                                                                         \
+    "ldrd   %[a2], %[a3], [%[wt], #8]\n\t" taps to_double(a0) to_double(a1) to_double(a2) to_double(a3)        \
+    "ldrd   %[pt], %[wv], [%[ctx], #36]\n\t"                                                                   \
+    "ldr    %[wt], [%[ctx], #44]\n\t" FRK_DW_ROUND(a0, x, pt, wt) FRK_DW_ROUND(a1, x, pt, wt)                 \
+        FRK_DW_ROUND(a2, x, pt, wt) FRK_DW_ROUND(a3, x, pt, wt)                                                \
+    "asr    %[a0], %[a0], %[wv]\n\t"                                                                           \
+    "asr    %[a1], %[a1], %[wv]\n\t"                                                                           \
+    "asr    %[a2], %[a2], %[wv]\n\t"                                                                           \
+    "asr    %[a3], %[a3], %[wv]\n\t"                                                                           \
+    "ssat   %[a0], #8, %[a0]\n\t"                                                                              \
+    "ssat   %[a1], #8, %[a1]\n\t"                                                                              \
+    "ssat   %[a2], #8, %[a2]\n\t"                                                                              \
+    "ssat   %[a3], #8, %[a3]\n\t"                                                                              \
+    "bfi    %[a0], %[a1], #8, #8\n\t"                                                                          \
+    "bfi    %[a0], %[a2], #16, #8\n\t"                                                                         \
+    "bfi    %[a0], %[a3], #24, #8\n\t"                                                                         \
+    clamp "ldr    %[pt], [%[ctx], #56]\n\t"                                                                  \
+    "str    %[a0], [%[pt], %[g]]\n\t"                                                                          \
+    "add    %[g], %[g], #4\n\t"                                                                                \
+    "ldr    %[pt], [%[ctx], #60]\n\t"                                                                          \
+    "cmp    %[g], %[pt]\n\t"                                                                                   \
+    "blt    1b\n\t"
+#define FRK_DW9_CLAMP                                                                                          \
+    "ldrd   %[pt], %[wv], [%[ctx], #48]\n\t"                                                                   \
+    "ssub8  %[x], %[a0], %[pt]\n\t"                                                                            \
+    "sel    %[a0], %[a0], %[pt]\n\t"                                                                           \
+    "ssub8  %[x], %[wv], %[a0]\n\t"                                                                            \
+    "sel    %[a0], %[a0], %[wv]\n\t"
+#define FRK_DW9_DOUBLE_S8(a) "lsl    %[" #a "], %[" #a "], #1\n\t"
+#define FRK_DW9_DOUBLE_S4(a) "asr    %[" #a "], %[" #a "], #11\n\t"
+
+/* Every group of 4 channels of the pixel whose taps are in ctx (frk__dw9_ctx), 3x3 filter, per-tensor
+ * epilogue; filter as for frk__dw_group, its groups one after the other. */
+static FRK_ALWAYS_INLINE void frk__dw9_pixel(const frk__dw9_ctx *ctx, const uint8_t *filter, int32_t g0,
+                                             uintptr_t kernel_bias, int32_t wbits, int32_t clamp)
 {
-    const int32_t group_bytes = wbits == 8 ? 36 : 20;
-    int32_t g;
-    for (g = 0; g < chans; g += 4, filter += group_bytes, kernel_bias += 4) {
-        const int8_t *const *tp = taps;
-        const uint8_t *w = filter;
-        const int8_t *pt;
-        uint32_t wv, wt, x, xt;
-        int32_t a0, a1, a2, a3;
-        a0 = kernel_bias[0], a1 = kernel_bias[1], a2 = kernel_bias[2], a3 = kernel_bias[3];
-        if (wbits == 8) {
-            __asm__ volatile(FRK_DW_TAP_S8 FRK_DW_TAP_S8 FRK_DW_TAP_S8 FRK_DW_TAP_S8 FRK_DW_TAP_S8 FRK_DW_TAP_S8
-                             FRK_DW_TAP_S8 FRK_DW_TAP_S8 FRK_DW_TAP_S8 FRK_DW_OPERANDS);
-            frk__dw_store4(output + g, 2 * a0, 2 * a1, 2 * a2, 2 * a3, rq, min4, max4);
-        } else { /* the accumulators hold 16 * (bias + sum): >> 3 gives twice the sum exactly */
-            __asm__ volatile(FRK_DW_PAIR_S4 FRK_DW_PAIR_S4 FRK_DW_PAIR_S4 FRK_DW_PAIR_S4 FRK_DW_LAST_S4
-                             FRK_DW_OPERANDS);
-            frk__dw_store4(output + g, frk__asr32(a0, 3), frk__asr32(a1, 3), frk__asr32(a2, 3), frk__asr32(a3, 3), rq,
-                           min4, max4);
-        }
+    const uint8_t *w = filter;
+    int32_t g = g0;
+    int32_t a0, a1, a2, a3;
+    const int8_t *pt;
+    uint32_t wv, wt, x, xt;
+#define FRK_DW9_OPERANDS                                                                                       \
+    : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [w] "+r"(w), [g] "+r"(g),             \
+      [pt] "=&r"(pt), [wv] "=&r"(wv), [wt] "=&r"(wt), [x] "=&r"(x), [xt] "=&r"(xt)                           \
+    : [ctx] "r"(ctx), [kb] "r"(kernel_bias), [m] "r"(0xF000F000u)                                            \
+    : "cc", "memory"
+    /* without an activation clamp (act_min -128, act_max 127) SSAT's is the only one needed */
+    if (wbits == 8 && clamp) {
+        __asm__ volatile(FRK_DW9_PIXEL(FRK_DW9_TAPS_S8, FRK_DW9_DOUBLE_S8, FRK_DW9_CLAMP) FRK_DW9_OPERANDS);
+    } else if (wbits == 8) {
+        __asm__ volatile(FRK_DW9_PIXEL(FRK_DW9_TAPS_S8, FRK_DW9_DOUBLE_S8, "") FRK_DW9_OPERANDS);
+    } else if (clamp) {
+        __asm__ volatile(FRK_DW9_PIXEL(FRK_DW9_TAPS_S4, FRK_DW9_DOUBLE_S4, FRK_DW9_CLAMP) FRK_DW9_OPERANDS);
+    } else {
+        __asm__ volatile(FRK_DW9_PIXEL(FRK_DW9_TAPS_S4, FRK_DW9_DOUBLE_S4, "") FRK_DW9_OPERANDS);
     }
+#undef FRK_DW9_OPERANDS
 }
 #endif
 
+/* The offset of each tap from the window's first, in bytes of the input. */
+static void frk__dw_tap_offsets(const frk_conv_params *params, int32_t in_w, int32_t chans, int32_t k_h, int32_t k_w,
+                                int32_t *tap_offset)
+{
+    int32_t ky, kx, t = 0;
+    for (ky = 0; ky < k_h; ++ky) {
+        for (kx = 0; kx < k_w; ++kx) {
+            tap_offset[t++] = (ky * params->dilation_h * in_w + kx * params->dilation_w) * chans;
+        }
+    }
+}
+
+/* The tap pointers of the window at (iy_origin, ix_origin): a tap inside the input points at its channels, one
+ * outside at scratch. Every tap is first set as if inside (an address computed as an integer: outside the
+ * input it is never read), then the rows and the columns that fall outside are pointed at scratch; this is
+ * about a third of the instructions of testing each tap. inside: the whole window is known to be inside. */
+static void frk__dw_window(const frk_conv_params *params, const frk_dims *input_dims, const int8_t *image,
+                           const int8_t *scratch, int32_t k_h, int32_t k_w, int32_t iy_origin, int32_t ix_origin,
+                           const int32_t *tap_offset, int32_t inside, const int8_t **slot)
+{
+    const int32_t in_h = input_dims->h, in_w = input_dims->w, taps_n = k_h * k_w;
+    const uintptr_t first = (uintptr_t)image + (uintptr_t)(intptr_t)((iy_origin * in_w + ix_origin) * input_dims->c);
+    int32_t ky, kx, t;
+    for (t = 0; t < taps_n; ++t) {
+        slot[t] = (const int8_t *)(first + (uintptr_t)(intptr_t)tap_offset[t]);
+    }
+    if (inside) {
+        return;
+    }
+    /* unsigned compares test 0 <= i < n at once */
+    for (ky = 0; ky < k_h; ++ky) {
+        if ((uint32_t)(iy_origin + ky * params->dilation_h) >= (uint32_t)in_h) {
+            for (kx = 0; kx < k_w; ++kx) {
+                slot[ky * k_w + kx] = scratch;
+            }
+        }
+    }
+    for (kx = 0; kx < k_w; ++kx) {
+        if ((uint32_t)(ix_origin + kx * params->dilation_w) >= (uint32_t)in_w) {
+            for (t = kx; t < taps_n; t += k_w) {
+                slot[t] = scratch;
+            }
+        }
+    }
+}
+
 /*
- * Per output pixel, the KH*KW tap pointers are set once: a tap inside the input points at its C channels, a
- * padding tap at scratch, C bytes of the input zero point (with the offset in the bias it adds exactly 0). Then
- * channels go four at a time through frk__dw_group and the requantization.
+ * Per output pixel, the KH*KW tap pointers are set once (frk__dw_window): a tap inside the input points at its C
+ * channels, a padding tap at scratch, C bytes of the input zero point (with the offset in the bias it adds
+ * exactly 0). Then channels go four at a time through frk__dw_group and the requantization; the 3x3 per-tensor
+ * case runs all of a pixel's channels in frk__dw9_pixel, where a window inside the input needs no tap pointers
+ * of its own (frk__dw9_ctx).
  */
 static FRK_ALWAYS_INLINE void frk__depthwise_dsp(const frk_conv_params *params, const int32_t *multiplier,
                                                  const int32_t *shift, int32_t per_channel,
@@ -265,59 +374,59 @@ static FRK_ALWAYS_INLINE void frk__depthwise_dsp(const frk_conv_params *params, 
     /* filter bytes per group of 4 channels: a word per tap (int8), a word per pair of taps (int4) */
     const int32_t group_bytes = wbits == 8 ? 4 * taps_n : 4 * ((taps_n + 1) / 2);
     const int8_t *taps[FRK_DEPTHWISE_DSP_MAX_TAPS];
-    int32_t b, oy, ox, ky, kx, g, t, j;
-
     const int32_t row_reach = (k_h - 1) * params->dilation_h, col_reach = (k_w - 1) * params->dilation_w;
+    int32_t b, oy, ox, g, j;
     int32_t tap_offset[FRK_DEPTHWISE_DSP_MAX_TAPS];
+#if FRK_DSP_ASM_LOOPS
+    int32_t t;
+    frk__dw9_ctx inner, edge; /* for pixels whose window is inside the input, and the others */
+    const int32_t pixel9 = taps_n == 9 && fast_epilogue; /* the 3x3 per-tensor case: all in one asm loop */
+    const int32_t clamp = params->act_min > -128 || params->act_max < 127;
+    inner.multiplier = fast.multiplier, inner.right = fast.right, inner.add = fast.add;
+    inner.min4 = min4, inner.max4 = max4;
+    edge = inner;
+    edge.end = chans;
+#endif
 
-    for (ky = 0, t = 0; ky < k_h; ++ky) {
-        for (kx = 0; kx < k_w; ++kx) {
-            tap_offset[t++] = (ky * params->dilation_h * in_w + kx * params->dilation_w) * chans;
-        }
-    }
+    frk__dw_tap_offsets(params, in_w, chans, k_h, k_w, tap_offset);
     frk__fill_s8(scratch, frk__splat_s8(-params->input_offset), chans);
     for (b = 0; b < input_dims->n; ++b) {
         const int8_t *image = input + b * in_h * in_w * chans;
+#if FRK_DSP_ASM_LOOPS
+        for (t = 0; pixel9 && t < 9; ++t) {
+            inner.taps[t] = image + tap_offset[t];
+        }
+#endif
         for (oy = 0; oy < out_h; ++oy) {
             const int32_t iy_origin = oy * params->stride_h - params->pad_top;
             for (ox = 0; ox < out_w; ++ox) {
                 const int32_t ix_origin = ox * params->stride_w - params->pad_left;
-                if (iy_origin >= 0 && iy_origin + row_reach < in_h && ix_origin >= 0 && ix_origin + col_reach < in_w) {
-                    /* the whole window inside: the taps are fixed offsets from its first one */
-                    const int8_t *first = image + (iy_origin * in_w + ix_origin) * chans;
-                    for (t = 0; t < taps_n; ++t) {
-                        taps[t] = first + tap_offset[t];
-                    }
-                } else {
-                    t = 0;
-                    for (ky = 0; ky < k_h; ++ky) {
-                        /* unsigned compares: one test for 0 <= i < n */
-                        const int32_t iy = iy_origin + ky * params->dilation_h;
-                        if ((uint32_t)iy >= (uint32_t)in_h) {
-                            for (kx = 0; kx < k_w; ++kx) {
-                                taps[t++] = scratch;
-                            }
-                            continue;
-                        }
-                        for (kx = 0; kx < k_w; ++kx) {
-                            const int32_t ix = ix_origin + kx * params->dilation_w;
-                            taps[t++] = (uint32_t)ix < (uint32_t)in_w ? image + (iy * in_w + ix) * chans : scratch;
-                        }
-                    }
-                }
+                const int32_t inside = iy_origin >= 0 && iy_origin + row_reach < in_h && ix_origin >= 0 &&
+                                       ix_origin + col_reach < in_w;
 #if FRK_DSP_ASM_LOOPS
-                if (taps_n == 9 && fast_epilogue) {
-                    /* the 3x3 per-tensor case: taps and epilogue in registers, nothing through memory */
-                    frk__dw_channels9(taps, chans, (const uint8_t *)filter, kernel_bias, wbits, &fast, min4, max4,
-                                      output);
+                if (pixel9) {
+                    if (inside) {
+                        const int32_t g0 = (iy_origin * in_w + ix_origin) * chans;
+                        inner.out = (uintptr_t)output - (uint32_t)g0;
+                        inner.end = g0 + chans;
+                        frk__dw9_pixel(&inner, (const uint8_t *)filter, g0,
+                                       (uintptr_t)kernel_bias - 4u * (uint32_t)g0, wbits, clamp);
+                    } else {
+                        frk__dw_window(params, input_dims, image, scratch, k_h, k_w, iy_origin, ix_origin,
+                                       tap_offset, 0, edge.taps);
+                        edge.out = (uintptr_t)output;
+                        frk__dw9_pixel(&edge, (const uint8_t *)filter, 0, (uintptr_t)kernel_bias, wbits, clamp);
+                    }
                     output += chans;
                     continue;
                 }
 #endif
+                frk__dw_window(params, input_dims, image, scratch, k_h, k_w, iy_origin, ix_origin, tap_offset,
+                               inside, taps);
                 for (g = 0; g < chans; g += 4) {
                     const uint8_t *w = (const uint8_t *)filter + (g / 4) * group_bytes;
                     int32_t acc[4];
-                    acc[0] = kernel_bias[g], acc[1] = kernel_bias[g + 1]; /* int4: 16 * the bias (6.2) */
+                    acc[0] = kernel_bias[g], acc[1] = kernel_bias[g + 1]; /* int4: 4096 * the bias (6.2) */
                     acc[2] = kernel_bias[g + 2], acc[3] = kernel_bias[g + 3];
                     if (taps_n == 9) {
 #if FRK_DSP_ASM_LOOPS
@@ -329,10 +438,10 @@ static FRK_ALWAYS_INLINE void frk__depthwise_dsp(const frk_conv_params *params, 
                         frk__dw_group(taps, g, w, taps_n, wbits, acc);
                     }
                     if (fast_epilogue) {
-                        /* 2 * acc (int4: 16 * sum >> 3 is 2 * sum exactly, plus 2 * bias); |acc| < 2^30 */
+                        /* 2 * acc (int4: 4096 * (bias + sum) >> 11 is exactly twice it); |acc| < 2^30 */
                         if (wbits == 4) {
-                            frk__dw_store4(output + g, frk__asr32(acc[0], 3), frk__asr32(acc[1], 3),
-                                           frk__asr32(acc[2], 3), frk__asr32(acc[3], 3), &fast, min4, max4);
+                            frk__dw_store4(output + g, frk__asr32(acc[0], 11), frk__asr32(acc[1], 11),
+                                           frk__asr32(acc[2], 11), frk__asr32(acc[3], 11), &fast, min4, max4);
                         } else {
                             frk__dw_store4(output + g, 2 * acc[0], 2 * acc[1], 2 * acc[2], 2 * acc[3], &fast, min4,
                                            max4);
@@ -340,9 +449,9 @@ static FRK_ALWAYS_INLINE void frk__depthwise_dsp(const frk_conv_params *params, 
                         continue;
                     }
                     if (wbits == 4) {
-                        /* 16 * (bias + sum(w*x)): exact in int32 (checked at export), shifted back exactly */
-                        acc[0] = frk__asr32(acc[0], 4), acc[1] = frk__asr32(acc[1], 4);
-                        acc[2] = frk__asr32(acc[2], 4), acc[3] = frk__asr32(acc[3], 4);
+                        /* 4096 * (bias + sum(w*x)): exact in int32 (checked at export), shifted back exactly */
+                        acc[0] = frk__asr32(acc[0], 12), acc[1] = frk__asr32(acc[1], 12);
+                        acc[2] = frk__asr32(acc[2], 12), acc[3] = frk__asr32(acc[3], 12);
                     }
                     if (per_channel) {
                         for (j = 0; j < 4; ++j) {
@@ -379,9 +488,9 @@ void frk_depthwise_conv_s8_dsp(const frk_conv_params *params, const int32_t *mul
 
 /*
  * frk_depthwise_conv_s4_dsp: frk_depthwise_conv_s4's outputs under the same conditions, with the filter as
- * words, for each group of 4 channels one per pair of taps (t, t+1): byte i holds w[t][c+i] in its low nibble
- * and w[t+1][c+i] in its high nibble (0 past the last tap): [C/4, ceil(KH*KW/2), 4] bytes (6.2), and
- * kernel_bias 16 * (bias + input_offset * sum(w)): the accumulators start there and hold 16 times the sum.
+ * words, for each group of 4 channels one per pair of taps (t, t+1): the lane-nibbled word of w[t][c..c+3],
+ * w[t+1][c..c+3] (0 past the last tap): [C/4, ceil(KH*KW/2), 4] bytes (6.2), and kernel_bias
+ * 4096 * (bias + input_offset * sum(w)): the accumulators start there and hold 4096 times the sum.
  */
 void frk_depthwise_conv_s4_dsp(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
                                int32_t per_channel, const frk_dims *input_dims, const int8_t *input,

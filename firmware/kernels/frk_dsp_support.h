@@ -1,6 +1,6 @@
 /*
  * frk_dsp_support.h - internal helpers of the fast (_dsp) kernels: the Armv7E-M DSP instructions they use, the
- * requantization epilogue built on SMMULR, and the int8 / nibble-split int4 dot-product cores of the convolution
+ * requantization epilogue built on SMMULR, and the int8 / lane-nibbled int4 dot-product cores of the convolution
  * and fully connected kernels. Not part of the API (frk_nn.h).
  *
  * Each instruction is a static inline function. With __ARM_FEATURE_DSP (Cortex-M4/M7/M55) it is the instruction
@@ -135,6 +135,18 @@ static inline int32_t frk__smmulr(int32_t a, int32_t b)
 #endif
 }
 
+/* SMMLAR: acc + SMMULR(a, b), i.e. floor((acc * 2^32 + a*b + 2^31) / 2^32). */
+static inline int32_t frk__smmlar(int32_t a, int32_t b, int32_t acc)
+{
+#if FRK_DSP_ASM
+    int32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+#else
+    return (int32_t)frk__asr64((int64_t)a * b + (int64_t)acc * 4294967296LL + ((int64_t)1 << 31), 32);
+#endif
+}
+
 /* SXTAB16 (with ROR #8): acc's two halfwords plus bytes 0 and 2 (1 and 3) of x sign-extended, each halfword
  * wrapping modulo 2^16. */
 static inline uint32_t frk__sxtab16(uint32_t acc, uint32_t x)
@@ -255,7 +267,7 @@ static inline int8_t frk__output_stage_dsp(int32_t acc, const frk__rq *rq, int32
 /* The usual case, decided once per call: one (multiplier, shift) pair for every channel with shift < 0 and
  * |output_offset| * 2^e < 2^29 (e = -shift). Then the offset goes into the rounding constant,
  *   y = (x - [x < 0] + 2^(e-1) + output_offset * 2^e) >> e = RDBPOT(x, e) + output_offset   (x = SMMULR(2acc, M))
- * with no overflow (|x| < 2^30), and only the clamp remains: 9 instructions per output instead of 14. */
+ * with no overflow (|x| < 2^30), and only the clamp remains; SMMLAR adds the constant as it multiplies (6.6). */
 typedef struct {
     int32_t multiplier;
     int32_t right;
@@ -278,13 +290,15 @@ static inline int32_t frk__rq_tensor_for(int32_t per_channel, int32_t multiplier
     return ok;
 }
 
+/* The [x < 0] of the rounding is taken from acc: it differs only where x = 0 and acc < 0, and there both give
+ * 0 >> e = 0 for e >= 1 (docs/arithmetic.md 3, proof step 3), so SMMLAR can add the constant. */
 static inline int8_t frk__output_stage_tensor(int32_t acc, const frk__rq_tensor *rq)
 {
-    int32_t x = frk__smmulr(frk__from_u32((uint32_t)acc << 1), rq->multiplier);
+    int32_t x = frk__smmlar(frk__from_u32((uint32_t)acc << 1), rq->multiplier, rq->add);
 #if defined(FRK_TEST_BREAK_DSP_ROUNDING)
-    x = frk__asr32(x + rq->add, rq->right);
+    x = frk__asr32(x, rq->right);
 #else
-    x = frk__asr32(x + frk__asr32(x, 31) + rq->add, rq->right);
+    x = frk__asr32(x + frk__asr32(acc, 31), rq->right);
 #endif
     x = x < rq->act_min ? rq->act_min : x;
     return (int8_t)(x > rq->act_max ? rq->act_max : x);
@@ -295,20 +309,21 @@ static inline int8_t frk__output_stage_tensor(int32_t acc, const frk__rq_tensor 
  *   int8: a filter row of K values is padded with zeros to k_pad (a multiple of 4); two rows (output channels
  *         2j, 2j+1) are interleaved 4 values at a time: [row0 k0..3][row1 k0..3][row0 k4..7]...; an odd last
  *         row is stored alone.
- *   int4: rows padded to a multiple of 8; each 8 values k..k+7 of a row are one word whose byte i holds w[k+i]
- *         in its low nibble and w[k+4+i] in its high nibble ("nibble-split"); pairs of rows interleaved a word
- *         at a time. Then (word << 4) & 0xF0F0F0F0 has 16*w[k..k+3] in its four bytes and word & 0xF0F0F0F0
- *         has 16*w[k+4..k+7] (exact: 16*w is in [-128, 112]), in natural order, ready for SXTB16; the
- *         accumulator then holds 16 * sum(w*x), shifted back exactly at the end.
+ *   int4: rows padded to a multiple of 8; each 8 values k..k+7 of a row are one word, "lane-nibbled": nibble n
+ *         (bits 4n+3..4n) holds w[k + (5, 4, 1, 0, 7, 6, 3, 2)[n]]; pairs of rows interleaved a word at a time.
+ *         Then (word << 4s) & 0xF000F000 has, for s = 0..3, w[k+0, k+2], w[k+1, k+3], w[k+4, k+6], w[k+5, k+7]
+ *         as int16 lanes (the nibble in the top four bits: 4096 * w exactly), the very lanes SXTB16 and
+ *         SXTB16-ROR8 make of the columns: one AND per two weights, no unpacking. The accumulator holds
+ *         4096 * sum(w*x) (the export checks it fits int32), shifted back exactly at the end.
  * Columns (activations of two output pixels) are raw int8 (no offset added: the offset is in the bias),
  * interleaved a word at a time: [col0 k0..3][col1 k0..3][col0 k4..7]..., so one LDRD loads the same four k of
  * both. SXTB16 and SXTB16-ROR8 of a column word pair up with those of a weight word lane by lane: (k, k+2) and
  * (k+1, k+3), so the order inside each pair does not matter to SMLAD.
  * frk__block2_s8 / frk__block2_s4 add to acc[0..3] the dot products (row0, col0), (row0, col1), (row1, col0),
  * (row1, col1) over `groups` groups of 4 (int8) or 8 (int4) values; frk__block1_* do one row (acc[0..1]).
- * On Arm the two-row loops are inline asm: 21 instructions per 16 MACs (int8, 13 registers) and 44 per 32 MACs
- * (int4, 14 registers: the 0xF0F0F0F0 mask in one, so `AND t, mask, w, LSL #4` takes the low nibbles in one
- * instruction), where GCC 12's own allocation spills accumulators to the stack (27 and 60). They need the frame
+ * On Arm the two-row loops are inline asm: 21 instructions per 16 MACs (int8, 13 registers) and 40 per 32 MACs
+ * (int4, 14 registers: the 0xF000F000 mask in one, so `AND t, mask, w, LSL #4s` takes two weights in one
+ * instruction), where GCC 12's own allocation spills accumulators to the stack. They need the frame
  * pointer free (any -O level but -O0, no -fno-omit-frame-pointer); otherwise the C loop below is used. */
 #if FRK_DSP_ASM && defined(__OPTIMIZE__)
 #define FRK_DSP_ASM_LOOPS 1
@@ -382,69 +397,54 @@ static FRK_ALWAYS_INLINE void frk__block1_s8(const int8_t *w, const int8_t *cols
     acc[0] = a00, acc[1] = a01;
 }
 
-/* 16*w[k..k+3] and 16*w[k+4..k+7] from one nibble-split word, as int8 lanes. */
-static inline uint32_t frk__s4_lower16(uint32_t word)
+/* Lanes s of a lane-nibbled word: 4096 * w[k+0, k+2], w[k+1, k+3], w[k+4, k+6], w[k+5, k+7] for s = 0..3. */
+static inline uint32_t frk__s4_lanes(uint32_t word, int32_t s)
 {
-    return (word << 4) & 0xF0F0F0F0u;
+    return (word << (4 * s)) & 0xF000F000u;
 }
 
-static inline uint32_t frk__s4_upper16(uint32_t word)
+/* The C form of one half group step for int4: acc += the lanes (l02, l13) . column words x0, x1. */
+static inline void frk__mac_lanes(int32_t *a0, int32_t *a1, uint32_t l02, uint32_t l13, uint32_t x0, uint32_t x1)
 {
-    return word & 0xF0F0F0F0u;
+    *a0 = frk__smlad(l13, frk__sxtb16_ror8(x0), frk__smlad(l02, frk__sxtb16(x0), *a0));
+    *a1 = frk__smlad(l13, frk__sxtb16_ror8(x1), frk__smlad(l02, frk__sxtb16(x1), *a1));
 }
+
+/* Two rows' lane-nibbled words (loaded from ld0, ld1) against columns k..k+3 (lanes 0, 1: shifts 0, 4) or
+ * k+4..k+7 (lanes 2, 3: shifts 8, 12): 19 instructions per 16 MACs. */
+#define FRK_S4_HALF(l02, l13, ld0, ld1)                                                                        \
+    "ldrd   %[xa], %[xb], [%[c]], #8\n\t"                                                                      \
+    "ldr    %[t2], " ld0 "\n\t"                                                                               \
+    "sxtb16 %[t0], %[xa]\n\t"                                                                                  \
+    "sxtb16 %[xa], %[xa], ror #8\n\t"                                                                          \
+    "sxtb16 %[t1], %[xb]\n\t"                                                                                  \
+    "sxtb16 %[xb], %[xb], ror #8\n\t"                                                                          \
+    "and    %[t3], %[m], %[t2], lsl #" #l02 "\n\t"                                                             \
+    "smlad  %[a00], %[t3], %[t0], %[a00]\n\t"                                                                  \
+    "smlad  %[a01], %[t3], %[t1], %[a01]\n\t"                                                                  \
+    "and    %[t3], %[m], %[t2], lsl #" #l13 "\n\t"                                                             \
+    "smlad  %[a00], %[t3], %[xa], %[a00]\n\t"                                                                  \
+    "smlad  %[a01], %[t3], %[xb], %[a01]\n\t"                                                                  \
+    "ldr    %[t2], " ld1 "\n\t"                                                                               \
+    "and    %[t3], %[m], %[t2], lsl #" #l02 "\n\t"                                                             \
+    "smlad  %[a10], %[t3], %[t0], %[a10]\n\t"                                                                  \
+    "smlad  %[a11], %[t3], %[t1], %[a11]\n\t"                                                                  \
+    "and    %[t3], %[m], %[t2], lsl #" #l13 "\n\t"                                                             \
+    "smlad  %[a10], %[t3], %[xa], %[a10]\n\t"                                                                  \
+    "smlad  %[a11], %[t3], %[xb], %[a11]\n\t"
 
 static FRK_ALWAYS_INLINE void frk__block2_s4(const uint8_t *w, const int8_t *cols, int32_t groups, int32_t acc[4])
 {
     int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
 #if FRK_DSP_ASM_LOOPS
     uint32_t xa, xb, t0, t1, t2, t3;
-    const uint32_t mask = 0xF0F0F0F0u;
-    /* Per group: columns k0..3, rows' lower nibbles; columns k4..7, rows' upper nibbles (each row word is
-     * loaded twice, which keeps the loop in 14 registers). */
+    const uint32_t mask = 0xF000F000u;
+    /* Per group: columns k0..3 against both rows' lanes 0, 1; columns k4..7 against lanes 2, 3 (each row word
+     * is loaded twice, which keeps the loop in 14 registers). `lsl #0` is plain AND. */
     __asm__ volatile(
         "1:\n\t"
-        "ldrd   %[xa], %[xb], [%[c]], #8\n\t"
-        "ldr    %[t2], [%[w]]\n\t"
-        "sxtb16 %[t0], %[xa]\n\t"
-        "sxtb16 %[xa], %[xa], ror #8\n\t"
-        "sxtb16 %[t1], %[xb]\n\t"
-        "sxtb16 %[xb], %[xb], ror #8\n\t"
-        "and    %[t2], %[m], %[t2], lsl #4\n\t"
-        "sxtb16 %[t3], %[t2]\n\t"
-        "sxtb16 %[t2], %[t2], ror #8\n\t"
-        "smlad  %[a00], %[t3], %[t0], %[a00]\n\t"
-        "smlad  %[a00], %[t2], %[xa], %[a00]\n\t"
-        "smlad  %[a01], %[t3], %[t1], %[a01]\n\t"
-        "smlad  %[a01], %[t2], %[xb], %[a01]\n\t"
-        "ldr    %[t2], [%[w], #4]\n\t"
-        "and    %[t2], %[m], %[t2], lsl #4\n\t"
-        "sxtb16 %[t3], %[t2]\n\t"
-        "sxtb16 %[t2], %[t2], ror #8\n\t"
-        "smlad  %[a10], %[t3], %[t0], %[a10]\n\t"
-        "smlad  %[a10], %[t2], %[xa], %[a10]\n\t"
-        "smlad  %[a11], %[t3], %[t1], %[a11]\n\t"
-        "smlad  %[a11], %[t2], %[xb], %[a11]\n\t"
-        "ldrd   %[xa], %[xb], [%[c]], #8\n\t"
-        "ldr    %[t2], [%[w]], #8\n\t"
-        "sxtb16 %[t0], %[xa]\n\t"
-        "sxtb16 %[xa], %[xa], ror #8\n\t"
-        "sxtb16 %[t1], %[xb]\n\t"
-        "sxtb16 %[xb], %[xb], ror #8\n\t"
-        "and    %[t2], %[t2], #0xF0F0F0F0\n\t"
-        "sxtb16 %[t3], %[t2]\n\t"
-        "sxtb16 %[t2], %[t2], ror #8\n\t"
-        "smlad  %[a00], %[t3], %[t0], %[a00]\n\t"
-        "smlad  %[a00], %[t2], %[xa], %[a00]\n\t"
-        "smlad  %[a01], %[t3], %[t1], %[a01]\n\t"
-        "smlad  %[a01], %[t2], %[xb], %[a01]\n\t"
-        "ldr    %[t2], [%[w], #-4]\n\t"
-        "and    %[t2], %[t2], #0xF0F0F0F0\n\t"
-        "sxtb16 %[t3], %[t2]\n\t"
-        "sxtb16 %[t2], %[t2], ror #8\n\t"
-        "smlad  %[a10], %[t3], %[t0], %[a10]\n\t"
-        "smlad  %[a10], %[t2], %[xa], %[a10]\n\t"
-        "smlad  %[a11], %[t3], %[t1], %[a11]\n\t"
-        "smlad  %[a11], %[t2], %[xb], %[a11]\n\t"
+        FRK_S4_HALF(0, 4, "[%[w]]", "[%[w], #4]")
+        FRK_S4_HALF(8, 12, "[%[w]], #8", "[%[w], #-4]")
         "subs   %[n], %[n], #1\n\t"
         "bne    1b\n\t"
         : [a00] "+r"(a00), [a01] "+r"(a01), [a10] "+r"(a10), [a11] "+r"(a11), [c] "+r"(cols), [w] "+r"(w),
@@ -458,8 +458,8 @@ static FRK_ALWAYS_INLINE void frk__block2_s4(const uint8_t *w, const int8_t *col
         const uint32_t wr0 = frk__read_u32(w), wr1 = frk__read_u32(w + 4);
         for (half = 0; half < 2; ++half) {
             const uint32_t x0 = frk__read_u32(cols), x1 = frk__read_u32(cols + 4);
-            frk__mac_row(&a00, &a01, half == 0 ? frk__s4_lower16(wr0) : frk__s4_upper16(wr0), x0, x1);
-            frk__mac_row(&a10, &a11, half == 0 ? frk__s4_lower16(wr1) : frk__s4_upper16(wr1), x0, x1);
+            frk__mac_lanes(&a00, &a01, frk__s4_lanes(wr0, 2 * half), frk__s4_lanes(wr0, 2 * half + 1), x0, x1);
+            frk__mac_lanes(&a10, &a11, frk__s4_lanes(wr1, 2 * half), frk__s4_lanes(wr1, 2 * half + 1), x0, x1);
             cols += 8;
         }
         w += 8;
@@ -475,8 +475,8 @@ static FRK_ALWAYS_INLINE void frk__block1_s4(const uint8_t *w, const int8_t *col
         int32_t half;
         const uint32_t wr0 = frk__read_u32(w);
         for (half = 0; half < 2; ++half) {
-            frk__mac_row(&a00, &a01, half == 0 ? frk__s4_lower16(wr0) : frk__s4_upper16(wr0), frk__read_u32(cols),
-                         frk__read_u32(cols + 4));
+            frk__mac_lanes(&a00, &a01, frk__s4_lanes(wr0, 2 * half), frk__s4_lanes(wr0, 2 * half + 1),
+                           frk__read_u32(cols), frk__read_u32(cols + 4));
             cols += 8;
         }
         w += 4;

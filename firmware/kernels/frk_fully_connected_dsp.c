@@ -35,7 +35,7 @@ void frk_fully_connected_s8_dsp(const frk_fc_params *params, const int32_t *mult
                         &out_dims, output, scratch);
 }
 
-/* frk_fully_connected_s4's outputs; rows padded to a multiple of 8, nibble-split and interleaved in pairs;
+/* frk_fully_connected_s4's outputs; rows padded to a multiple of 8, lane-nibbled and interleaved in pairs;
  * scratch 2 * roundup(depth, 8) bytes. */
 void frk_fully_connected_s4_dsp(const frk_fc_params *params, const int32_t *multiplier, const int32_t *shift,
                                 int32_t per_channel, int32_t batch, int32_t depth, const int8_t *input,

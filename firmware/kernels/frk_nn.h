@@ -139,7 +139,7 @@ int32_t frk_softmax_s8(const frk_softmax_params *params, int32_t rows, int32_t d
 /* ---- fast kernels (frk_*_dsp.c): the same outputs as their portable twins above, bit for bit, from the
  * export-time data of docs/arithmetic.md 6. They use the Armv7E-M DSP instructions (Cortex-M4/M7/M55) through
  * frk_dsp_support.h, which has C versions of them for other targets, so they build everywhere. In each:
- *   filter       the layout of section 6.2 for that kernel (rows padded and interleaved; int4 nibble-split);
+ *   filter       the layout of section 6.2 for that kernel (rows padded and interleaved; int4 lane-nibbled);
  *   kernel_bias  bias[c] + input_offset * sum(w[c]) (6.1), never NULL: padding is then the input zero point;
  *   scratch      int8 working memory whose size the export computes (6.3); NULL where the size is 0.
  * The export picks a fast kernel only for layers whose bounds it has checked (6.1). */

@@ -12,9 +12,9 @@ run time or per MAC:
   - kernel_bias = bias + input_offset * sum(w) per output channel (6.1): no offset added per MAC, padding taps
     read the input zero point instead of being skipped;
   - the filter in the layout the kernel's inner loop loads (6.2): conv and FC rows padded to 4 (int8) or 8 (int4)
-    values and interleaved in pairs, int4 nibble-split so that two ANDs give 16*w in natural byte order;
-    depthwise weights grouped 4 channels by tap (int4: two taps per word);
-  - the checks that make the fast requantization and the 16x int4 sums exact (6.1), and the scratch size (6.3).
+    values and interleaved in pairs, int4 "lane-nibbled" so that one AND gives two weights as the int16 lanes
+    SMLAD multiplies (4096*w); depthwise weights grouped 4 channels by tap (int4: two taps per word);
+  - the checks that make the fast requantization and the 4096x int4 sums exact (6.1), and the scratch size (6.3).
 No torch here: this runs on the QGraph's integers.
 """
 from __future__ import annotations
@@ -63,12 +63,17 @@ def _round_up(n: int, m: int) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- layouts
-def nibble_split(rows: np.ndarray) -> np.ndarray:
-    """int4 rows [R, K] with K % 8 == 0 -> uint8 [R, K/2]: per 8 values k..k+7 four bytes, byte i holding
-    w[k+i] in its low nibble and w[k+4+i] in its high nibble."""
-    r, k = rows.shape
-    v = (rows.astype(np.int16) & 0x0F).astype(np.uint8).reshape(r, k // 8, 2, 4)
-    return (v[:, :, 0, :] | (v[:, :, 1, :] << 4)).reshape(r, k // 2)
+# Nibble n (bits 4n+3..4n) of an int4 word holds value LANE_ORDER[n] of its 8 (docs/arithmetic.md 6.2): then
+# (word << 4s) & 0xF000F000 has, for s = 0, 1, 2, 3, the values (0, 2), (1, 3), (4, 6), (5, 7) as int16 lanes
+# times 4096, the lanes SXTB16 / SXTB16-ROR8 make of the activations k..k+3 and k+4..k+7.
+LANE_ORDER = (5, 4, 1, 0, 7, 6, 3, 2)
+INT4_LANE_SCALE = 4096  # the int4 cores accumulate 4096 * sum(w * x)
+
+
+def lane_nibbles(values: np.ndarray) -> np.ndarray:
+    """int4 values [..., 8] -> uint8 [..., 4]: the little-endian word whose nibble n holds value LANE_ORDER[n]."""
+    v = (values.astype(np.int16) & 0x0F).astype(np.uint8)[..., list(LANE_ORDER)]
+    return v[..., 0::2] | (v[..., 1::2] << 4)
 
 
 def interleave_pairs(rows: np.ndarray, chunk: int) -> np.ndarray:
@@ -88,12 +93,13 @@ def gemm_filter_layout(w2d: np.ndarray, dtype: str) -> np.ndarray:
     padded[:, :k] = w2d
     if dtype == "int8":
         return interleave_pairs(padded.view(np.uint8), 4).view(np.int8)
-    return interleave_pairs(nibble_split(padded), 4)
+    return interleave_pairs(lane_nibbles(padded.reshape(cout, -1, 8)).reshape(cout, -1), 4)
 
 
 def depthwise_filter_layout(w: np.ndarray, dtype: str) -> np.ndarray:
     """A depthwise filter [1, KH, KW, C] (C % 4 == 0) -> the bytes frk_depthwise_conv_s8_dsp / _s4_dsp load:
-    int8 [C/4, T, 4]; int4 [C/4, ceil(T/2), 4] bytes, tap 2u in the low and tap 2u+1 in the high nibbles."""
+    int8 [C/4, T, 4]; int4 [C/4, ceil(T/2), 4] bytes, a word per pair of taps (2u, 2u+1): lane_nibbles of their
+    8 weights (tap 2u's 4 channels, then tap 2u+1's; 0 past the last tap)."""
     c = w.shape[-1]
     taps = w.reshape(-1, c // 4, 4).transpose(1, 0, 2)  # [C/4, T, 4]
     if dtype == "int8":
@@ -101,15 +107,14 @@ def depthwise_filter_layout(w: np.ndarray, dtype: str) -> np.ndarray:
     t = taps.shape[1]
     if t % 2:
         taps = np.concatenate([taps, np.zeros((c // 4, 1, 4), taps.dtype)], axis=1)
-    nib = (taps.astype(np.int16) & 0x0F).astype(np.uint8)
-    return (nib[:, 0::2, :] | (nib[:, 1::2, :] << 4)).reshape(-1)
+    return lane_nibbles(taps.reshape(c // 4, -1, 8)).reshape(-1)
 
 
 # -------------------------------------------------------------------------------------------------- checks
 def _bounds_reason(w2d: np.ndarray, bias: np.ndarray, input_offset: int, shift: np.ndarray, dtype: str,
                    int4_seeded: bool = False) -> str:
     """'' when the fast kernels are exact for these rows (6.1), else why not. int4_seeded: the int4 kernel starts
-    its accumulators at 16 * kernel_bias (depthwise, 6.2), so that term counts in its scaled sum too."""
+    its accumulators at 4096 * kernel_bias (depthwise, 6.2), so that term counts in its scaled sum too."""
     abs_w = np.abs(w2d.astype(np.int64)).sum(axis=1)
     left = np.maximum(np.broadcast_to(np.asarray(shift, np.int64), abs_w.shape), 0)
     acc_bound = np.abs(bias.astype(np.int64)) + 255 * abs_w
@@ -119,9 +124,9 @@ def _bounds_reason(w2d: np.ndarray, bias: np.ndarray, input_offset: int, shift: 
     if np.any(np.abs(kernel_bias) >= _LIMIT_2_31):
         return "bias + input_offset*sum(w) does not fit int32"
     seed = np.abs(kernel_bias) if int4_seeded else 0
-    if dtype == "int4" and np.any(16 * (seed + 128 * abs_w) >= _LIMIT_2_31):
-        return ("16 * (|bias + input_offset*sum(w)| + 128*sum|w|) reaches 2^31 (the int4 core's scaled sum)"
-                if int4_seeded else "16*128*sum|w| reaches 2^31 (the int4 core's scaled sum)")
+    if dtype == "int4" and np.any(INT4_LANE_SCALE * (seed + 128 * abs_w) >= _LIMIT_2_31):
+        return ("4096 * (|bias + input_offset*sum(w)| + 128*sum|w|) reaches 2^31 (the int4 core's scaled sum)"
+                if int4_seeded else "4096*128*sum|w| reaches 2^31 (the int4 core's scaled sum)")
     return ""
 
 
@@ -168,7 +173,7 @@ def choose_kernel(graph: QGraph, op, kernels: str) -> KernelChoice:
         why = _bounds_reason(rows, bias, input_offset, shift, w.dtype, int4_seeded=True)
         if why:
             return KernelChoice(portable, False, why)
-        scale = 16 if w.dtype == "int4" else 1  # the int4 kernel's accumulators start at 16 * kernel_bias (6.2)
+        scale = INT4_LANE_SCALE if w.dtype == "int4" else 1  # int4: the accumulators start at 4096 * kernel_bias
         return KernelChoice(portable + "_dsp", True, filter_values=depthwise_filter_layout(w.data, w.dtype),
                             kernel_bias=(scale * _kernel_bias64(rows, bias, input_offset)).astype(np.int32),
                             scratch_bytes=c)
