@@ -188,9 +188,9 @@ A model that is not in the zoo needs its data and its declared preprocessing:
 @click.option("--qdrop", type=click.FloatRange(min=0, max=1, max_open=True), default=0.0, show_default=True,
               help="QDrop: probability of leaving an activation unquantized while a block learns.")
 @click.option("--emit-tflite", is_flag=True, help="Also write OUT/model.tflite (int8 / int4 weights) for TFLite Micro.")
-@click.option("--kernels", type=click.Choice(["dsp", "portable"]), default=None,
-              help="C kernels: dsp (Armv7E-M DSP instructions, the Cortex-M default) or portable (C99, the host "
-                   "default).")
+@click.option("--kernels", type=click.Choice(["mve", "dsp", "portable"]), default=None,
+              help="C kernels: mve (Helium where there is a Helium kernel, else dsp: the Cortex-M55 default), dsp "
+                   "(Armv7E-M DSP instructions, the Cortex-M4/M7 default) or portable (C99, the host default).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing output folder that is not a previous export.")
 def export(model, target, method, wbits, abits, granularity, first_last_8bit, weights, dataset, calib_dataset,

@@ -38,6 +38,8 @@ KERNEL_FILES = (
     "frk_fully_connected_dsp.c",
     "frk_elementwise_add_dsp.c",
     "frk_pooling_dsp.c",
+    "frk_convolve_mve.c",
+    "frk_fully_connected_mve.c",
 )
 
 STRICT_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"]
@@ -428,6 +430,10 @@ DSP_SIGNATURES = {
     "frk_max_pool_s8_dsp": (None, [P(FrkPoolParams), P(FrkDims), P_I8, I32, I32, P(FrkDims), P_I8]),
 }
 SIGNATURES.update(DSP_SIGNATURES)
+# The Helium kernels (frk_*_mve.c) take the same arguments as their _dsp twins; on the host, C versions.
+MVE_SIGNATURES = {name.replace("_dsp", "_mve"): sig for name, sig in DSP_SIGNATURES.items()
+                  if name.startswith(("frk_convolve_", "frk_fully_connected_"))}
+SIGNATURES.update(MVE_SIGNATURES)
 SCRATCH_FILL = 0x3C  # scratch pre-fill: the kernels must not depend on it
 
 
@@ -491,8 +497,8 @@ class DspKernels(Kernels):
 
     def convolve_dsp(self, bits: int, x, filter_values, filter_shape, kernel_bias, input_offset, output_offset,
                      stride, dilation, padding, act_min, act_max, multiplier, shift, scratch_bytes,
-                     decoy_seed: int | None = 0):
-        fn = self.lib.frk_convolve_s8_dsp if bits == 8 else self.lib.frk_convolve_s4_dsp
+                     decoy_seed: int | None = 0, suffix: str = "_dsp"):
+        fn = getattr(self.lib, f"frk_convolve_s{bits}{suffix}")
         return self._conv_dsp(fn, x, filter_values, filter_shape, kernel_bias, input_offset, output_offset, stride,
                               dilation, padding, act_min, act_max, multiplier, shift, scratch_bytes, False,
                               decoy_seed)
@@ -507,8 +513,8 @@ class DspKernels(Kernels):
 
     def fully_connected_dsp(self, bits: int, x, filter_values, out_channels: int, kernel_bias, input_offset,
                             output_offset, act_min, act_max, multiplier, shift, scratch_bytes,
-                            decoy_seed: int | None = 0):
-        fn = self.lib.frk_fully_connected_s8_dsp if bits == 8 else self.lib.frk_fully_connected_s4_dsp
+                            decoy_seed: int | None = 0, suffix: str = "_dsp"):
+        fn = getattr(self.lib, f"frk_fully_connected_s{bits}{suffix}")
         x = _i8(x)
         w, w_ctype = _typed(filter_values)
         batch = x.shape[0]

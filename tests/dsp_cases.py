@@ -695,14 +695,16 @@ def _schedule(kind: str):
             yield label, j
 
 
-def make_cases(seed: int = 0, kinds=KINDS, repeat: int = 1, max_tries: int = 50) -> list[DspCase]:
-    """repeat times the schedule of each kind in `kinds`, drawn from default_rng(seed)."""
+def make_cases(seed: int = 0, kinds=KINDS, repeat: int = 1, max_tries: int = 50,
+               kernels: str = "dsp") -> list[DspCase]:
+    """repeat times the schedule of each kind in `kinds`, drawn from default_rng(seed), each case with the
+    choice of an export with kernel set `kernels` ("dsp" or "mve")."""
     d = Draw(np.random.default_rng(seed))
     cases: list[DspCase] = []
     for kind in kinds:
         for _ in range(repeat):
             for label, j in _schedule(kind):
-                cases.append(_make_one(d, kind, label, j, len(cases), max_tries))
+                cases.append(_make_one(d, kind, label, j, len(cases), max_tries, kernels=kernels))
     return cases
 
 
@@ -716,7 +718,7 @@ def make_portable_add_cases(seed: int = 0) -> list[DspCase]:
 
 
 def _make_one(d: Draw, kind: str, label: str, j: int, index: int, max_tries: int,
-              want_fast: bool = True) -> DspCase:
+              want_fast: bool = True, kernels: str = "dsp") -> DspCase:
     decoy_seed = d.int(0, 2**31)
     for _ in range(max_tries):
         if kind == "add":
@@ -730,7 +732,7 @@ def _make_one(d: Draw, kind: str, label: str, j: int, index: int, max_tries: int
         else:
             args = _fc_case(d, kind, label, j) if kind.startswith("fc") else _conv_case(d, kind, label, j)
             graph, op = one_op_graph(kind, args, conv_output_shape(kind, args))
-        choice = choose_kernel(graph, op, "dsp")
+        choice = choose_kernel(graph, op, kernels)
         if choice.fast != want_fast:  # e.g. bounds the export rejects: not a case for the fast kernel
             continue
         case = DspCase(index, kind, label, args, np.empty(0, np.int8), choice, decoy_seed)

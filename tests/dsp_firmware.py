@@ -150,11 +150,11 @@ static void frk_t_run_fast(const frk_case *c, int8_t *out, int8_t *scratch)
 {
     switch (c->kind) {
     case FRK_T_CONV_S8:
-        frk_convolve_s8_dsp(&c->conv, c->mult, c->shift, c->per_channel, &c->in, c->x, &c->filt,
+        FRK_T_CONV_S8_FAST(&c->conv, c->mult, c->shift, c->per_channel, &c->in, c->x, &c->filt,
                             (const int8_t *)c->w_fast, c->kernel_bias, &c->out, out, scratch);
         break;
     case FRK_T_CONV_S4:
-        frk_convolve_s4_dsp(&c->conv, c->mult, c->shift, c->per_channel, &c->in, c->x, &c->filt,
+        FRK_T_CONV_S4_FAST(&c->conv, c->mult, c->shift, c->per_channel, &c->in, c->x, &c->filt,
                             (const uint8_t *)c->w_fast, c->kernel_bias, &c->out, out, scratch);
         break;
     case FRK_T_DW_S8:
@@ -166,11 +166,11 @@ static void frk_t_run_fast(const frk_case *c, int8_t *out, int8_t *scratch)
                                   (const uint8_t *)c->w_fast, c->kernel_bias, &c->out, out, scratch);
         break;
     case FRK_T_FC_S8:
-        frk_fully_connected_s8_dsp(&c->fc, c->mult, c->shift, c->per_channel, c->batch, c->depth, c->x,
+        FRK_T_FC_S8_FAST(&c->fc, c->mult, c->shift, c->per_channel, c->batch, c->depth, c->x,
                                    (const int8_t *)c->w_fast, c->kernel_bias, c->cout, out, scratch);
         break;
     case FRK_T_FC_S4:
-        frk_fully_connected_s4_dsp(&c->fc, c->mult, c->shift, c->per_channel, c->batch, c->depth, c->x,
+        FRK_T_FC_S4_FAST(&c->fc, c->mult, c->shift, c->per_channel, c->batch, c->depth, c->x,
                                    (const uint8_t *)c->w_fast, c->kernel_bias, c->cout, out, scratch);
         break;
     case FRK_T_AVGPOOL:
@@ -456,10 +456,23 @@ def write_image(cases: list[dc.DspCase], folder, seed: int | str = "?") -> Image
     header = HEADER_C
     for key, value in subst.items():
         header = header.replace(key, value)
+    header += "".join(f"#define FRK_T_{kind.upper()}_FAST {name}\n" for kind, name in fast_names(cases).items())
     table = "static const frk_case frk_t_cases[FRK_T_CASES] = {\n" + "\n".join(entries) + "\n};\n"
     source = folder / SOURCE_NAME
     source.write_text(header + "\n" + "".join(data) + "\n" + table + RUNNER_C)
     return ImageInfo(source, len(cases), per_kind, data_bytes)
+
+
+def fast_names(cases) -> dict[str, str]:
+    """The fast kernel the image calls for conv_s8 / conv_s4 / fc_s8 / fc_s4: the cases' choice (the _dsp or
+    the _mve kernel, one per kind), the _dsp one for a kind without cases."""
+    names = {}
+    for kind, base in (("conv_s8", "frk_convolve_s8"), ("conv_s4", "frk_convolve_s4"),
+                       ("fc_s8", "frk_fully_connected_s8"), ("fc_s4", "frk_fully_connected_s4")):
+        chosen = {c.choice.name for c in cases if c.kind == kind}
+        assert len(chosen) <= 1, (kind, chosen)
+        names[kind] = chosen.pop() if chosen else base + "_dsp"
+    return names
 
 
 # ---------------------------------------------------------------------------------------------- build / run

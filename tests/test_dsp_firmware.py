@@ -117,3 +117,68 @@ def test_image_uses_the_dsp_instructions(arm_tools, image):
         assert fn in bodies, f"{fn} is not in the image"
         for insn in insns:
             assert re.search(rf"\s{insn}\s", bodies[fn]), f"{fn} has no {insn}"
+
+
+# ------------------------------------------------------------------------------------ Helium on the Cortex-M55
+# The M55 export's Helium kernels (kernel set "mve"): frk_convolve_*_mve / frk_fully_connected_*_mve with their
+# layouts, on the same schedule of cases drawn with the mve choices (the image holds those kinds only: all nine
+# do not fit the M55 board's 512 KiB of code memory; the dsp kernels the M55 export also runs are the M4/M7
+# image's, and the model tests run them on the M55).
+MVE_TARGET = "cortex-m55"
+MVE_KINDS = ("conv_s8", "conv_s4", "fc_s8", "fc_s4")
+BREAK_MVE = "-DFRK_TEST_BREAK_MVE_ROUNDING"
+
+
+@pytest.fixture(scope="module")
+def mve_cases() -> list[dc.DspCase]:
+    return dc.make_cases(FIRMWARE_SEED, kinds=MVE_KINDS, kernels="mve")
+
+
+@pytest.fixture(scope="module")
+def mve_image(mve_cases, tmp_path_factory):
+    return df.write_image(mve_cases, tmp_path_factory.mktemp("mve_image"), FIRMWARE_SEED), {}
+
+
+def test_mve_image_holds_enough_cases(mve_cases, mve_image):
+    info, _ = mve_image
+    assert info.cases == len(mve_cases) >= 200
+    assert [p for p in dc.coverage_problems(mve_cases) if p.startswith(MVE_KINDS)] == []
+    assert all(c.choice.name.endswith("_mve") for c in mve_cases)
+    assert min(info.per_kind.values()) >= 40, info.per_kind
+    assert df.fast_names(mve_cases) == {"conv_s8": "frk_convolve_s8_mve", "conv_s4": "frk_convolve_s4_mve",
+                                        "fc_s8": "frk_fully_connected_s8_mve", "fc_s4": "frk_fully_connected_s4_mve"}
+
+
+def test_mve_kernels_match_portable_on_cortex_m55(arm_tools, mve_image):
+    info, _ = mve_image
+    elf, run = _built(mve_image, MVE_TARGET)
+    assert run.cases == info.cases, run.describe()
+    assert run.failed == 0 and not run.failures, f"{run.failed} of {run.cases} cases failed on the M55:\n" + \
+        "\n".join(run.failures[:30])
+    assert run.returncode == 0, run.describe()
+    assert {k: v for k, v in run.per_kind.items() if v[0]} == {k: (n, 0) for k, n in info.per_kind.items()}
+
+
+def test_deliberately_wrong_mve_rounding_fails_on_cortex_m55(arm_tools, mve_image):
+    """-DFRK_TEST_BREAK_MVE_ROUNDING (frk_mve_support.h: VRSHL's own rounding, negative ties toward +inf, without
+    the sign fix): every Helium kernel reports mismatches, the dsp ones none."""
+    info, _ = mve_image
+    _, run = _built(mve_image, MVE_TARGET, (BREAK_MVE,))
+    assert run.cases == info.cases, run.describe()
+    assert run.returncode == 1, run.describe()
+    broken = {k for k, (_, failed) in run.per_kind.items() if failed}
+    assert broken == set(MVE_KINDS), run.per_kind
+
+
+def test_m55_image_uses_helium(arm_tools, mve_image):
+    """The M55 image's conv and FC kernels are MVE code: VMLADAVA in the cores, VQRDMULH and VRSHL in the
+    requantization, a byte scatter store, a low-overhead loop (objdump names VMLADAVA.S8 by its alias VMLAVA)."""
+    elf, _ = _built(mve_image, MVE_TARGET)
+    dump = subprocess.run(["arm-none-eabi-objdump", "-d", "-m", "armv8.1-m.main", "--no-show-raw-insn", str(elf)],
+                          capture_output=True, text=True, check=True).stdout
+    bodies = dict(re.findall(r"^[0-9a-f]+ <(\w+)>:\n(.*?)(?=^[0-9a-f]+ <|\Z)", dump, re.S | re.M))
+    for fn in ("frk_convolve_s8_mve", "frk_convolve_s4_mve"):
+        assert fn in bodies, f"{fn} is not in the image"
+        for insn in ("vmlava.s8", "vldrb.u8", "vqrdmulh.s32", "vrshl.s32", "vstrbt.32", "le"):  # objdump: VMLAVA
+            assert re.search(rf"\s{re.escape(insn)}\s", bodies[fn]), f"{fn} has no {insn}"
+    assert re.search(r"\svshl.i8\s", bodies["frk_convolve_s4_mve"])  # the int4 unpack

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from flexround_mcu.codegen.kernels import (INT4_LANE_SCALE, _bounds_reason, _kernel_bias, choose_kernel,
-                                           depthwise_filter_layout, gemm_filter_layout)
+                                           depthwise_filter_layout, gemm_filter_layout, mve_gemm_filter_layout)
 from flexround_mcu.prepare import add_params
 from flexround_mcu.sim.elementwise import elementwise_add_s8
 
@@ -76,11 +76,15 @@ def run_fast(k: ck.DspKernels, case: dc.DspCase) -> np.ndarray:
     q = dict(input_offset=a["input_offset"], output_offset=a["output_offset"], act_min=a["act_min"],
              act_max=a["act_max"], multiplier=a["multiplier"], shift=a["shift"], scratch_bytes=ch.scratch_bytes,
              decoy_seed=case.decoy_seed)
+    suffix = ch.name[ch.name.rindex("_"):]  # _dsp or _mve
     if case.family == "fc":
-        return k.fully_connected_dsp(case.bits, a["x"], ch.filter_values, a["w"].shape[0], ch.kernel_bias, **q)
+        return k.fully_connected_dsp(case.bits, a["x"], ch.filter_values, a["w"].shape[0], ch.kernel_bias, **q,
+                                     suffix=suffix)
     conv = dict(q, stride=a["stride"], dilation=a["dilation"], padding=a["padding"])
-    fn = k.depthwise_conv_dsp if case.family == "dw" else k.convolve_dsp
-    return fn(case.bits, a["x"], ch.filter_values, a["w"].shape, ch.kernel_bias, **conv)
+    if case.family == "dw":
+        assert suffix == "_dsp", ch.name
+        return k.depthwise_conv_dsp(case.bits, a["x"], ch.filter_values, a["w"].shape, ch.kernel_bias, **conv)
+    return k.convolve_dsp(case.bits, a["x"], ch.filter_values, a["w"].shape, ch.kernel_bias, **conv, suffix=suffix)
 
 
 def run_portable(k: ck.Kernels, case: dc.DspCase) -> np.ndarray:
@@ -493,3 +497,47 @@ def test_add_fast_path_with_a_left_shift_on_the_other_input(dsp):
     assert not ch.fast and "2^31" in ch.reason
     forced = choose_kernel(*dc.add_graph(dict(args, input2_shift=-1)), "dsp")
     assert forced.fast  # the same ADD with a TFLM-like (right) shift takes the fast kernel
+
+
+# ----------------------------------------------------------------------------------------------- Helium (mve)
+MVE_KINDS = ("conv_s8", "conv_s4", "fc_s8", "fc_s4")  # the ops with an _mve kernel; the others run the _dsp one
+
+
+@pytest.fixture(scope="module")
+def mve_host_cases() -> list[dc.DspCase]:
+    return dc.make_cases(HOST_SEED + 1, kinds=MVE_KINDS, kernels="mve")
+
+
+def test_mve_kernels_match_twin_on_the_host(dsp, mve_host_cases):
+    """The _mve kernels' C versions (the layouts, im2col, pixel blocks and tails of frk_convolve_mve.c) with
+    the export's mve data: every output byte equals the numpy twin. Under QEMU on the M55 the same kernels run
+    the MVE code (tests/test_dsp_firmware.py)."""
+    assert {c.choice.name for c in mve_host_cases} == {f"frk_{f}_s{b}_mve" for f in ("convolve", "fully_connected")
+                                                        for b in (8, 4)}
+    bad = mismatches(dsp, mve_host_cases)
+    assert not bad, f"{len(bad)} of {len(mve_host_cases)} cases differ from the twin:\n" + "\n".join(bad[:20])
+
+
+def test_mve_choice_is_its_layout():
+    """choose_kernel(..., "mve") on conv / FC: the mve layout, 16 * kernel_bias for int4, 3 columns of scratch;
+    depthwise, ADD and pooling take the dsp kernels."""
+    rng = np.random.default_rng(3)
+    for bits, k in ((8, 27), (8, 48), (4, 27), (4, 64)):
+        w = rng.integers(-8, 8, (3, k)).astype(np.int8)
+        args = _fc_args(w, rng.integers(-1000, 1000, 3).astype(np.int32))
+        graph, op = dc.one_op_graph(f"fc_s{bits}", args, (1, 3))
+        ch = choose_kernel(graph, op, "mve")
+        dtype = "int8" if bits == 8 else "int4"
+        assert ch.name == f"frk_fully_connected_s{bits}_mve" and ch.fast
+        np.testing.assert_array_equal(ch.filter_values, mve_gemm_filter_layout(w.astype(np.int64), dtype))
+        group = 16 if bits == 8 else 32
+        assert ch.scratch_bytes == 3 * ((k + group - 1) // group * group)
+        kb = _kernel_bias(w.astype(np.int64), args["bias"].astype(np.int64), args["input_offset"])
+        np.testing.assert_array_equal(ch.kernel_bias, (16 if bits == 4 else 1) * kb)
+    rows = np.stack([np.arange(-8, 24) % 16 - 8, -np.arange(32) % 16 - 8])  # two rows of 32 int4 values
+    layout = mve_gemm_filter_layout(rows, "int4")
+    assert layout.size == 2 * 16  # 16 bytes per row, row 1 after row 0
+    for r in range(2):
+        b = layout[16 * r:16 * (r + 1)].astype(np.int16)
+        np.testing.assert_array_equal(((b & 15) ^ 8) - 8, rows[r, :16])  # low nibbles: k 0..15
+        np.testing.assert_array_equal(((b >> 4) ^ 8) - 8, rows[r, 16:])  # high nibbles: k 16..31

@@ -20,12 +20,6 @@
 
 #include "frk_nn_support.h"
 
-#if defined(__GNUC__)
-#define FRK_ALWAYS_INLINE __attribute__((always_inline)) inline
-#else
-#define FRK_ALWAYS_INLINE inline
-#endif
-
 #if defined(__ARM_FEATURE_DSP) && !defined(FRK_NO_DSP_ASM)
 #define FRK_DSP_ASM 1
 #else

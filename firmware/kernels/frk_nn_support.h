@@ -14,6 +14,13 @@
 #include <stddef.h> /* NULL */
 #include <stdint.h>
 
+/* For the fast kernels' cores, which must inline into their callers to keep their accumulators in registers. */
+#if defined(__GNUC__)
+#define FRK_ALWAYS_INLINE __attribute__((always_inline)) inline
+#else
+#define FRK_ALWAYS_INLINE inline
+#endif
+
 /* floor(x / 2^n) for 0 <= n <= 63. C99 leaves `x >> n` implementation-defined when x < 0; ~x is then
  * non-negative, and ~(~x >> n) is the floor. GCC and Clang emit a single arithmetic shift for this. */
 static inline int64_t frk__asr64(int64_t x, int32_t n)

@@ -1,8 +1,10 @@
 """Which C kernel runs each op, and the export-time data the fast kernels want (docs/arithmetic.md 6).
 
-Two kernel sets:
+Three kernel sets:
   portable  the C99 reference kernels (frk_convolve_s8, ...): the host's default and the reference of every test;
-  dsp       the Armv7E-M kernels (frk_*_dsp.c: SXTB16/SMLAD/SMMULR), the default on the Cortex-M4/M7/M55 boards.
+  dsp       the Armv7E-M kernels (frk_*_dsp.c: SXTB16/SMLAD/SMMULR), the default on the Cortex-M4/M7 boards;
+  mve       the Helium kernels (frk_*_mve.c: VMLADAVA/VQRDMULH) where there is one (conv, fully connected), the dsp
+            kernels for the other ops: the default on the Cortex-M55.
 A dsp export still uses the portable kernel for a layer that a fast kernel does not cover or whose bounds do not
 hold (`KernelChoice.reason` says which); the fast kernels' C versions of the DSP instructions let a dsp project
 build and run on any target too.
@@ -26,7 +28,7 @@ import numpy as np
 from ..ir import OpKind, QGraph
 from ..sim.elementwise import input_rescale_table
 
-KERNEL_SETS = ("portable", "dsp")
+KERNEL_SETS = ("portable", "dsp", "mve")
 DEPTHWISE_MAX_TAPS = 64  # FRK_DEPTHWISE_DSP_MAX_TAPS in frk_nn.h
 _LIMIT_2_30 = 1 << 30
 _LIMIT_2_31 = 1 << 31
@@ -110,11 +112,26 @@ def depthwise_filter_layout(w: np.ndarray, dtype: str) -> np.ndarray:
     return lane_nibbles(taps.reshape(c // 4, -1, 8)).reshape(-1)
 
 
+def mve_gemm_filter_layout(w2d: np.ndarray, dtype: str) -> np.ndarray:
+    """A conv / FC filter as rows [C_out, K] -> the bytes frk_convolve_s8_mve / _s4_mve load (7.1): rows padded
+    to 16 (int8) or 32 (int4) values, int4 as 16 bytes per 32 values (byte i: w[k+i] low, w[k+16+i] high
+    nibble), pairs of rows interleaved 16 bytes at a time."""
+    group = 16 if dtype == "int8" else 32
+    cout, k = w2d.shape
+    padded = np.zeros((cout, _round_up(k, group)), np.int8)
+    padded[:, :k] = w2d
+    if dtype == "int8":
+        return interleave_pairs(padded.view(np.uint8), 16).view(np.int8)
+    nib = (padded.astype(np.int16) & 0x0F).astype(np.uint8).reshape(cout, -1, 2, 16)
+    return interleave_pairs((nib[:, :, 0, :] | (nib[:, :, 1, :] << 4)).reshape(cout, -1), 16)
+
+
 # -------------------------------------------------------------------------------------------------- checks
 def _bounds_reason(w2d: np.ndarray, bias: np.ndarray, input_offset: int, shift: np.ndarray, dtype: str,
-                   int4_seeded: bool = False) -> str:
+                   int4_seeded: bool = False, int4_scale: int = INT4_LANE_SCALE) -> str:
     """'' when the fast kernels are exact for these rows (6.1), else why not. int4_seeded: the int4 kernel starts
-    its accumulators at 4096 * kernel_bias (depthwise, 6.2), so that term counts in its scaled sum too."""
+    its accumulators at int4_scale * kernel_bias (the dsp depthwise, 6.2; the mve conv, 7.1), so that term counts
+    in its scaled sum too. int4_scale: 4096 for the dsp cores, 16 for the mve ones."""
     abs_w = np.abs(w2d.astype(np.int64)).sum(axis=1)
     left = np.maximum(np.broadcast_to(np.asarray(shift, np.int64), abs_w.shape), 0)
     acc_bound = np.abs(bias.astype(np.int64)) + 255 * abs_w
@@ -124,9 +141,9 @@ def _bounds_reason(w2d: np.ndarray, bias: np.ndarray, input_offset: int, shift: 
     if np.any(np.abs(kernel_bias) >= _LIMIT_2_31):
         return "bias + input_offset*sum(w) does not fit int32"
     seed = np.abs(kernel_bias) if int4_seeded else 0
-    if dtype == "int4" and np.any(INT4_LANE_SCALE * (seed + 128 * abs_w) >= _LIMIT_2_31):
-        return ("4096 * (|bias + input_offset*sum(w)| + 128*sum|w|) reaches 2^31 (the int4 core's scaled sum)"
-                if int4_seeded else "4096*128*sum|w| reaches 2^31 (the int4 core's scaled sum)")
+    if dtype == "int4" and np.any(int4_scale * (seed + 128 * abs_w) >= _LIMIT_2_31):
+        return (f"{int4_scale} * (|bias + input_offset*sum(w)| + 128*sum|w|) reaches 2^31 (the int4 core's scaled "
+                f"sum)" if int4_seeded else f"{int4_scale}*128*sum|w| reaches 2^31 (the int4 core's scaled sum)")
     return ""
 
 
@@ -140,19 +157,22 @@ def _kernel_bias(w2d: np.ndarray, bias: np.ndarray, input_offset: int) -> np.nda
 
 # ------------------------------------------------------------------------------------------------- choice
 def choose_kernel(graph: QGraph, op, kernels: str) -> KernelChoice:
-    """The kernel of `op` in an export with kernel set `kernels` ("portable" or "dsp")."""
+    """The kernel of `op` in an export with kernel set `kernels` (one of KERNEL_SETS)."""
     if kernels not in KERNEL_SETS:
         raise ValueError(f"unknown kernel set {kernels!r}")
     if op.kind == OpKind.ADD:
-        return _add_choice(graph, op) if kernels == "dsp" else KernelChoice(PORTABLE[OpKind.ADD], False)
+        return _add_choice(graph, op) if kernels != "portable" else KernelChoice(PORTABLE[OpKind.ADD], False)
     if op.kind in POOLS:  # same parameters for both sets; the fast one falls back itself (C % 4, window size)
-        return KernelChoice(POOLS[op.kind] + ("_dsp" if kernels == "dsp" else ""), kernels == "dsp")
+        fast = kernels != "portable"  # mve: the dsp pools
+        return KernelChoice(POOLS[op.kind] + ("_dsp" if fast else ""), fast)
     if op.kind not in (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED):
         return KernelChoice("", False)
     w = graph.tensors[op.inputs[1]]
     portable = PORTABLE[(op.kind, w.dtype)]
     if kernels == "portable":
         return KernelChoice(portable, False)
+    if kernels == "mve" and op.kind == OpKind.DEPTHWISE_CONV_2D:  # no Helium depthwise yet: the dsp one
+        kernels = "dsp"
     x = graph.tensors[op.inputs[0]]
     cout = w.shape[-1] if op.kind == OpKind.DEPTHWISE_CONV_2D else w.shape[0]
     bias = graph.tensors[op.inputs[2]].data if op.inputs[2] != -1 else np.zeros(cout, np.int32)
@@ -179,6 +199,8 @@ def choose_kernel(graph: QGraph, op, kernels: str) -> KernelChoice:
                             scratch_bytes=c)
 
     rows = w.data.reshape(cout, -1)
+    if kernels == "mve":
+        return _mve_gemm_choice(portable, rows, bias, input_offset, shift, w.dtype)
     why = _bounds_reason(rows, bias, input_offset, shift, w.dtype)
     if why:
         return KernelChoice(portable, False, why)
@@ -186,6 +208,20 @@ def choose_kernel(graph: QGraph, op, kernels: str) -> KernelChoice:
     return KernelChoice(portable + "_dsp", True, filter_values=gemm_filter_layout(rows, w.dtype),
                         kernel_bias=_kernel_bias(rows, bias, input_offset),
                         scratch_bytes=2 * k_pad)  # two im2col columns, interleaved
+
+
+def _mve_gemm_choice(portable: str, rows: np.ndarray, bias: np.ndarray, input_offset: int, shift: np.ndarray,
+                     dtype: str) -> KernelChoice:
+    """frk_convolve_*_mve / frk_fully_connected_*_mve (7.1): the accumulators start at kernel_bias (int4: 16 times
+    it, the core's scale), three im2col columns of scratch."""
+    why = _bounds_reason(rows, bias, input_offset, shift, dtype, int4_seeded=True, int4_scale=16)
+    if why:
+        return KernelChoice(portable, False, why)
+    scale = 16 if dtype == "int4" else 1
+    k_pad = _round_up(rows.shape[1], 16 if dtype == "int8" else 32)
+    return KernelChoice(portable + "_mve", True, filter_values=mve_gemm_filter_layout(rows, dtype),
+                        kernel_bias=(scale * _kernel_bias64(rows, bias, input_offset)).astype(np.int32),
+                        scratch_bytes=3 * k_pad)
 
 
 def _add_choice(graph: QGraph, op) -> KernelChoice:

@@ -60,7 +60,7 @@ TARGETS: dict[str, Target] = {
         "cortex-m55", "arm-none-eabi-gcc",
         ("-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard"),
         "mps3-an547", "mps3-an547.ld", "mps3-an547",
-        "Cortex-M55 on QEMU mps3-an547 (512 KiB ITCM for code, 512 KiB DTCM for data)", "dsp"),
+        "Cortex-M55 on QEMU mps3-an547 (512 KiB ITCM for code, 512 KiB DTCM for data)", "mve"),
 }
 CORTEX_M = tuple(name for name, t in TARGETS.items() if t.is_cortex_m)
 
