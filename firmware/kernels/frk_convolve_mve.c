@@ -45,10 +45,10 @@ static void frk__im2col_mve(const frk_conv_params *params, const frk_dims *input
 /*
  * Shared body of frk_convolve_s8_mve (wbits 8) and frk_convolve_s4_mve (wbits 4). Output pixels go three at a
  * time (their columns: the input itself for a 1x1 filter without padding whose C_in is a multiple of the
- * group, else im2col into scratch), output channels two at a time: a 2x3 block of accumulators per pass over
- * the filter rows (frk__mve_rows2), an odd last channel with frk__mve_rows1. The accumulators start at
- * kernel_bias (int4: 16 * kernel_bias, the core's scale); each channel's three outputs are requantized as four
- * lanes and stored with a stride of C_out. A last block of fewer pixels repeats its last column.
+ * group, else im2col into scratch), output channels two at a time through frk__mve_pairs (a 2x3 block of
+ * accumulators per pass over the filter rows, requantized and stored in the same asm loop), an odd last
+ * channel with frk__mve_rows1. The accumulators start at kernel_bias (int4: 16 * kernel_bias, the core's
+ * scale). A last block of fewer pixels repeats its last column and stores only its own outputs.
  */
 static FRK_ALWAYS_INLINE void frk__convolve_mve(const frk_conv_params *params, const int32_t *multiplier,
                                                 const int32_t *shift, int32_t per_channel,
@@ -68,52 +68,55 @@ static FRK_ALWAYS_INLINE void frk__convolve_mve(const frk_conv_params *params, c
     const int32_t direct = k_h == 1 && k_w == 1 && params->pad_top == 0 && params->pad_left == 0 &&
                            in_c % group == 0;
     const int32_t image_size = input_dims->h * in_w * in_c;
+    const int32_t pairs = out_c / 2;
+    const int32_t tensor_pair[2][2] = {{multiplier[0], multiplier[0]}, {shift[0], shift[0]}};
+    int32_t any_shift = 0; /* some shift >= 0: the requantization with a left part */
+    frk__mve_ctx ctx;
     frk__mve_out o;
-    int32_t b, p, c, j;
+    int32_t b, p, j;
 
+    for (j = 0; j < (per_channel ? out_c : 1); ++j) {
+        any_shift |= shift[j] >= 0;
+    }
+    ctx.groups = groups, ctx.mstep = per_channel ? 8 : 0, ctx.output_offset = params->output_offset;
+    ctx.pad[0] = ctx.pad[1] = 0;
+    for (j = 0; j < 4; ++j) {
+        ctx.act_min[j] = params->act_min, ctx.act_max[j] = params->act_max;
+        ctx.offsets[j] = (uint32_t)(j * out_c);
+    }
     o.output_offset = params->output_offset, o.act_min = params->act_min, o.act_max = params->act_max;
     o.stride = out_c;
     for (b = 0; b < input_dims->n; ++b) {
         const int8_t *image = input + b * image_size;
         for (p = 0; p < pixels; p += 3) {
             const int32_t n = pixels - p < 3 ? pixels - p : 3; /* pixels in this block */
-            const int8_t *cols[3];
             int8_t *out = output + p * out_c;
             for (j = 0; j < 3; ++j) {
                 const int32_t q = p + (j < n ? j : n - 1), oy = q / out_w, ox = q % out_w;
                 if (direct) {
-                    cols[j] = image + (oy * params->stride_h * in_w + ox * params->stride_w) * in_c;
+                    ctx.cols[j] = image + (oy * params->stride_h * in_w + ox * params->stride_w) * in_c;
                 } else if (j < n) {
                     frk__im2col_mve(params, input_dims, image, k_h, k_w, oy, ox, k_pad, scratch + j * k_pad);
-                    cols[j] = scratch + j * k_pad;
+                    ctx.cols[j] = scratch + j * k_pad;
                 } else {
-                    cols[j] = cols[n - 1];
+                    ctx.cols[j] = ctx.cols[n - 1];
                 }
             }
-            for (c = 0; c < out_c; c += 2) {
-                const int32_t pair = c + 1 < out_c;
-                const int32_t scale = wbits == 8 ? 1 : 16;
-                const int8_t *w = (const int8_t *)filter + c * row_bytes;
-                const int32_t m0 = multiplier[per_channel ? c : 0], s0 = shift[per_channel ? c : 0];
-                int32_t acc[7]; /* channel c's three pixels, then channel c + 1's; lanes past n are not stored */
-                acc[0] = acc[1] = acc[2] = kernel_bias[c];
-                acc[3] = acc[4] = acc[5] = pair ? kernel_bias[c + 1] : 0;
-                acc[6] = 0;
-                if (pair) {
-                    frk__mve_rows2(w, cols, groups, wbits, acc);
-                } else {
-                    frk__mve_rows1(w, cols, groups, wbits, acc);
+            ctx.multiplier = per_channel ? multiplier : tensor_pair[0];
+            ctx.shift = per_channel ? shift : tensor_pair[1];
+            ctx.out = out, ctx.pixels = n;
+            if (pairs > 0) {
+                frk__mve_pairs(&ctx, (const int8_t *)filter, kernel_bias, pairs, wbits, any_shift);
+            }
+            if (out_c % 2) { /* the odd last channel, stored alone after the pairs */
+                const int32_t c = out_c - 1;
+                int32_t acc[4];
+                acc[0] = acc[1] = acc[2] = kernel_bias[c], acc[3] = 0;
+                frk__mve_rows1((const int8_t *)filter + c * row_bytes, ctx.cols, groups, wbits, acc);
+                if (wbits == 4) { /* 16 * (bias + sum(w*x)): exact in int32 (checked at export) */
+                    acc[0] = frk__asr32(acc[0], 4), acc[1] = frk__asr32(acc[1], 4), acc[2] = frk__asr32(acc[2], 4);
                 }
-                if (scale != 1) { /* 16 * (bias + sum(w*x)): exact in int32 (checked at export) */
-                    for (j = 0; j < 6; ++j) {
-                        acc[j] = frk__asr32(acc[j], 4);
-                    }
-                }
-                frk__mve_store4(out + c, &o, n, acc, m0, s0);
-                if (pair) {
-                    frk__mve_store4(out + c + 1, &o, n, acc + 3, multiplier[per_channel ? c + 1 : 0],
-                                    shift[per_channel ? c + 1 : 0]);
-                }
+                frk__mve_store4(out + c, &o, n, acc, multiplier[per_channel ? c : 0], shift[per_channel ? c : 0]);
             }
         }
         output += pixels * out_c;

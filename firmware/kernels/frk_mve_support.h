@@ -100,9 +100,8 @@ static inline void frk__mve_fill(int8_t *dst, int8_t v, int32_t n)
  *         time. VSHL.I8 #4 of the 16 bytes is 16 * w[k..k+15] and VAND with 0xF0 is 16 * w[k+16..k+31], each
  *         exact int8 lanes: 3 instructions unpack 32 weights, and the accumulator holds 16 * sum(w*x).
  * Activations: three columns (output pixels) of k_pad raw int8 values each (no offset: it is in the bias), at
- * any addresses. frk__mve_rows2 adds to acc[0..5] the dot products of rows 0, 1 with columns 0, 1, 2 as
- * (r0 c0, r0 c1, r0 c2, r1 c0, r1 c1, r1 c2), over `groups` groups of 16 (int8) or 32 (int4) values;
- * frk__mve_rows1 does one row (acc[0..2]). On the M55 the two-row loops are inline asm: per 16 k, 2 weight
+ * any addresses. frk__mve_pairs runs pairs of rows (output channels) against the three columns, outputs
+ * included; frk__mve_rows1 does one row (acc[0..2]). On the M55 the pair loop is inline asm: per 16 k, 2 weight
  * loads, 3 column loads, 6 VMLADAVA and the loop end, 12 instructions per 96 MACs (int8); per 32 k, 25 per 192
  * (int4). The accumulators of VMLADAVA must be even registers (constraint "Te"). */
 #if FRK_MVE
@@ -135,73 +134,191 @@ static inline int32_t frk__mve_dot_c(const int8_t *w, int32_t w_step, const int8
     return acc;
 }
 
-static FRK_ALWAYS_INLINE void frk__mve_rows2(const int8_t *w, const int8_t *const cols[3], int32_t groups,
-                                             int32_t wbits, int32_t acc[6])
+/* What the pair loop below reads and advances through one register (offsets fixed: the asm uses them). */
+typedef struct {
+    const int8_t *cols[3];      /*  0: the block's three columns */
+    int32_t groups;             /* 12 */
+    const int32_t *multiplier;  /* 16: the pair's two multipliers (advanced by mstep) */
+    const int32_t *shift;       /* 20: and shifts */
+    int32_t mstep;              /* 24: 8 (per channel) or 0 (per tensor: both point at a pair of equal values) */
+    int8_t *out;                /* 28: the pair's first output (advanced by 2) */
+    int32_t output_offset;      /* 32 */
+    int32_t pixels;             /* 36: outputs stored per channel (1..3) */
+    int32_t pad[2];
+    int32_t act_min[4];         /* 48: act_min in four lanes */
+    int32_t act_max[4];         /* 64 */
+    uint32_t offsets[4];        /* 80: 0, C_out, 2 C_out, 3 C_out: the byte offsets of a channel's outputs */
+} frk__mve_ctx;
+
+#if FRK_MVE_ASM_LOOPS
+#define FRK_MVE_MACS_S8                                                                                        \
+    "vldrb.8 q0, [%[w]], #16\n\t"                                                                              \
+    "vldrb.8 q1, [%[w]], #16\n\t"                                                                              \
+    "vldrb.8 q2, [%[x0]], #16\n\t"                                                                             \
+    "vmladava.s8 %[a00], q0, q2\n\t"                                                                           \
+    "vmladava.s8 %[a10], q1, q2\n\t"                                                                           \
+    "vldrb.8 q2, [%[x1]], #16\n\t"                                                                             \
+    "vmladava.s8 %[a01], q0, q2\n\t"                                                                           \
+    "vmladava.s8 %[a11], q1, q2\n\t"                                                                           \
+    "vldrb.8 q2, [%[x2]], #16\n\t"                                                                             \
+    "vmladava.s8 %[a02], q0, q2\n\t"                                                                           \
+    "vmladava.s8 %[a12], q1, q2\n\t"
+/* int4: q7 holds 0xF0 in every byte */
+#define FRK_MVE_MACS_S4_COL(j)                                                                                 \
+    "vldrb.8 q4, [%[x" #j "]], #16\n\t"                                                                        \
+    "vmladava.s8 %[a0" #j "], q2, q4\n\t"                                                                      \
+    "vmladava.s8 %[a1" #j "], q3, q4\n\t"                                                                      \
+    "vldrb.8 q4, [%[x" #j "]], #16\n\t"                                                                        \
+    "vmladava.s8 %[a0" #j "], q0, q4\n\t"                                                                      \
+    "vmladava.s8 %[a1" #j "], q1, q4\n\t"
+#define FRK_MVE_MACS_S4                                                                                        \
+    "vldrb.8 q0, [%[w]], #16\n\t"                                                                              \
+    "vldrb.8 q1, [%[w]], #16\n\t"                                                                              \
+    "vshl.i8 q2, q0, #4\n\t"                                                                                   \
+    "vand   q0, q0, q7\n\t"                                                                                    \
+    "vshl.i8 q3, q1, #4\n\t"                                                                                   \
+    "vand   q1, q1, q7\n\t" FRK_MVE_MACS_S4_COL(0) FRK_MVE_MACS_S4_COL(1) FRK_MVE_MACS_S4_COL(2)
+#define FRK_MVE_UNSCALE_S8 ""
+#define FRK_MVE_UNSCALE_S4 "vshr.s32 q5, q5, #4\n\t" "vshr.s32 q6, q6, #4\n\t"
+/* q5, q6: the two channels' lanes; a00/a01 their multipliers, a02/a10 their shifts. Every shift < 0 (the usual
+ * case, checked per call): no left part, and the sign fix always applies. */
+#define FRK_MVE_RQ_RIGHT                                                                                       \
+    "vqrdmulh.s32 q5, q5, %[a00]\n\t"                                                                          \
+    "vqrdmulh.s32 q6, q6, %[a01]\n\t"                                                                          \
+    "vshr.s32 q0, q5, #31\n\t"                                                                                 \
+    "vadd.i32 q5, q5, q0\n\t"                                                                                  \
+    "vshr.s32 q0, q6, #31\n\t"                                                                                 \
+    "vadd.i32 q6, q6, q0\n\t"                                                                                  \
+    "vrshl.s32 q5, %[a02]\n\t"                                                                                 \
+    "vrshl.s32 q6, %[a10]\n\t"
+/* Any shift: the left part max(s, 0) first; the sign fix times [s < 0]; VRSHL by min(s, 0). */
+#define FRK_MVE_RQ_ANY                                                                                         \
+    "bic    %[a11], %[a02], %[a02], asr #31\n\t"                                                               \
+    "vshl.s32 q5, %[a11]\n\t"                                                                                  \
+    "bic    %[a11], %[a10], %[a10], asr #31\n\t"                                                               \
+    "vshl.s32 q6, %[a11]\n\t"                                                                                  \
+    "vqrdmulh.s32 q5, q5, %[a00]\n\t"                                                                          \
+    "vqrdmulh.s32 q6, q6, %[a01]\n\t"                                                                          \
+    "and    %[a02], %[a02], %[a02], asr #31\n\t"                                                               \
+    "and    %[a10], %[a10], %[a10], asr #31\n\t"                                                               \
+    "lsr    %[a11], %[a02], #31\n\t"                                                                           \
+    "vshr.s32 q0, q5, #31\n\t"                                                                                 \
+    "vmul.i32 q0, q0, %[a11]\n\t"                                                                              \
+    "vadd.i32 q5, q5, q0\n\t"                                                                                  \
+    "lsr    %[a11], %[a10], #31\n\t"                                                                           \
+    "vshr.s32 q0, q6, #31\n\t"                                                                                 \
+    "vmul.i32 q0, q0, %[a11]\n\t"                                                                              \
+    "vadd.i32 q6, q6, q0\n\t"                                                                                  \
+    "vrshl.s32 q5, %[a02]\n\t"                                                                                 \
+    "vrshl.s32 q6, %[a10]\n\t"
+#if defined(FRK_TEST_BREAK_MVE_ROUNDING) /* test builds only: no sign fix (VRSHL's ties toward +infinity) */
+#undef FRK_MVE_RQ_RIGHT
+#define FRK_MVE_RQ_RIGHT                                                                                       \
+    "vqrdmulh.s32 q5, q5, %[a00]\n\t"                                                                          \
+    "vqrdmulh.s32 q6, q6, %[a01]\n\t"                                                                          \
+    "vrshl.s32 q5, %[a02]\n\t"                                                                                 \
+    "vrshl.s32 q6, %[a10]\n\t"
+#endif
+
+/* For each pair of output channels: the accumulators from kernel_bias (ldrd, post-incremented), the MAC loop
+ * over the groups, then both channels' three outputs: VMOV into lanes, (int4: >> 4), the requantization, the
+ * output offset, the clamp, two predicated scatter stores of bytes. 14 registers. */
+#define FRK_MVE_PAIRS(macs, unscale, rq)                                                                       \
+    "ldr    %[x0], [%[ctx], #36]\n\t"                                                                          \
+    "vctp.32 %[x0]\n\t"                                                                                        \
+    "2:\n\t"                                                                                                   \
+    "ldrd   %[a00], %[a10], [%[kb]], #8\n\t"                                                                   \
+    "mov    %[a01], %[a00]\n\t"                                                                                \
+    "mov    %[a02], %[a00]\n\t"                                                                                \
+    "mov    %[a11], %[a10]\n\t"                                                                                \
+    "mov    %[a12], %[a10]\n\t"                                                                                \
+    "ldrd   %[x0], %[x1], [%[ctx]]\n\t"                                                                        \
+    "ldr    %[x2], [%[ctx], #8]\n\t"                                                                           \
+    "ldr    lr, [%[ctx], #12]\n\t"                                                                             \
+    "dls    lr, lr\n\t"                                                                                        \
+    "1:\n\t" macs "le     lr, 1b\n\t"                                                                          \
+    "vmov   q5[2], q5[0], %[a00], %[a02]\n\t"                                                                  \
+    "vmov   q5[3], q5[1], %[a01], %[a01]\n\t"                                                                  \
+    "vmov   q6[2], q6[0], %[a10], %[a12]\n\t"                                                                  \
+    "vmov   q6[3], q6[1], %[a11], %[a11]\n\t" unscale                                                         \
+    "ldrd   %[x0], %[x1], [%[ctx], #16]\n\t"                                                                   \
+    "ldr    %[x2], [%[ctx], #24]\n\t"                                                                          \
+    "ldrd   %[a00], %[a01], [%[x0]]\n\t"                                                                       \
+    "ldrd   %[a02], %[a10], [%[x1]]\n\t"                                                                       \
+    "add    %[x0], %[x0], %[x2]\n\t"                                                                           \
+    "add    %[x1], %[x1], %[x2]\n\t"                                                                           \
+    "strd   %[x0], %[x1], [%[ctx], #16]\n\t" rq                                                               \
+    "ldr    %[x0], [%[ctx], #32]\n\t"                                                                          \
+    "vadd.i32 q5, q5, %[x0]\n\t"                                                                               \
+    "vadd.i32 q6, q6, %[x0]\n\t"                                                                               \
+    "vldrw.32 q1, [%[ctx], #48]\n\t"                                                                           \
+    "vldrw.32 q2, [%[ctx], #64]\n\t"                                                                           \
+    "vmax.s32 q5, q5, q1\n\t"                                                                                  \
+    "vmin.s32 q5, q5, q2\n\t"                                                                                  \
+    "vmax.s32 q6, q6, q1\n\t"                                                                                  \
+    "vmin.s32 q6, q6, q2\n\t"                                                                                  \
+    "vldrw.32 q3, [%[ctx], #80]\n\t"                                                                           \
+    "ldr    %[x0], [%[ctx], #28]\n\t"                                                                          \
+    "vpst\n\t"                                                                                                 \
+    "vstrbt.32 q5, [%[x0], q3]\n\t"                                                                            \
+    "adds   %[x0], %[x0], #1\n\t"                                                                              \
+    "vpst\n\t"                                                                                                 \
+    "vstrbt.32 q6, [%[x0], q3]\n\t"                                                                            \
+    "adds   %[x0], %[x0], #1\n\t"                                                                              \
+    "str    %[x0], [%[ctx], #28]\n\t"                                                                          \
+    "subs   %[pairs], %[pairs], #1\n\t"                                                                        \
+    "bne    2b\n\t"
+#endif
+
+/* `pairs` pairs of output channels of one block of pixels (ctx): w the first pair's interleaved rows,
+ * kernel_bias their biases (int4: 16 times). any_shift: some shift >= 0 (else the cheaper right-shift-only
+ * requantization). The C form runs the same steps through frk__mve_store4. */
+static FRK_ALWAYS_INLINE void frk__mve_pairs(frk__mve_ctx *ctx, const int8_t *w, const int32_t *kernel_bias,
+                                             int32_t pairs, int32_t wbits, int32_t any_shift)
 {
 #if FRK_MVE_ASM_LOOPS
-    int32_t a00 = acc[0], a01 = acc[1], a02 = acc[2], a10 = acc[3], a11 = acc[4], a12 = acc[5];
-    const int8_t *x0 = cols[0], *x1 = cols[1], *x2 = cols[2];
-    if (wbits == 8) {
-        __asm__ volatile(
-            "dls    lr, %[n]\n\t"
-            "1:\n\t"
-            "vldrb.8 q0, [%[w]], #16\n\t"
-            "vldrb.8 q1, [%[w]], #16\n\t"
-            "vldrb.8 q2, [%[x0]], #16\n\t"
-            "vmladava.s8 %[a00], q0, q2\n\t"
-            "vmladava.s8 %[a10], q1, q2\n\t"
-            "vldrb.8 q2, [%[x1]], #16\n\t"
-            "vmladava.s8 %[a01], q0, q2\n\t"
-            "vmladava.s8 %[a11], q1, q2\n\t"
-            "vldrb.8 q2, [%[x2]], #16\n\t"
-            "vmladava.s8 %[a02], q0, q2\n\t"
-            "vmladava.s8 %[a12], q1, q2\n\t"
-            "le     lr, 1b\n\t"
-            : [a00] "+Te"(a00), [a01] "+Te"(a01), [a02] "+Te"(a02), [a10] "+Te"(a10), [a11] "+Te"(a11),
-              [a12] "+Te"(a12), [w] "+r"(w), [x0] "+r"(x0), [x1] "+r"(x1), [x2] "+r"(x2)
-            : [n] "r"(groups)
-            : "q0", "q1", "q2", "lr", "memory");
+    int32_t a00, a01, a02, a10, a11, a12;
+    const int8_t *x0, *x1, *x2;
+    const int32_t *kb = kernel_bias;
+#define FRK_MVE_PAIR_OPERANDS                                                                                  \
+    : [a00] "=&Te"(a00), [a01] "=&Te"(a01), [a02] "=&Te"(a02), [a10] "=&Te"(a10), [a11] "=&Te"(a11),         \
+      [a12] "=&Te"(a12), [x0] "=&r"(x0), [x1] "=&r"(x1), [x2] "=&r"(x2), [w] "+r"(w), [kb] "+r"(kb),         \
+      [pairs] "+r"(pairs)                                                                                      \
+    : [ctx] "r"(ctx) /* "p0": GCC's name for VPR, which VCTP sets */                                                \
+    : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "p0", "lr", "cc", "memory"
+    if (wbits == 8 && !any_shift) {
+        __asm__ volatile(FRK_MVE_PAIRS(FRK_MVE_MACS_S8, FRK_MVE_UNSCALE_S8, FRK_MVE_RQ_RIGHT) FRK_MVE_PAIR_OPERANDS);
+    } else if (wbits == 8) {
+        __asm__ volatile(FRK_MVE_PAIRS(FRK_MVE_MACS_S8, FRK_MVE_UNSCALE_S8, FRK_MVE_RQ_ANY) FRK_MVE_PAIR_OPERANDS);
+    } else if (!any_shift) {
+        __asm__ volatile("vmov.i8 q7, #0xf0\n\t" FRK_MVE_PAIRS(FRK_MVE_MACS_S4, FRK_MVE_UNSCALE_S4, FRK_MVE_RQ_RIGHT)
+                         FRK_MVE_PAIR_OPERANDS);
     } else {
-        __asm__ volatile(
-            "vmov.i8 q7, #0xf0\n\t"
-            "dls    lr, %[n]\n\t"
-            "1:\n\t"
-            "vldrb.8 q0, [%[w]], #16\n\t"
-            "vldrb.8 q1, [%[w]], #16\n\t"
-            "vshl.i8 q2, q0, #4\n\t"
-            "vand   q0, q0, q7\n\t"
-            "vshl.i8 q3, q1, #4\n\t"
-            "vand   q1, q1, q7\n\t"
-            "vldrb.8 q4, [%[x0]], #16\n\t"
-            "vmladava.s8 %[a00], q2, q4\n\t"
-            "vmladava.s8 %[a10], q3, q4\n\t"
-            "vldrb.8 q4, [%[x0]], #16\n\t"
-            "vmladava.s8 %[a00], q0, q4\n\t"
-            "vmladava.s8 %[a10], q1, q4\n\t"
-            "vldrb.8 q4, [%[x1]], #16\n\t"
-            "vmladava.s8 %[a01], q2, q4\n\t"
-            "vmladava.s8 %[a11], q3, q4\n\t"
-            "vldrb.8 q4, [%[x1]], #16\n\t"
-            "vmladava.s8 %[a01], q0, q4\n\t"
-            "vmladava.s8 %[a11], q1, q4\n\t"
-            "vldrb.8 q4, [%[x2]], #16\n\t"
-            "vmladava.s8 %[a02], q2, q4\n\t"
-            "vmladava.s8 %[a12], q3, q4\n\t"
-            "vldrb.8 q4, [%[x2]], #16\n\t"
-            "vmladava.s8 %[a02], q0, q4\n\t"
-            "vmladava.s8 %[a12], q1, q4\n\t"
-            "le     lr, 1b\n\t"
-            : [a00] "+Te"(a00), [a01] "+Te"(a01), [a02] "+Te"(a02), [a10] "+Te"(a10), [a11] "+Te"(a11),
-              [a12] "+Te"(a12), [w] "+r"(w), [x0] "+r"(x0), [x1] "+r"(x1), [x2] "+r"(x2)
-            : [n] "r"(groups)
-            : "q0", "q1", "q2", "q3", "q4", "q7", "lr", "memory");
+        __asm__ volatile("vmov.i8 q7, #0xf0\n\t" FRK_MVE_PAIRS(FRK_MVE_MACS_S4, FRK_MVE_UNSCALE_S4, FRK_MVE_RQ_ANY)
+                         FRK_MVE_PAIR_OPERANDS);
     }
-    acc[0] = a00, acc[1] = a01, acc[2] = a02, acc[3] = a10, acc[4] = a11, acc[5] = a12;
+#undef FRK_MVE_PAIR_OPERANDS
+    (void)a00, (void)a01, (void)a02, (void)a10, (void)a11, (void)a12, (void)x0, (void)x1, (void)x2;
 #else
-    int32_t j;
-    for (j = 0; j < 3; ++j) {
-        acc[j] = frk__mve_dot_c(w, 32, cols[j], groups, wbits, acc[j]);
-        acc[3 + j] = frk__mve_dot_c(w + 16, 32, cols[j], groups, wbits, acc[3 + j]);
+    frk__mve_out o;
+    int32_t j, acc[7];
+    (void)any_shift;
+    o.output_offset = ctx->output_offset, o.act_min = ctx->act_min[0], o.act_max = ctx->act_max[0];
+    o.stride = (int32_t)ctx->offsets[1];
+    for (; pairs > 0; --pairs, w += 32 * ctx->groups, kernel_bias += 2) {
+        for (j = 0; j < 3; ++j) {
+            acc[j] = frk__mve_dot_c(w, 32, ctx->cols[j], ctx->groups, wbits, kernel_bias[0]);
+            acc[3 + j] = frk__mve_dot_c(w + 16, 32, ctx->cols[j], ctx->groups, wbits, kernel_bias[1]);
+        }
+        acc[6] = 0;
+        if (wbits == 4) { /* 16 * (bias + sum(w*x)): exact in int32 (checked at export) */
+            for (j = 0; j < 6; ++j) {
+                acc[j] = frk__asr32(acc[j], 4);
+            }
+        }
+        frk__mve_store4(ctx->out, &o, ctx->pixels, acc, ctx->multiplier[0], ctx->shift[0]);
+        frk__mve_store4(ctx->out + 1, &o, ctx->pixels, acc + 3, ctx->multiplier[1], ctx->shift[1]);
+        ctx->multiplier += ctx->mstep / 4, ctx->shift += ctx->mstep / 4, ctx->out += 2;
     }
 #endif
 }
