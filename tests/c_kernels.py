@@ -40,6 +40,7 @@ KERNEL_FILES = (
     "frk_pooling_dsp.c",
     "frk_convolve_mve.c",
     "frk_fully_connected_mve.c",
+    "frk_depthwise_conv_mve.c",
 )
 
 STRICT_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"]
@@ -432,7 +433,7 @@ DSP_SIGNATURES = {
 SIGNATURES.update(DSP_SIGNATURES)
 # The Helium kernels (frk_*_mve.c) take the same arguments as their _dsp twins; on the host, C versions.
 MVE_SIGNATURES = {name.replace("_dsp", "_mve"): sig for name, sig in DSP_SIGNATURES.items()
-                  if name.startswith(("frk_convolve_", "frk_fully_connected_"))}
+                  if name.startswith(("frk_convolve_", "frk_fully_connected_", "frk_depthwise_conv_s4"))}
 SIGNATURES.update(MVE_SIGNATURES)
 SCRATCH_FILL = 0x3C  # scratch pre-fill: the kernels must not depend on it
 
@@ -505,8 +506,8 @@ class DspKernels(Kernels):
 
     def depthwise_conv_dsp(self, bits: int, x, filter_values, filter_shape, kernel_bias, input_offset,
                            output_offset, stride, dilation, padding, act_min, act_max, multiplier, shift,
-                           scratch_bytes, decoy_seed: int | None = 0):
-        fn = self.lib.frk_depthwise_conv_s8_dsp if bits == 8 else self.lib.frk_depthwise_conv_s4_dsp
+                           scratch_bytes, decoy_seed: int | None = 0, suffix: str = "_dsp"):
+        fn = getattr(self.lib, f"frk_depthwise_conv_s{bits}{suffix}")
         return self._conv_dsp(fn, x, filter_values, filter_shape, kernel_bias, input_offset, output_offset, stride,
                               dilation, padding, act_min, act_max, multiplier, shift, scratch_bytes, True,
                               decoy_seed)

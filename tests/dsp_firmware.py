@@ -162,7 +162,7 @@ static void frk_t_run_fast(const frk_case *c, int8_t *out, int8_t *scratch)
                                   (const int8_t *)c->w_fast, c->kernel_bias, &c->out, out, scratch);
         break;
     case FRK_T_DW_S4:
-        frk_depthwise_conv_s4_dsp(&c->conv, c->mult, c->shift, c->per_channel, &c->in, c->x, &c->filt,
+        FRK_T_DW_S4_FAST(&c->conv, c->mult, c->shift, c->per_channel, &c->in, c->x, &c->filt,
                                   (const uint8_t *)c->w_fast, c->kernel_bias, &c->out, out, scratch);
         break;
     case FRK_T_FC_S8:
@@ -464,10 +464,11 @@ def write_image(cases: list[dc.DspCase], folder, seed: int | str = "?") -> Image
 
 
 def fast_names(cases) -> dict[str, str]:
-    """The fast kernel the image calls for conv_s8 / conv_s4 / fc_s8 / fc_s4: the cases' choice (the _dsp or
+    """The fast kernel the image calls for conv_s8 / conv_s4 / dw_s4 / fc_s8 / fc_s4: the cases' choice (the _dsp or
     the _mve kernel, one per kind), the _dsp one for a kind without cases."""
     names = {}
     for kind, base in (("conv_s8", "frk_convolve_s8"), ("conv_s4", "frk_convolve_s4"),
+                       ("dw_s4", "frk_depthwise_conv_s4"),
                        ("fc_s8", "frk_fully_connected_s8"), ("fc_s4", "frk_fully_connected_s4")):
         chosen = {c.choice.name for c in cases if c.kind == kind}
         assert len(chosen) <= 1, (kind, chosen)

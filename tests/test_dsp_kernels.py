@@ -82,8 +82,8 @@ def run_fast(k: ck.DspKernels, case: dc.DspCase) -> np.ndarray:
                                      suffix=suffix)
     conv = dict(q, stride=a["stride"], dilation=a["dilation"], padding=a["padding"])
     if case.family == "dw":
-        assert suffix == "_dsp", ch.name
-        return k.depthwise_conv_dsp(case.bits, a["x"], ch.filter_values, a["w"].shape, ch.kernel_bias, **conv)
+        return k.depthwise_conv_dsp(case.bits, a["x"], ch.filter_values, a["w"].shape, ch.kernel_bias, **conv,
+                                    suffix=suffix)
     return k.convolve_dsp(case.bits, a["x"], ch.filter_values, a["w"].shape, ch.kernel_bias, **conv, suffix=suffix)
 
 
@@ -500,7 +500,7 @@ def test_add_fast_path_with_a_left_shift_on_the_other_input(dsp):
 
 
 # ----------------------------------------------------------------------------------------------- Helium (mve)
-MVE_KINDS = ("conv_s8", "conv_s4", "fc_s8", "fc_s4")  # the ops with an _mve kernel; the others run the _dsp one
+MVE_KINDS = ("conv_s8", "conv_s4", "dw_s4", "fc_s8", "fc_s4")  # the ops with an _mve kernel; others run the _dsp one
 
 
 @pytest.fixture(scope="module")
@@ -513,7 +513,7 @@ def test_mve_kernels_match_twin_on_the_host(dsp, mve_host_cases):
     the export's mve data: every output byte equals the numpy twin. Under QEMU on the M55 the same kernels run
     the MVE code (tests/test_dsp_firmware.py)."""
     assert {c.choice.name for c in mve_host_cases} == {f"frk_{f}_s{b}_mve" for f in ("convolve", "fully_connected")
-                                                        for b in (8, 4)}
+                                                        for b in (8, 4)} | {"frk_depthwise_conv_s4_mve"}
     bad = mismatches(dsp, mve_host_cases)
     assert not bad, f"{len(bad)} of {len(mve_host_cases)} cases differ from the twin:\n" + "\n".join(bad[:20])
 

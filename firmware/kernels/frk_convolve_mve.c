@@ -72,7 +72,7 @@ static FRK_ALWAYS_INLINE void frk__convolve_mve(const frk_conv_params *params, c
     const int32_t tensor_pair[2][2] = {{multiplier[0], multiplier[0]}, {shift[0], shift[0]}};
     int32_t any_shift = 0; /* some shift >= 0: the requantization with a left part */
     frk__mve_ctx ctx;
-    frk__mve_out o;
+    frk__mve_rq rq;
     int32_t b, p, j;
 
     for (j = 0; j < (per_channel ? out_c : 1); ++j) {
@@ -84,8 +84,7 @@ static FRK_ALWAYS_INLINE void frk__convolve_mve(const frk_conv_params *params, c
         ctx.act_min[j] = params->act_min, ctx.act_max[j] = params->act_max;
         ctx.offsets[j] = (uint32_t)(j * out_c);
     }
-    o.output_offset = params->output_offset, o.act_min = params->act_min, o.act_max = params->act_max;
-    o.stride = out_c;
+    frk__mve_rq_prepare(&rq, params->output_offset, params->act_min, params->act_max);
     for (b = 0; b < input_dims->n; ++b) {
         const int8_t *image = input + b * image_size;
         for (p = 0; p < pixels; p += 3) {
@@ -116,7 +115,8 @@ static FRK_ALWAYS_INLINE void frk__convolve_mve(const frk_conv_params *params, c
                 if (wbits == 4) { /* 16 * (bias + sum(w*x)): exact in int32 (checked at export) */
                     acc[0] = frk__asr32(acc[0], 4), acc[1] = frk__asr32(acc[1], 4), acc[2] = frk__asr32(acc[2], 4);
                 }
-                frk__mve_store4(out + c, &o, n, acc, multiplier[per_channel ? c : 0], shift[per_channel ? c : 0]);
+                frk__mve_store4(out + c, out_c, &rq, n, acc, multiplier[per_channel ? c : 0],
+                                shift[per_channel ? c : 0]);
             }
         }
         output += pixels * out_c;

@@ -3,6 +3,7 @@
  * int4 filters, depth multiplier 1, C % 4 == 0: the fast twins of frk_depthwise_conv_s8 / _s4 (the export uses
  * the portable kernels for other layers). Twin: flexround_mcu/sim/convolve.py depthwise_conv_s8 / _s4.
  */
+#include "frk_depthwise_support.h"
 #include "frk_dsp_support.h"
 #include "frk_nn.h"
 
@@ -298,52 +299,6 @@ static FRK_ALWAYS_INLINE void frk__dw9_pixel(const frk__dw9_ctx *ctx, const uint
 #undef FRK_DW9_OPERANDS
 }
 #endif
-
-/* The offset of each tap from the window's first, in bytes of the input. */
-static void frk__dw_tap_offsets(const frk_conv_params *params, int32_t in_w, int32_t chans, int32_t k_h, int32_t k_w,
-                                int32_t *tap_offset)
-{
-    int32_t ky, kx, t = 0;
-    for (ky = 0; ky < k_h; ++ky) {
-        for (kx = 0; kx < k_w; ++kx) {
-            tap_offset[t++] = (ky * params->dilation_h * in_w + kx * params->dilation_w) * chans;
-        }
-    }
-}
-
-/* The tap pointers of the window at (iy_origin, ix_origin): a tap inside the input points at its channels, one
- * outside at scratch. Every tap is first set as if inside (an address computed as an integer: outside the
- * input it is never read), then the rows and the columns that fall outside are pointed at scratch; this is
- * about a third of the instructions of testing each tap. inside: the whole window is known to be inside. */
-static void frk__dw_window(const frk_conv_params *params, const frk_dims *input_dims, const int8_t *image,
-                           const int8_t *scratch, int32_t k_h, int32_t k_w, int32_t iy_origin, int32_t ix_origin,
-                           const int32_t *tap_offset, int32_t inside, const int8_t **slot)
-{
-    const int32_t in_h = input_dims->h, in_w = input_dims->w, taps_n = k_h * k_w;
-    const uintptr_t first = (uintptr_t)image + (uintptr_t)(intptr_t)((iy_origin * in_w + ix_origin) * input_dims->c);
-    int32_t ky, kx, t;
-    for (t = 0; t < taps_n; ++t) {
-        slot[t] = (const int8_t *)(first + (uintptr_t)(intptr_t)tap_offset[t]);
-    }
-    if (inside) {
-        return;
-    }
-    /* unsigned compares test 0 <= i < n at once */
-    for (ky = 0; ky < k_h; ++ky) {
-        if ((uint32_t)(iy_origin + ky * params->dilation_h) >= (uint32_t)in_h) {
-            for (kx = 0; kx < k_w; ++kx) {
-                slot[ky * k_w + kx] = scratch;
-            }
-        }
-    }
-    for (kx = 0; kx < k_w; ++kx) {
-        if ((uint32_t)(ix_origin + kx * params->dilation_w) >= (uint32_t)in_w) {
-            for (t = kx; t < taps_n; t += k_w) {
-                slot[t] = scratch;
-            }
-        }
-    }
-}
 
 /*
  * Per output pixel, the KH*KW tap pointers are set once (frk__dw_window): a tap inside the input points at its C

@@ -21,43 +21,69 @@
 #endif
 
 /* ---- requantization ---------------------------------------------------------------------------------------
- * out[j * stride] = clamp(requantize(acc[j], M, shift) + output_offset, act_min, act_max) for j < n (n <= 4):
- * TFLM's double rounding on four lanes. VQRDMULH is SRDHM exactly (floor((a*M + 2^30) / 2^31), M >= 0);
- * RDBPOT(x, e) for e >= 1 is (x - [x < 0] + 2^(e-1)) >> e, i.e. VRSHL by -e (which rounds ties up) after adding
- * the sign (VSHR #31), ties then away from zero as TFLM's. The left part of a positive shift is a VSHL before
- * the multiply (acc * 2^left fits int32, as TFLM requires). The store narrows to bytes through a scatter with
- * byte offsets 0, stride, 2 * stride, 3 * stride, predicated to n lanes. */
+ * clamp(requantize(acc, M, shift) + output_offset, act_min, act_max) on four int32 lanes: TFLM's double
+ * rounding. VQRDMULH is SRDHM exactly (floor((a*M + 2^30) / 2^31), M >= 0); RDBPOT(x, e) for e >= 1 is
+ * (x - [x < 0] + 2^(e-1)) >> e, i.e. VRSHL by -e (which rounds ties up) after adding the sign (VSHR #31), so
+ * that ties go away from zero as in TFLM. The left part of a positive shift is a VSHL before the multiply
+ * (acc * 2^left fits int32, as TFLM requires). */
 typedef struct {
     int32_t output_offset, act_min, act_max;
-    int32_t stride; /* bytes between the outputs of consecutive lanes */
-} frk__mve_out;
+    int32_t lo, hi; /* act_min / act_max less the offset (the portable output stage's form) */
+} frk__mve_rq;
 
-static inline void frk__mve_store4(int8_t *out, const frk__mve_out *o, int32_t n, const int32_t acc[4],
-                                   int32_t multiplier, int32_t shift)
+static inline void frk__mve_rq_prepare(frk__mve_rq *rq, int32_t output_offset, int32_t act_min, int32_t act_max)
 {
-    const int32_t left = shift > 0 ? shift : 0;
-    const int32_t right = shift > 0 ? 0 : -shift;
+    rq->output_offset = output_offset, rq->act_min = act_min, rq->act_max = act_max;
+    rq->lo = act_min - output_offset, rq->hi = act_max - output_offset;
+}
+
 #if FRK_MVE
-    const uint32x4_t offsets = vmulq_n_u32(vidupq_n_u32(0, 1), (uint32_t)o->stride);
-    int32x4_t v = vldrwq_s32(acc);
-    v = vqrdmulhq_n_s32(vshlq_r_s32(v, left), multiplier);
-    if (right > 0) {
-#if defined(FRK_TEST_BREAK_MVE_ROUNDING)
-        /* test builds only: VRSHL's own rounding (negative ties toward +infinity), which the tests must catch */
-        v = vrshlq_n_s32(v, -right);
+#if defined(FRK_TEST_BREAK_MVE_ROUNDING) /* test builds only: VRSHL's own rounding, which the tests must catch */
+#define FRK_MVE_SIGN_FIX(v, mask) (v)
 #else
-        v = vrshlq_n_s32(vaddq_s32(v, vshrq_n_s32(v, 31)), -right);
+#define FRK_MVE_SIGN_FIX(v, mask) vaddq_s32((v), vandq_s32(vshrq_n_s32((v), 31), (mask)))
 #endif
+
+/* One (multiplier, shift) for the four lanes. */
+static inline int32x4_t frk__mve_requantize(int32x4_t v, int32_t multiplier, int32_t shift, const frk__mve_rq *rq)
+{
+    if (shift > 0) {
+        v = vshlq_r_s32(v, shift);
     }
-    v = vaddq_n_s32(v, o->output_offset);
-    v = vminq_s32(vmaxq_s32(v, vdupq_n_s32(o->act_min)), vdupq_n_s32(o->act_max));
+    v = vqrdmulhq_n_s32(v, multiplier);
+    if (shift < 0) {
+        v = vrshlq_n_s32(FRK_MVE_SIGN_FIX(v, vdupq_n_s32(-1)), shift);
+    }
+    v = vaddq_n_s32(v, rq->output_offset);
+    return vminq_s32(vmaxq_s32(v, vdupq_n_s32(rq->act_min)), vdupq_n_s32(rq->act_max));
+}
+
+/* A (multiplier, shift) per lane. */
+static inline int32x4_t frk__mve_requantize_lanes(int32x4_t v, int32x4_t multiplier, int32x4_t shift,
+                                                  const frk__mve_rq *rq)
+{
+    const int32x4_t zero = vdupq_n_s32(0);
+    const int32x4_t right = vminq_s32(shift, zero); /* -max(-shift, 0) */
+    v = vqrdmulhq_s32(vshlq_s32(v, vmaxq_s32(shift, zero)), multiplier);
+    v = vrshlq_s32(FRK_MVE_SIGN_FIX(v, vshrq_n_s32(right, 31)), right);
+    v = vaddq_n_s32(v, rq->output_offset);
+    return vminq_s32(vmaxq_s32(v, vdupq_n_s32(rq->act_min)), vdupq_n_s32(rq->act_max));
+}
+#endif
+
+/* out[j * stride] for j < n (n <= 4) of the four accumulators acc[0..3], one (multiplier, shift): on the M55 a
+ * byte scatter store with offsets 0, stride, 2 * stride, 3 * stride, predicated to n lanes. */
+static inline void frk__mve_store4(int8_t *out, int32_t stride, const frk__mve_rq *rq, int32_t n,
+                                   const int32_t acc[4], int32_t multiplier, int32_t shift)
+{
+#if FRK_MVE
+    const uint32x4_t offsets = vmulq_n_u32(vidupq_n_u32(0, 1), (uint32_t)stride);
+    const int32x4_t v = frk__mve_requantize(vldrwq_s32(acc), multiplier, shift, rq);
     vstrbq_scatter_offset_p_s32(out, offsets, v, vctp32q((uint32_t)n));
 #else
-    const int32_t lo = o->act_min - o->output_offset, hi = o->act_max - o->output_offset;
     int32_t j;
-    (void)left, (void)right;
     for (j = 0; j < n; ++j) {
-        out[j * o->stride] = frk__output_stage(acc[j], multiplier, shift, o->output_offset, lo, hi);
+        out[j * stride] = frk__output_stage(acc[j], multiplier, shift, rq->output_offset, rq->lo, rq->hi);
     }
 #endif
 }
@@ -300,11 +326,11 @@ static FRK_ALWAYS_INLINE void frk__mve_pairs(frk__mve_ctx *ctx, const int8_t *w,
 #undef FRK_MVE_PAIR_OPERANDS
     (void)a00, (void)a01, (void)a02, (void)a10, (void)a11, (void)a12, (void)x0, (void)x1, (void)x2;
 #else
-    frk__mve_out o;
+    frk__mve_rq rq;
+    const int32_t stride = (int32_t)ctx->offsets[1];
     int32_t j, acc[7];
     (void)any_shift;
-    o.output_offset = ctx->output_offset, o.act_min = ctx->act_min[0], o.act_max = ctx->act_max[0];
-    o.stride = (int32_t)ctx->offsets[1];
+    frk__mve_rq_prepare(&rq, ctx->output_offset, ctx->act_min[0], ctx->act_max[0]);
     for (; pairs > 0; --pairs, w += 32 * ctx->groups, kernel_bias += 2) {
         for (j = 0; j < 3; ++j) {
             acc[j] = frk__mve_dot_c(w, 32, ctx->cols[j], ctx->groups, wbits, kernel_bias[0]);
@@ -316,8 +342,8 @@ static FRK_ALWAYS_INLINE void frk__mve_pairs(frk__mve_ctx *ctx, const int8_t *w,
                 acc[j] = frk__asr32(acc[j], 4);
             }
         }
-        frk__mve_store4(ctx->out, &o, ctx->pixels, acc, ctx->multiplier[0], ctx->shift[0]);
-        frk__mve_store4(ctx->out + 1, &o, ctx->pixels, acc + 3, ctx->multiplier[1], ctx->shift[1]);
+        frk__mve_store4(ctx->out, stride, &rq, ctx->pixels, acc, ctx->multiplier[0], ctx->shift[0]);
+        frk__mve_store4(ctx->out + 1, stride, &rq, ctx->pixels, acc + 3, ctx->multiplier[1], ctx->shift[1]);
         ctx->multiplier += ctx->mstep / 4, ctx->shift += ctx->mstep / 4, ctx->out += 2;
     }
 #endif

@@ -3,8 +3,8 @@
 Three kernel sets:
   portable  the C99 reference kernels (frk_convolve_s8, ...): the host's default and the reference of every test;
   dsp       the Armv7E-M kernels (frk_*_dsp.c: SXTB16/SMLAD/SMMULR), the default on the Cortex-M4/M7 boards;
-  mve       the Helium kernels (frk_*_mve.c: VMLADAVA/VQRDMULH) where there is one (conv, fully connected), the dsp
-            kernels for the other ops: the default on the Cortex-M55.
+  mve       the Helium kernels (frk_*_mve.c: VMLADAVA/VMLA/VQRDMULH) where there is one (conv, fully connected,
+            int4 depthwise), the dsp kernels for the other ops: the default on the Cortex-M55.
 A dsp export still uses the portable kernel for a layer that a fast kernel does not cover or whose bounds do not
 hold (`KernelChoice.reason` says which); the fast kernels' C versions of the DSP instructions let a dsp project
 build and run on any target too.
@@ -126,6 +126,13 @@ def mve_gemm_filter_layout(w2d: np.ndarray, dtype: str) -> np.ndarray:
     return interleave_pairs((nib[:, :, 0, :] | (nib[:, :, 1, :] << 4)).reshape(cout, -1), 16)
 
 
+def mve_depthwise_filter_layout(w: np.ndarray) -> np.ndarray:
+    """An int4 depthwise filter [1, KH, KW, C] (C % 8 == 0) -> frk_depthwise_conv_s4_mve's bytes: one int8 value
+    per weight, for each group of 8 channels the taps' 8 weights, [C/8, T, 8] (7.2), as uint8."""
+    c = w.shape[-1]
+    return w.reshape(-1, c // 8, 8).transpose(1, 0, 2).reshape(-1).astype(np.int8).view(np.uint8)
+
+
 # -------------------------------------------------------------------------------------------------- checks
 def _bounds_reason(w2d: np.ndarray, bias: np.ndarray, input_offset: int, shift: np.ndarray, dtype: str,
                    int4_seeded: bool = False, int4_scale: int = INT4_LANE_SCALE) -> str:
@@ -171,8 +178,6 @@ def choose_kernel(graph: QGraph, op, kernels: str) -> KernelChoice:
     portable = PORTABLE[(op.kind, w.dtype)]
     if kernels == "portable":
         return KernelChoice(portable, False)
-    if kernels == "mve" and op.kind == OpKind.DEPTHWISE_CONV_2D:  # no Helium depthwise yet: the dsp one
-        kernels = "dsp"
     x = graph.tensors[op.inputs[0]]
     cout = w.shape[-1] if op.kind == OpKind.DEPTHWISE_CONV_2D else w.shape[0]
     bias = graph.tensors[op.inputs[2]].data if op.inputs[2] != -1 else np.zeros(cout, np.int32)
@@ -190,6 +195,12 @@ def choose_kernel(graph: QGraph, op, kernels: str) -> KernelChoice:
         if taps > DEPTHWISE_MAX_TAPS:
             return KernelChoice(portable, False, f"{taps} taps exceed {DEPTHWISE_MAX_TAPS}")
         rows = w.data.reshape(taps, c).T  # [C, T]: each channel's taps
+        if kernels == "mve" and w.dtype == "int4" and c % 8 == 0 \
+                and 128 * np.abs(rows.astype(np.int64)).sum(axis=1).max() < 1 << 15 \
+                and not _bounds_reason(rows, bias, input_offset, shift, "int8"):
+            # frk_depthwise_conv_s4_mve (7.2): int16 lanes, exact while 128 * sum|w| < 2^15
+            return KernelChoice(portable + "_mve", True, filter_values=mve_depthwise_filter_layout(w.data),
+                                kernel_bias=_kernel_bias(rows, bias, input_offset), scratch_bytes=c)
         why = _bounds_reason(rows, bias, input_offset, shift, w.dtype, int4_seeded=True)
         if why:
             return KernelChoice(portable, False, why)
