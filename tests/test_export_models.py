@@ -67,6 +67,26 @@ def assert_bitexact_on_cortex_m4(project: Path) -> None:
     assert (res.inputs, res.mismatches, res.returncode) == (20, 0, 0)
 
 
+def assert_bitexact_on_cortex_m55(out: Path, dataset: str, tmp_path: Path) -> str:
+    """The export's graph (OUT/model.tflite, written with --emit-tflite) exported again for the Cortex-M55 (its
+    kernel set: mve) with the same first 20 test inputs and the simulator's outputs: every one matches on the M55
+    under QEMU. Returns the M55 project's model.c."""
+    from flexround_mcu.codegen import export_c_project
+    from flexround_mcu.frontends.tflite import load_tflite
+    from flexround_mcu.sim.runner import Simulator
+    from flexround_mcu.toolchain import run_on_target
+
+    g = load_tflite(out / "model.tflite")
+    tin = g.tensors[g.inputs[0]]
+    x = load_dataset(dataset, limit=20).quantize_input(float(tin.scale[0]), int(tin.zero_point[0]))
+    y = Simulator(g).run(x)[g.outputs[0]]
+    project = export_c_project(g, tmp_path / "m55", x, y.reshape(len(x), -1), target="cortex-m55")
+    res = run_on_target(project, "cortex-m55", count_instructions=False)
+    assert res.lines[-1] == "SUMMARY inputs=20 mismatches=0", res.mismatch_lines[:5]
+    assert (res.inputs, res.mismatches, res.returncode) == (20, 0, 0)
+    return (project / "model.c").read_text()
+
+
 def test_ds_cnn_on_cortex_m7(shared_data, capsys, tmp_path, arm_tools):
     """FlexRound W4 per-tensor, first/last 8-bit (the defaults) at 30 iterations per block instead of 500, to keep
     the suite short. Measured by hand at the defaults (`flexround-mcu export ds_cnn --target cortex-m7`): float
@@ -75,7 +95,7 @@ def test_ds_cnn_on_cortex_m7(shared_data, capsys, tmp_path, arm_tools):
     those convs as hybrid int8 kernels and gets 900/1000."""
     from test_frontends import dequantized_copy, tflite_reference
 
-    r = export(capsys, "ds_cnn", tmp_path / "ds", "--target", "cortex-m7", "--iters", "30")
+    r = export(capsys, "ds_cnn", tmp_path / "ds", "--target", "cortex-m7", "--iters", "30", "--emit-tflite")
     acc = r["accuracy"]
     assert (r["model"], r["method"], r["wbits"], r["granularity"]) == ("ds_cnn", "flexround", 4, "tensor")
     assert r["model_source"]["kind"] == "zoo" and r["model_source"]["source"].endswith(KWS_FLOAT)
@@ -94,6 +114,10 @@ def test_ds_cnn_on_cortex_m7(shared_data, capsys, tmp_path, arm_tools):
     assert abs(acc["int_sim"] - acc["fake_quant"]) <= 0.003
     assert r["bitexact"] == {"host_c": {"inputs": 20, "mismatches": 0}, "qemu": {"inputs": 20, "mismatches": 0}}
     assert_bitexact_on_cortex_m4(tmp_path / "ds")
+    m55 = assert_bitexact_on_cortex_m55(tmp_path / "ds", "kws01", tmp_path)
+    # the M55 runs the Helium kernels: the four int4 depthwise, the four pointwise and the first conv, the FC
+    assert [m55.count(f"{k}_mve(") for k in ("frk_depthwise_conv_s4", "frk_convolve_s4", "frk_convolve_s8",
+                                              "frk_fully_connected_s8")] == [4, 4, 1, 1]
     assert r["instructions_per_inference"] > 0 and r["memory"]["flash_bytes"] > r["memory"]["weight_bytes"]
     bits = [la["bits"] for la in r["layers"] if la["bits"] is not None]  # the ops with weights
     assert bits[0] == bits[-1] == 8 and set(bits[1:-1]) == {4}
@@ -111,10 +135,10 @@ def test_ds_cnn_on_cortex_m7(shared_data, capsys, tmp_path, arm_tools):
 @pytest.mark.slow
 def test_pytorch_mobilenet_v2_through_torch_fx_on_cortex_m7(shared_data, capsys, tmp_path, arm_tools, monkeypatch):
     monkeypatch.chdir(REPO)  # package.module:factory is imported from the working directory
-    r = export(capsys, FX_FACTORY, tmp_path / "fx", "--input-shape", "3,32,32",
-               "--input-scale", fx_models.INPUT_SCALE, "--input-zero-point", str(fx_models.INPUT_ZERO_POINT),
-               "--dataset", "cifar10-test-5000", "--calib-dataset", "cifar10-calib", "--target", "cortex-m7",
-               "--iters", "20", "--calib-size", "128", "--eval-size", "500")
+    args = ["--input-shape", "3,32,32", "--input-scale", fx_models.INPUT_SCALE,
+            "--input-zero-point", str(fx_models.INPUT_ZERO_POINT), "--dataset", "cifar10-test-5000",
+            "--calib-dataset", "cifar10-calib", "--iters", "20", "--calib-size", "128", "--eval-size", "500"]
+    r = export(capsys, FX_FACTORY, tmp_path / "fx", "--target", "cortex-m7", *args)
     acc = r["accuracy"]
     assert r["model"] == FX_FACTORY and r["model_source"] == {"kind": "torch", "source": FX_FACTORY,
                                                                "weights_found_in": None}
@@ -123,6 +147,10 @@ def test_pytorch_mobilenet_v2_through_torch_fx_on_cortex_m7(shared_data, capsys,
     assert r["bitexact"]["qemu"] == {"inputs": 20, "mismatches": 0}
     assert r["bitexact"]["host_c"] == {"inputs": 20, "mismatches": 0}
     assert_bitexact_on_cortex_m4(tmp_path / "fx")
+    # the same export for the M55 (its Helium kernels; a .tflite cannot hold this model's explicit padding)
+    r55 = export(capsys, FX_FACTORY, tmp_path / "fx55", "--target", "cortex-m55", *args)
+    assert r55["kernels"] == "mve" and r55["bitexact"]["qemu"] == {"inputs": 20, "mismatches": 0}
+    assert "frk_convolve_s4_mve(" in (tmp_path / "fx55" / "model.c").read_text()
     # trained for a few epochs on 4,000 images: far from good, far above chance (10%)
     assert acc["float"] >= 0.35 and acc["int_sim"] >= 0.30
     assert acc["int_sim"] >= acc["float"] - 0.03

@@ -286,11 +286,15 @@ def test_flexround_low_bit_resnet8_bitexact_on_cortex_m7(wbits, arm_tools, resne
     int4_ops = [op for op in g.ops if op.inputs[1:] and g.tensors[op.inputs[1]].dtype == "int4"]
     assert len(int4_ops) == 8 and g.metadata["bits"][int4_ops[0].name] == wbits  # all but the first and last
     assert len(np.unique(y, axis=0)) > 3  # real data: varied outputs
-    # the Cortex-M export runs the DSP kernels (int4: the nibble-split s4 path), bit-exact on the M7 and the M4
+    # the Cortex-M7 export runs the DSP kernels (int4: the lane-nibbled s4 path), bit-exact on the M7 and the M4
     assert (project / "model.c").read_text().count("frk_convolve_s4_dsp(") == 8
     res = run_on_target(project, count_instructions=False)
     assert res.target == "cortex-m7"
-    for r in (res, run_on_target(project, "cortex-m4", count_instructions=False)):
+    # and the same graph exported for the M55 (kernel set mve: the Helium int4 conv), bit-exact there
+    project55 = export_c_project(g, project.parent / f"{project.name}-m55", x, y, target="cortex-m55")
+    assert (project55 / "model.c").read_text().count("frk_convolve_s4_mve(") == 8
+    for r in (res, run_on_target(project, "cortex-m4", count_instructions=False),
+              run_on_target(project55, "cortex-m55", count_instructions=False)):
         assert r.lines[-1] == f"SUMMARY inputs={N_INPUTS} mismatches=0", (r.target, r.mismatch_lines[:5])
         assert (r.inputs, r.mismatches, r.returncode) == (N_INPUTS, 0, 0) and r.ok
 
