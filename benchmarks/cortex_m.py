@@ -1,17 +1,18 @@
 #!/usr/bin/env python3
-"""Instructions per inference on the Cortex-M4 and M7 under QEMU, ours against CMSIS-NN, per layer and in total.
+"""Instructions per inference on the Cortex-M4, M7 and M55 under QEMU, ours against CMSIS-NN, per layer and in total.
 
     FLEXROUND_MCU_DATA=../shared/data .venv/bin/python benchmarks/cortex_m.py [--inputs 5] [--iters N]
-        [--targets cortex-m4 cortex-m7] [--json benchmarks/results/cortex_m.json]
+        [--targets cortex-m4 cortex-m7 cortex-m55] [--json benchmarks/results/cortex_m.json]
 
 Models: the MLPerf Tiny int8 ResNet-8 (pretrainedResnet_quant.tflite) exported through our C path as it is, and
 `flexround-mcu export resnet8` / `flexround-mcu export ds_cnn` at their defaults (FlexRound W4 per tensor, int4
-filters, first and last layers int8). Each is built with the dsp kernel set (the Cortex-M default) and, for the
-"before" column, with the portable C kernels (`--kernels portable`). Instructions are counted by our QEMU TCG plugin over
+filters, first and last layers int8). Each is built with the kernel set of its board (dsp on the M4 and M7, mve
+on the M55) and, for the "before" column, with the portable C kernels (`--kernels portable`). Instructions are counted by our QEMU TCG plugin over
 frk_model_invoke only (flexround_mcu/toolchain/qemu.py): instruction counts, not cycles. Kernel code size: the
 .text of the frk_ kernel functions kept in the firmware after --gc-sections (nm -S on the ELF).
 
-The CMSIS-NN figures below are constants, measured in this workplace and given in issue 11: CMSIS-NN v7.0.0
+The CMSIS-NN figures below are constants, measured in this workplace and given in issues 11 (M4, M7) and 12 (M55,
+with CMSIS-NN's MVE paths): CMSIS-NN v7.0.0
 (commit 99f736a6) called directly with each model's real weights, arm-none-eabi-gcc 12.2 -O2, QEMU 7.2 boards, the
 same instruction-count method, bit-exact with tflite_micro in every layer.
 """
@@ -46,7 +47,12 @@ CMSIS_NN = {
     ("resnet8-flexround-w4", "cortex-m4"): {"int8": 29_858_839, "int4": None},
     ("ds_cnn-flexround-w4", "cortex-m7"): {"int8": 7_643_356, "int4": 13_564_837},
     ("ds_cnn-flexround-w4", "cortex-m4"): {"int8": None, "int4": None},
+    ("mlperf-resnet8-int8", "cortex-m55"): {"int8": 4_908_504, "int4": 6_838_816},
+    ("resnet8-flexround-w4", "cortex-m55"): {"int8": 4_908_504, "int4": 6_838_816},
+    ("ds_cnn-flexround-w4", "cortex-m55"): {"int8": 1_813_331, "int4": 2_446_689},
 }
+# The kernel sets measured on each board: its own (dsp, mve) and the portable C kernels as "before".
+SETS_ON = {"cortex-m4": ("dsp", "portable"), "cortex-m7": ("dsp", "portable"), "cortex-m55": ("mve", "portable")}
 CMSIS_NN_KERNEL_TEXT_M7 = 17_712  # bytes of CMSIS-NN kernel code in the M7 ResNet-8 int8 firmware (issue 11)
 NOT_KERNELS = ("frk_model_invoke", "frk_board_", "frk_print", "frk_test_", "frk_expected_")
 
@@ -72,11 +78,12 @@ def export_mlperf(tmp: Path, inputs: int) -> dict[str, Path]:
     x = load_dataset("cifar10-test-5000", limit=inputs).quantize_input(float(t_in.scale[0]), int(t_in.zero_point[0]))
     y = Simulator(g).run(x)[g.outputs[0]]
     return {k: export_c_project(g, tmp / f"mlperf-{k}", x, y, target="cortex-m7", kernels=k)
-            for k in ("dsp", "portable")}
+            for k in ("dsp", "portable", "mve")}
 
 
 def export_cli(model: str, out: Path, inputs: int, iters: int | None, kernels: str) -> Path:
-    cmd = [str(REPO / ".venv/bin/flexround-mcu"), "export", model, "--target", "cortex-m7", "--out", str(out),
+    target = "cortex-m55" if kernels == "mve" else "cortex-m7"
+    cmd = [str(REPO / ".venv/bin/flexround-mcu"), "export", model, "--target", target, "--out", str(out),
            "--test-inputs", str(inputs), "--kernels", kernels, "--force"]
     if iters is not None:
         cmd += ["--iters", str(iters)]
@@ -100,7 +107,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--inputs", type=int, default=5, help="test inputs per firmware (bit-exact check)")
     ap.add_argument("--iters", type=int, default=None, help="FlexRound iterations for the exports (default: theirs)")
-    ap.add_argument("--targets", nargs="+", default=["cortex-m4", "cortex-m7"])
+    ap.add_argument("--targets", nargs="+", default=["cortex-m4", "cortex-m7", "cortex-m55"])
     ap.add_argument("--json", type=Path, default=REPO / "benchmarks/results/cortex_m.json")
     a = ap.parse_args()
     rows = []
@@ -110,11 +117,12 @@ def main() -> int:
         projects = {}
         for kernels, project in export_mlperf(tmp, a.inputs).items():
             projects[("mlperf-resnet8-int8", kernels)] = project
+        wanted = {k for t in a.targets for k in SETS_ON[t]}
         for model, name in (("resnet8", "resnet8-flexround-w4"), ("ds_cnn", "ds_cnn-flexround-w4")):
-            for kernels in ("dsp", "portable"):  # the same quantization (seed 0) exported with either kernel set
+            for kernels in sorted(wanted):  # the same quantization (seed 0) exported with each kernel set
                 projects[(name, kernels)] = export_cli(model, tmp / f"{name}-{kernels}", a.inputs, a.iters, kernels)
         for (name, kernels), project in projects.items():
-            for target in a.targets:
+            for target in (t for t in a.targets if kernels in SETS_ON[t]):
                 m = measure(project, target)
                 ref = CMSIS_NN.get((name, target), {})
                 rows.append(dict(model=name, target=target, kernels=kernels, cmsis_nn_int8=ref.get("int8"),
@@ -133,6 +141,10 @@ def main() -> int:
               f"{_fmt(r['cmsis_nn_int8']):>14} {_fmt(r['cmsis_nn_int4']):>14} {ratio:>9} "
               f"{r['kernel_text_bytes']:>12,}")
     print(f"CMSIS-NN kernel code in the M7 ResNet-8 int8 firmware: {CMSIS_NN_KERNEL_TEXT_M7:,} bytes")
+    print("Per layer (instructions):")
+    for r in rows:
+        if r["kernels"] != "portable":
+            print(f"  {r['model']:<22} {r['target']:<10} {r['kernels']:<4} " + " ".join(f"{v:,.0f}" for v in r["layers"]))
     a.json.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(json.dumps({"rows": rows, "cmsis_nn_kernel_text_m7": CMSIS_NN_KERNEL_TEXT_M7,
                                   "seconds": round(time.time() - t0, 1)}, indent=2) + "\n")

@@ -41,6 +41,7 @@ KERNEL_FILES = (
     "frk_convolve_mve.c",
     "frk_fully_connected_mve.c",
     "frk_depthwise_conv_mve.c",
+    "frk_elementwise_add_mve.c",
 )
 
 STRICT_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"]
@@ -352,13 +353,14 @@ class Kernels:
     # --- add
     def elementwise_add_s8(self, x1, x2, input1_offset, input2_offset, output_offset, left_shift, input1_multiplier,
                            input1_shift, input2_multiplier, input2_shift, output_multiplier, output_shift, act_min,
-                           act_max):
+                           act_max, name: str = "frk_elementwise_add_s8"):
+        """name: the kernel with the portable arguments (frk_elementwise_add_s8, or its Helium twin _mve)."""
         x1, x2 = _i8(x1), _i8(x2)
         assert x1.shape == x2.shape
         params = FrkAddParams(input1_offset, input1_multiplier, input1_shift, input2_offset, input2_multiplier,
                               input2_shift, left_shift, output_offset, output_multiplier, output_shift, act_min,
                               act_max)
-        return _run_guarded(x1.shape, lambda out: self.lib.frk_elementwise_add_s8(
+        return _run_guarded(x1.shape, lambda out: getattr(self.lib, name)(
             ctypes.byref(params), _ptr(x1, ctypes.c_int8), _ptr(x2, ctypes.c_int8), x1.size, out))
 
     # --- pooling
@@ -434,6 +436,7 @@ SIGNATURES.update(DSP_SIGNATURES)
 # The Helium kernels (frk_*_mve.c) take the same arguments as their _dsp twins; on the host, C versions.
 MVE_SIGNATURES = {name.replace("_dsp", "_mve"): sig for name, sig in DSP_SIGNATURES.items()
                   if name.startswith(("frk_convolve_", "frk_fully_connected_", "frk_depthwise_conv_s4"))}
+MVE_SIGNATURES["frk_elementwise_add_s8_mve"] = (None, [P(FrkAddParams), P_I8, P_I8, I32, P_I8])
 SIGNATURES.update(MVE_SIGNATURES)
 SCRATCH_FILL = 0x3C  # scratch pre-fill: the kernels must not depend on it
 

@@ -832,7 +832,10 @@ def coverage_problems(cases) -> list[str]:
                  f"{kind}: 3x3 stride 1 with several padding patterns")
             need(any(c.args["x"].shape[0] > 1 for c in plane), f"{kind}: 3x3 stride 1, batch > 1")
     adds = by_kind["add"]
-    need(any(c.choice.swap_inputs for c in adds) and any(not c.choice.swap_inputs for c in adds),
+
+    def half(c, i):  # input i at the real multiplier 0.5 (TFLM's larger-scale input)
+        return c.args[f"input{i}_multiplier"] == 1 << 30 and c.args[f"input{i}_shift"] == 0
+    need(any(half(c, 1) and not half(c, 2) for c in adds) and any(half(c, 2) and not half(c, 1) for c in adds),
          "add: the half-scale input first and second")
     need({-127, 128} <= {c.args["input1_offset"] for c in adds} | {c.args["input2_offset"] for c in adds},
          "add: input offsets -127 and 128")

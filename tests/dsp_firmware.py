@@ -180,11 +180,15 @@ static void frk_t_run_fast(const frk_case *c, int8_t *out, int8_t *scratch)
         frk_max_pool_s8_dsp(&c->pool, &c->in, c->x, c->filter_h, c->filter_w, &c->out, out);
         break;
     default:
+#if defined(FRK_T_ADD_MVE) /* the Helium ADD: the portable kernel's arguments */
+        frk_elementwise_add_s8_mve(&c->add, c->x, c->x2, c->size, out);
+#else
         if (c->swap) { /* the export passes the half-scale input first */
             frk_elementwise_add_s8_dsp(&c->add, c->x2, c->x, c->size, out, c->table);
         } else {
             frk_elementwise_add_s8_dsp(&c->add, c->x, c->x2, c->size, out, c->table);
         }
+#endif
         break;
     }
 }
@@ -411,9 +415,10 @@ def write_image(cases: list[dc.DspCase], folder, seed: int | str = "?") -> Image
         max_out = max(max_out, case.expected.size)
         if case.kind == "add":
             fields += [f".x = {put(tag + '_x1', 'int8_t', a['x1'], mis)}",
-                       f".x2 = {put(tag + '_x2', 'int8_t', a['x2'], mis)}",
-                       f".table = {put(tag + '_t', 'int32_t', ch.table)}", f".swap = {int(ch.swap_inputs)}",
+                       f".x2 = {put(tag + '_x2', 'int8_t', a['x2'], mis)}", f".swap = {int(ch.swap_inputs)}",
                        f".size = {a['x1'].size}"]
+            if ch.table is not None:
+                fields.append(f".table = {put(tag + '_t', 'int32_t', ch.table)}")
             add = [a[k] for k in ("input1_offset", "input1_multiplier", "input1_shift", "input2_offset",
                                   "input2_multiplier", "input2_shift", "left_shift", "output_offset",
                                   "output_multiplier", "output_shift", "act_min", "act_max")]
@@ -457,6 +462,10 @@ def write_image(cases: list[dc.DspCase], folder, seed: int | str = "?") -> Image
     for key, value in subst.items():
         header = header.replace(key, value)
     header += "".join(f"#define FRK_T_{kind.upper()}_FAST {name}\n" for kind, name in fast_names(cases).items())
+    add_names = {c.choice.name for c in cases if c.kind == "add"}
+    assert len(add_names) <= 1, add_names
+    if add_names == {"frk_elementwise_add_s8_mve"}:
+        header += "#define FRK_T_ADD_MVE 1\n"
     table = "static const frk_case frk_t_cases[FRK_T_CASES] = {\n" + "\n".join(entries) + "\n};\n"
     source = folder / SOURCE_NAME
     source.write_text(header + "\n" + "".join(data) + "\n" + table + RUNNER_C)

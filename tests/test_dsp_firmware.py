@@ -125,7 +125,7 @@ def test_image_uses_the_dsp_instructions(arm_tools, image):
 # do not fit the M55 board's 512 KiB of code memory; the dsp kernels the M55 export also runs are the M4/M7
 # image's, and the model tests run them on the M55).
 MVE_TARGET = "cortex-m55"
-MVE_KINDS = ("conv_s8", "conv_s4", "dw_s4", "fc_s8", "fc_s4")
+MVE_KINDS = ("conv_s8", "conv_s4", "dw_s4", "fc_s8", "fc_s4", "add")
 BREAK_MVE = "-DFRK_TEST_BREAK_MVE_ROUNDING"
 MVE_SEED = 2  # FIRMWARE_SEED's draw misses one coverage item for dw_s4 (a 3x3 strided clamped per-tensor case)
 

@@ -69,6 +69,8 @@ def run_fast(k: ck.DspKernels, case: dc.DspCase) -> np.ndarray:
     if case.is_pool:  # the export's call: the portable arguments, nothing from choose_kernel but the name
         assert ch.name == POOL_FAST[case.kind], ch.name
         return getattr(k, POOL_FAST[case.kind][4:])(**a)
+    if case.kind == "add" and ch.table is None:  # the Helium ADD: the portable arguments
+        return k.elementwise_add_s8(**a, name=ch.name)
     if case.kind == "add":
         half, other = (a["x2"], a["x1"]) if ch.swap_inputs else (a["x1"], a["x2"])
         rest = {n: v for n, v in a.items() if n not in ("x1", "x2")}
@@ -500,7 +502,7 @@ def test_add_fast_path_with_a_left_shift_on_the_other_input(dsp):
 
 
 # ----------------------------------------------------------------------------------------------- Helium (mve)
-MVE_KINDS = ("conv_s8", "conv_s4", "dw_s4", "fc_s8", "fc_s4")  # the ops with an _mve kernel; others run the _dsp one
+MVE_KINDS = ("conv_s8", "conv_s4", "dw_s4", "fc_s8", "fc_s4", "add")  # the ops with an _mve kernel
 
 
 @pytest.fixture(scope="module")
@@ -513,7 +515,8 @@ def test_mve_kernels_match_twin_on_the_host(dsp, mve_host_cases):
     the export's mve data: every output byte equals the numpy twin. Under QEMU on the M55 the same kernels run
     the MVE code (tests/test_dsp_firmware.py)."""
     assert {c.choice.name for c in mve_host_cases} == {f"frk_{f}_s{b}_mve" for f in ("convolve", "fully_connected")
-                                                        for b in (8, 4)} | {"frk_depthwise_conv_s4_mve"}
+                                                        for b in (8, 4)} | {"frk_depthwise_conv_s4_mve",
+                                                                            "frk_elementwise_add_s8_mve"}
     bad = mismatches(dsp, mve_host_cases)
     assert not bad, f"{len(bad)} of {len(mve_host_cases)} cases differ from the twin:\n" + "\n".join(bad[:20])
 

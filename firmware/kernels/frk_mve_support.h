@@ -39,13 +39,13 @@ static inline void frk__mve_rq_prepare(frk__mve_rq *rq, int32_t output_offset, i
 
 #if FRK_MVE
 #if defined(FRK_TEST_BREAK_MVE_ROUNDING) /* test builds only: VRSHL's own rounding, which the tests must catch */
-#define FRK_MVE_SIGN_FIX(v, mask) (v)
+#define FRK_MVE_SIGN_FIX(v, mask) ((void)(mask), (v))
 #else
 #define FRK_MVE_SIGN_FIX(v, mask) vaddq_s32((v), vandq_s32(vshrq_n_s32((v), 31), (mask)))
 #endif
 
-/* One (multiplier, shift) for the four lanes. */
-static inline int32x4_t frk__mve_requantize(int32x4_t v, int32_t multiplier, int32_t shift, const frk__mve_rq *rq)
+/* requantize(v, M, shift) on four lanes, one (multiplier, shift) for all. */
+static inline int32x4_t frk__mve_rescale(int32x4_t v, int32_t multiplier, int32_t shift)
 {
     if (shift > 0) {
         v = vshlq_r_s32(v, shift);
@@ -54,7 +54,13 @@ static inline int32x4_t frk__mve_requantize(int32x4_t v, int32_t multiplier, int
     if (shift < 0) {
         v = vrshlq_n_s32(FRK_MVE_SIGN_FIX(v, vdupq_n_s32(-1)), shift);
     }
-    v = vaddq_n_s32(v, rq->output_offset);
+    return v;
+}
+
+/* The output stage: frk__mve_rescale, the output offset, the clamp. */
+static inline int32x4_t frk__mve_requantize(int32x4_t v, int32_t multiplier, int32_t shift, const frk__mve_rq *rq)
+{
+    v = vaddq_n_s32(frk__mve_rescale(v, multiplier, shift), rq->output_offset);
     return vminq_s32(vmaxq_s32(v, vdupq_n_s32(rq->act_min)), vdupq_n_s32(rq->act_max));
 }
 

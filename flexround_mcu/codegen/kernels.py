@@ -3,8 +3,8 @@
 Three kernel sets:
   portable  the C99 reference kernels (frk_convolve_s8, ...): the host's default and the reference of every test;
   dsp       the Armv7E-M kernels (frk_*_dsp.c: SXTB16/SMLAD/SMMULR), the default on the Cortex-M4/M7 boards;
-  mve       the Helium kernels (frk_*_mve.c: VMLADAVA/VMLA/VQRDMULH) where there is one (conv, fully connected,
-            int4 depthwise), the dsp kernels for the other ops: the default on the Cortex-M55.
+  mve       the Helium kernels (frk_*_mve.c: VMLADAVA/VMUL/VQRDMULH) where there is one (conv, fully connected,
+            int4 depthwise, ADD), the dsp kernels for the other ops: the default on the Cortex-M55.
 A dsp export still uses the portable kernel for a layer that a fast kernel does not cover or whose bounds do not
 hold (`KernelChoice.reason` says which); the fast kernels' C versions of the DSP instructions let a dsp project
 build and run on any target too.
@@ -168,7 +168,9 @@ def choose_kernel(graph: QGraph, op, kernels: str) -> KernelChoice:
     if kernels not in KERNEL_SETS:
         raise ValueError(f"unknown kernel set {kernels!r}")
     if op.kind == OpKind.ADD:
-        return _add_choice(graph, op) if kernels != "portable" else KernelChoice(PORTABLE[OpKind.ADD], False)
+        if kernels == "mve":  # any parameters, TFLM's arithmetic on four lanes (7.4): no table
+            return KernelChoice("frk_elementwise_add_s8_mve", True)
+        return _add_choice(graph, op) if kernels == "dsp" else KernelChoice(PORTABLE[OpKind.ADD], False)
     if op.kind in POOLS:  # same parameters for both sets; the fast one falls back itself (C % 4, window size)
         fast = kernels != "portable"  # mve: the dsp pools
         return KernelChoice(POOLS[op.kind] + ("_dsp" if fast else ""), fast)

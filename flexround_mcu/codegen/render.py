@@ -284,7 +284,7 @@ class _Lowering:
                 ("output_offset", zp_out), ("output_multiplier", p.output_multiplier),
                 ("output_shift", p.output_shift),
                 ("act_min", p.act_min), ("act_max", p.act_max)]))
-            if choice.fast:
+            if choice.table is not None:  # the dsp ADD (docs/arithmetic.md 6.4)
                 table = self.add_array(f"{name}_table", "int32_t", choice.table,
                                        f"op {k}: 2 * rescaled input {'1' if choice.swap_inputs else '2'} + the "
                                        f"other input's offset * 2^20, by byte")
