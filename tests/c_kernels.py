@@ -42,6 +42,7 @@ KERNEL_FILES = (
     "frk_fully_connected_mve.c",
     "frk_depthwise_conv_mve.c",
     "frk_elementwise_add_mve.c",
+    "frk_pooling_mve.c",
 )
 
 STRICT_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"]
@@ -437,6 +438,8 @@ SIGNATURES.update(DSP_SIGNATURES)
 MVE_SIGNATURES = {name.replace("_dsp", "_mve"): sig for name, sig in DSP_SIGNATURES.items()
                   if name.startswith(("frk_convolve_", "frk_fully_connected_", "frk_depthwise_conv_s4"))}
 MVE_SIGNATURES["frk_elementwise_add_s8_mve"] = (None, [P(FrkAddParams), P_I8, P_I8, I32, P_I8])
+for _pool in ("frk_avgpool_s8_mve", "frk_max_pool_s8_mve"):
+    MVE_SIGNATURES[_pool] = DSP_SIGNATURES[_pool.replace("_mve", "_dsp")]
 SIGNATURES.update(MVE_SIGNATURES)
 SCRATCH_FILL = 0x3C  # scratch pre-fill: the kernels must not depend on it
 

@@ -174,10 +174,10 @@ static void frk_t_run_fast(const frk_case *c, int8_t *out, int8_t *scratch)
                                    (const uint8_t *)c->w_fast, c->kernel_bias, c->cout, out, scratch);
         break;
     case FRK_T_AVGPOOL:
-        frk_avgpool_s8_dsp(&c->pool, &c->in, c->x, c->filter_h, c->filter_w, &c->out, out);
+        FRK_T_AVGPOOL_FAST(&c->pool, &c->in, c->x, c->filter_h, c->filter_w, &c->out, out);
         break;
     case FRK_T_MAXPOOL:
-        frk_max_pool_s8_dsp(&c->pool, &c->in, c->x, c->filter_h, c->filter_w, &c->out, out);
+        FRK_T_MAXPOOL_FAST(&c->pool, &c->in, c->x, c->filter_h, c->filter_w, &c->out, out);
         break;
     default:
 #if defined(FRK_T_ADD_MVE) /* the Helium ADD: the portable kernel's arguments */
@@ -473,12 +473,13 @@ def write_image(cases: list[dc.DspCase], folder, seed: int | str = "?") -> Image
 
 
 def fast_names(cases) -> dict[str, str]:
-    """The fast kernel the image calls for conv_s8 / conv_s4 / dw_s4 / fc_s8 / fc_s4: the cases' choice (the _dsp or
+    """The fast kernel the image calls for conv_s8 / conv_s4 / dw_s4 / fc_s8 / fc_s4 / the pools: the cases' choice (_dsp or
     the _mve kernel, one per kind), the _dsp one for a kind without cases."""
     names = {}
     for kind, base in (("conv_s8", "frk_convolve_s8"), ("conv_s4", "frk_convolve_s4"),
                        ("dw_s4", "frk_depthwise_conv_s4"),
-                       ("fc_s8", "frk_fully_connected_s8"), ("fc_s4", "frk_fully_connected_s4")):
+                       ("fc_s8", "frk_fully_connected_s8"), ("fc_s4", "frk_fully_connected_s4"),
+                       ("avgpool", "frk_avgpool_s8"), ("maxpool", "frk_max_pool_s8")):
         chosen = {c.choice.name for c in cases if c.kind == kind}
         assert len(chosen) <= 1, (kind, chosen)
         names[kind] = chosen.pop() if chosen else base + "_dsp"

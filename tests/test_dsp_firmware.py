@@ -120,12 +120,14 @@ def test_image_uses_the_dsp_instructions(arm_tools, image):
 
 
 # ------------------------------------------------------------------------------------ Helium on the Cortex-M55
-# The M55 export's Helium kernels (kernel set "mve"): frk_convolve_*_mve / frk_fully_connected_*_mve with their
-# layouts, on the same schedule of cases drawn with the mve choices (the image holds those kinds only: all nine
-# do not fit the M55 board's 512 KiB of code memory; the dsp kernels the M55 export also runs are the M4/M7
-# image's, and the model tests run them on the M55).
+# The M55 export's Helium kernels (kernel set "mve": conv, FC, int4 depthwise, ADD, pooling) with their layouts,
+# on the same schedule of cases drawn with the mve choices, in two images (one does not fit the M55 board's
+# 512 KiB of code memory). The dsp kernels the M55 export also runs (int8 depthwise) are the M4/M7 image's, and the
+# model tests run them on the M55.
 MVE_TARGET = "cortex-m55"
-MVE_KINDS = ("conv_s8", "conv_s4", "dw_s4", "fc_s8", "fc_s4", "add")
+MVE_IMAGES = (("conv_s8", "conv_s4", "fc_s8", "fc_s4"), ("dw_s4", "add", "avgpool", "maxpool"))
+MVE_KINDS = MVE_IMAGES[0] + MVE_IMAGES[1]
+MVE_REQUANTIZING = set(MVE_KINDS) - {"avgpool", "maxpool"}  # the kernels with TFLM's requantization
 BREAK_MVE = "-DFRK_TEST_BREAK_MVE_ROUNDING"
 MVE_SEED = 2  # FIRMWARE_SEED's draw misses one coverage item for dw_s4 (a 3x3 strided clamped per-tensor case)
 
@@ -136,24 +138,34 @@ def mve_cases() -> list[dc.DspCase]:
 
 
 @pytest.fixture(scope="module")
-def mve_image(mve_cases, tmp_path_factory):
-    return df.write_image(mve_cases, tmp_path_factory.mktemp("mve_image"), MVE_SEED), {}
+def mve_images(mve_cases, tmp_path_factory):
+    """Per image of MVE_IMAGES: (its cases, (ImageInfo, run cache))."""
+    out = []
+    for i, kinds in enumerate(MVE_IMAGES):
+        cases = [c for c in mve_cases if c.kind in kinds]
+        out.append((cases, (df.write_image(cases, tmp_path_factory.mktemp(f"mve_image{i}"), MVE_SEED), {})))
+    return out
 
 
-def test_mve_image_holds_enough_cases(mve_cases, mve_image):
-    info, _ = mve_image
-    assert info.cases == len(mve_cases) >= 200
+def test_mve_images_hold_enough_cases(mve_cases, mve_images):
+    assert len(mve_cases) >= 200
     assert [p for p in dc.coverage_problems(mve_cases) if p.startswith(MVE_KINDS)] == []
     assert all(c.choice.name.endswith("_mve") for c in mve_cases)
-    assert min(info.per_kind.values()) >= 40, info.per_kind
-    assert df.fast_names(mve_cases) == {"conv_s8": "frk_convolve_s8_mve", "conv_s4": "frk_convolve_s4_mve",
-                                        "dw_s4": "frk_depthwise_conv_s4_mve", "fc_s8": "frk_fully_connected_s8_mve",
-                                        "fc_s4": "frk_fully_connected_s4_mve"}
+    names = {}
+    for cases, (info, _) in mve_images:
+        assert info.cases == len(cases) and min(info.per_kind.values()) >= 40, info.per_kind
+        names.update({k: v for k, v in df.fast_names(cases).items() if any(c.kind == k for c in cases)})
+    assert names == {"conv_s8": "frk_convolve_s8_mve", "conv_s4": "frk_convolve_s4_mve",
+                     "dw_s4": "frk_depthwise_conv_s4_mve", "fc_s8": "frk_fully_connected_s8_mve",
+                     "fc_s4": "frk_fully_connected_s4_mve", "avgpool": "frk_avgpool_s8_mve",
+                     "maxpool": "frk_max_pool_s8_mve"}
 
 
-def test_mve_kernels_match_portable_on_cortex_m55(arm_tools, mve_image):
-    info, _ = mve_image
-    elf, run = _built(mve_image, MVE_TARGET)
+@pytest.mark.parametrize("which", range(len(MVE_IMAGES)))
+def test_mve_kernels_match_portable_on_cortex_m55(arm_tools, mve_images, which):
+    _, image = mve_images[which]
+    info, _ = image
+    elf, run = _built(image, MVE_TARGET)
     assert run.cases == info.cases, run.describe()
     assert run.failed == 0 and not run.failures, f"{run.failed} of {run.cases} cases failed on the M55:\n" + \
         "\n".join(run.failures[:30])
@@ -161,21 +173,23 @@ def test_mve_kernels_match_portable_on_cortex_m55(arm_tools, mve_image):
     assert {k: v for k, v in run.per_kind.items() if v[0]} == {k: (n, 0) for k, n in info.per_kind.items()}
 
 
-def test_deliberately_wrong_mve_rounding_fails_on_cortex_m55(arm_tools, mve_image):
+@pytest.mark.parametrize("which", range(len(MVE_IMAGES)))
+def test_deliberately_wrong_mve_rounding_fails_on_cortex_m55(arm_tools, mve_images, which):
     """-DFRK_TEST_BREAK_MVE_ROUNDING (frk_mve_support.h: VRSHL's own rounding, negative ties toward +inf, without
-    the sign fix): every Helium kernel reports mismatches, the dsp ones none."""
-    info, _ = mve_image
-    _, run = _built(mve_image, MVE_TARGET, (BREAK_MVE,))
+    the sign fix): every Helium kernel with a requantization reports mismatches, the pools none."""
+    _, image = mve_images[which]
+    info, _ = image
+    _, run = _built(image, MVE_TARGET, (BREAK_MVE,))
     assert run.cases == info.cases, run.describe()
     assert run.returncode == 1, run.describe()
     broken = {k for k, (_, failed) in run.per_kind.items() if failed}
-    assert broken == set(MVE_KINDS), run.per_kind
+    assert broken == MVE_REQUANTIZING & set(MVE_IMAGES[which]), run.per_kind
 
 
-def test_m55_image_uses_helium(arm_tools, mve_image):
+def test_m55_image_uses_helium(arm_tools, mve_images):
     """The M55 image's conv and FC kernels are MVE code: VMLADAVA in the cores, VQRDMULH and VRSHL in the
     requantization, a byte scatter store, a low-overhead loop (objdump names VMLADAVA.S8 by its alias VMLAVA)."""
-    elf, _ = _built(mve_image, MVE_TARGET)
+    elf, _ = _built(mve_images[0][1], MVE_TARGET)
     dump = subprocess.run(["arm-none-eabi-objdump", "-d", "-m", "armv8.1-m.main", "--no-show-raw-insn", str(elf)],
                           capture_output=True, text=True, check=True).stdout
     bodies = dict(re.findall(r"^[0-9a-f]+ <(\w+)>:\n(.*?)(?=^[0-9a-f]+ <|\Z)", dump, re.S | re.M))

@@ -199,6 +199,11 @@ void frk_depthwise_conv_s4_mve(const frk_conv_params *params, const int32_t *mul
 /* Any parameters: frk_elementwise_add_s8's arguments. */
 void frk_elementwise_add_s8_mve(const frk_add_params *params, const int8_t *input1, const int8_t *input2,
                                 int32_t size, int8_t *output);
+/* The parameters and outputs of frk_avgpool_s8 / frk_max_pool_s8, any C (the last channels predicated). */
+void frk_avgpool_s8_mve(const frk_pool_params *params, const frk_dims *input_dims, const int8_t *input,
+                        int32_t filter_h, int32_t filter_w, const frk_dims *output_dims, int8_t *output);
+void frk_max_pool_s8_mve(const frk_pool_params *params, const frk_dims *input_dims, const int8_t *input,
+                         int32_t filter_h, int32_t filter_w, const frk_dims *output_dims, int8_t *output);
 void frk_fully_connected_s8_mve(const frk_fc_params *params, const int32_t *multiplier, const int32_t *shift,
                                 int32_t per_channel, int32_t batch, int32_t depth, const int8_t *input,
                                 const int8_t *filter, const int32_t *kernel_bias, int32_t out_channels,

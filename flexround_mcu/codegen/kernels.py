@@ -4,7 +4,7 @@ Three kernel sets:
   portable  the C99 reference kernels (frk_convolve_s8, ...): the host's default and the reference of every test;
   dsp       the Armv7E-M kernels (frk_*_dsp.c: SXTB16/SMLAD/SMMULR), the default on the Cortex-M4/M7 boards;
   mve       the Helium kernels (frk_*_mve.c: VMLADAVA/VMUL/VQRDMULH) where there is one (conv, fully connected,
-            int4 depthwise, ADD), the dsp kernels for the other ops: the default on the Cortex-M55.
+            int4 depthwise, ADD, pooling), the dsp kernels for the other ops: the default on the Cortex-M55.
 A dsp export still uses the portable kernel for a layer that a fast kernel does not cover or whose bounds do not
 hold (`KernelChoice.reason` says which); the fast kernels' C versions of the DSP instructions let a dsp project
 build and run on any target too.
@@ -172,8 +172,8 @@ def choose_kernel(graph: QGraph, op, kernels: str) -> KernelChoice:
             return KernelChoice("frk_elementwise_add_s8_mve", True)
         return _add_choice(graph, op) if kernels == "dsp" else KernelChoice(PORTABLE[OpKind.ADD], False)
     if op.kind in POOLS:  # same parameters for both sets; the fast one falls back itself (C % 4, window size)
-        fast = kernels != "portable"  # mve: the dsp pools
-        return KernelChoice(POOLS[op.kind] + ("_dsp" if fast else ""), fast)
+        fast = kernels != "portable"
+        return KernelChoice(POOLS[op.kind] + (f"_{kernels}" if fast else ""), fast)
     if op.kind not in (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED):
         return KernelChoice("", False)
     w = graph.tensors[op.inputs[1]]
