@@ -436,7 +436,7 @@ DSP_SIGNATURES = {
 SIGNATURES.update(DSP_SIGNATURES)
 # The Helium kernels (frk_*_mve.c) take the same arguments as their _dsp twins; on the host, C versions.
 MVE_SIGNATURES = {name.replace("_dsp", "_mve"): sig for name, sig in DSP_SIGNATURES.items()
-                  if name.startswith(("frk_convolve_", "frk_fully_connected_", "frk_depthwise_conv_s4"))}
+                  if name.startswith(("frk_convolve_", "frk_fully_connected_", "frk_depthwise_conv_"))}
 MVE_SIGNATURES["frk_elementwise_add_s8_mve"] = (None, [P(FrkAddParams), P_I8, P_I8, I32, P_I8])
 for _pool in ("frk_avgpool_s8_mve", "frk_max_pool_s8_mve"):
     MVE_SIGNATURES[_pool] = DSP_SIGNATURES[_pool.replace("_mve", "_dsp")]

@@ -158,7 +158,7 @@ static void frk_t_run_fast(const frk_case *c, int8_t *out, int8_t *scratch)
                             (const uint8_t *)c->w_fast, c->kernel_bias, &c->out, out, scratch);
         break;
     case FRK_T_DW_S8:
-        frk_depthwise_conv_s8_dsp(&c->conv, c->mult, c->shift, c->per_channel, &c->in, c->x, &c->filt,
+        FRK_T_DW_S8_FAST(&c->conv, c->mult, c->shift, c->per_channel, &c->in, c->x, &c->filt,
                                   (const int8_t *)c->w_fast, c->kernel_bias, &c->out, out, scratch);
         break;
     case FRK_T_DW_S4:
@@ -477,7 +477,7 @@ def fast_names(cases) -> dict[str, str]:
     the _mve kernel, one per kind), the _dsp one for a kind without cases."""
     names = {}
     for kind, base in (("conv_s8", "frk_convolve_s8"), ("conv_s4", "frk_convolve_s4"),
-                       ("dw_s4", "frk_depthwise_conv_s4"),
+                       ("dw_s8", "frk_depthwise_conv_s8"), ("dw_s4", "frk_depthwise_conv_s4"),
                        ("fc_s8", "frk_fully_connected_s8"), ("fc_s4", "frk_fully_connected_s4"),
                        ("avgpool", "frk_avgpool_s8"), ("maxpool", "frk_max_pool_s8")):
         chosen = {c.choice.name for c in cases if c.kind == kind}

@@ -120,12 +120,12 @@ def test_image_uses_the_dsp_instructions(arm_tools, image):
 
 
 # ------------------------------------------------------------------------------------ Helium on the Cortex-M55
-# The M55 export's Helium kernels (kernel set "mve": conv, FC, int4 depthwise, ADD, pooling) with their layouts,
-# on the same schedule of cases drawn with the mve choices, in two images (one does not fit the M55 board's
-# 512 KiB of code memory). The dsp kernels the M55 export also runs (int8 depthwise) are the M4/M7 image's, and the
-# model tests run them on the M55.
+# The M55 export's Helium kernels (kernel set "mve": conv, FC, depthwise, ADD, pooling) with their layouts, on the
+# same schedule of cases drawn with the mve choices, in two images (one does not fit the M55 board's 512 KiB of
+# code memory). The dsp kernels an M55 export runs for the layers the Helium ones do not cover (a depthwise with
+# C % 8 != 0) are the M4/M7 image's, and the model tests run them on the M55.
 MVE_TARGET = "cortex-m55"
-MVE_IMAGES = (("conv_s8", "conv_s4", "fc_s8", "fc_s4"), ("dw_s4", "add", "avgpool", "maxpool"))
+MVE_IMAGES = (("conv_s8", "conv_s4", "fc_s8", "fc_s4"), ("dw_s8", "dw_s4", "add", "avgpool", "maxpool"))
 MVE_KINDS = MVE_IMAGES[0] + MVE_IMAGES[1]
 MVE_REQUANTIZING = set(MVE_KINDS) - {"avgpool", "maxpool"}  # the kernels with TFLM's requantization
 BREAK_MVE = "-DFRK_TEST_BREAK_MVE_ROUNDING"
@@ -156,7 +156,8 @@ def test_mve_images_hold_enough_cases(mve_cases, mve_images):
         assert info.cases == len(cases) and min(info.per_kind.values()) >= 40, info.per_kind
         names.update({k: v for k, v in df.fast_names(cases).items() if any(c.kind == k for c in cases)})
     assert names == {"conv_s8": "frk_convolve_s8_mve", "conv_s4": "frk_convolve_s4_mve",
-                     "dw_s4": "frk_depthwise_conv_s4_mve", "fc_s8": "frk_fully_connected_s8_mve",
+                     "dw_s8": "frk_depthwise_conv_s8_mve", "dw_s4": "frk_depthwise_conv_s4_mve",
+                     "fc_s8": "frk_fully_connected_s8_mve",
                      "fc_s4": "frk_fully_connected_s4_mve", "avgpool": "frk_avgpool_s8_mve",
                      "maxpool": "frk_max_pool_s8_mve"}
 

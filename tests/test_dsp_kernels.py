@@ -502,7 +502,7 @@ def test_add_fast_path_with_a_left_shift_on_the_other_input(dsp):
 
 
 # ----------------------------------------------------------------------------------------------- Helium (mve)
-MVE_KINDS = ("conv_s8", "conv_s4", "dw_s4", "fc_s8", "fc_s4", "add", "avgpool", "maxpool")  # with _mve kernels
+MVE_KINDS = dc.KINDS  # every kind has an _mve kernel
 
 
 @pytest.fixture(scope="module")
@@ -516,6 +516,7 @@ def test_mve_kernels_match_twin_on_the_host(dsp, mve_host_cases):
     the MVE code (tests/test_dsp_firmware.py)."""
     assert {c.choice.name for c in mve_host_cases} == {f"frk_{f}_s{b}_mve" for f in ("convolve", "fully_connected")
                                                         for b in (8, 4)} | {"frk_depthwise_conv_s4_mve",
+                                                                            "frk_depthwise_conv_s8_mve",
                                                                             "frk_elementwise_add_s8_mve",
                                                                             "frk_avgpool_s8_mve",
                                                                             "frk_max_pool_s8_mve"}

@@ -191,7 +191,11 @@ void frk_convolve_s4_mve(const frk_conv_params *params, const int32_t *multiplie
                          int32_t per_channel, const frk_dims *input_dims, const int8_t *input,
                          const frk_dims *filter_dims, const uint8_t *filter, const int32_t *kernel_bias,
                          const frk_dims *output_dims, int8_t *output, int8_t *scratch);
-/* Depth multiplier 1, C % 8 == 0, KH*KW <= FRK_DEPTHWISE_DSP_MAX_TAPS; the int4 weights one per byte (7.2). */
+/* Depth multiplier 1, C % 8 == 0, KH*KW <= FRK_DEPTHWISE_DSP_MAX_TAPS; the weights one per byte (7.2). */
+void frk_depthwise_conv_s8_mve(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
+                               int32_t per_channel, const frk_dims *input_dims, const int8_t *input,
+                               const frk_dims *filter_dims, const int8_t *filter, const int32_t *kernel_bias,
+                               const frk_dims *output_dims, int8_t *output, int8_t *scratch);
 void frk_depthwise_conv_s4_mve(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
                                int32_t per_channel, const frk_dims *input_dims, const int8_t *input,
                                const frk_dims *filter_dims, const uint8_t *filter, const int32_t *kernel_bias,

@@ -3,8 +3,9 @@
 Three kernel sets:
   portable  the C99 reference kernels (frk_convolve_s8, ...): the host's default and the reference of every test;
   dsp       the Armv7E-M kernels (frk_*_dsp.c: SXTB16/SMLAD/SMMULR), the default on the Cortex-M4/M7 boards;
-  mve       the Helium kernels (frk_*_mve.c: VMLADAVA/VMUL/VQRDMULH) where there is one (conv, fully connected,
-            int4 depthwise, ADD, pooling), the dsp kernels for the other ops: the default on the Cortex-M55.
+  mve       the Helium kernels (frk_*_mve.c: VMLADAVA/VMUL/VQRDMULH) of every op (conv, fully connected,
+            depthwise, ADD, pooling), the dsp kernels for layers they do not cover (a depthwise with C % 8 != 0,
+            ...): the default on the Cortex-M55.
 A dsp export still uses the portable kernel for a layer that a fast kernel does not cover or whose bounds do not
 hold (`KernelChoice.reason` says which); the fast kernels' C versions of the DSP instructions let a dsp project
 build and run on any target too.
@@ -127,8 +128,8 @@ def mve_gemm_filter_layout(w2d: np.ndarray, dtype: str) -> np.ndarray:
 
 
 def mve_depthwise_filter_layout(w: np.ndarray) -> np.ndarray:
-    """An int4 depthwise filter [1, KH, KW, C] (C % 8 == 0) -> frk_depthwise_conv_s4_mve's bytes: one int8 value
-    per weight, for each group of 8 channels the taps' 8 weights, [C/8, T, 8] (7.2), as uint8."""
+    """A depthwise filter [1, KH, KW, C] (C % 8 == 0) -> frk_depthwise_conv_s8_mve's / _s4_mve's bytes: one int8
+    value per weight, for each group of 8 channels the taps' 8 weights, [C/8, T, 8] (7.2), as uint8."""
     c = w.shape[-1]
     return w.reshape(-1, c // 8, 8).transpose(1, 0, 2).reshape(-1).astype(np.int8).view(np.uint8)
 
@@ -197,11 +198,12 @@ def choose_kernel(graph: QGraph, op, kernels: str) -> KernelChoice:
         if taps > DEPTHWISE_MAX_TAPS:
             return KernelChoice(portable, False, f"{taps} taps exceed {DEPTHWISE_MAX_TAPS}")
         rows = w.data.reshape(taps, c).T  # [C, T]: each channel's taps
-        if kernels == "mve" and w.dtype == "int4" and c % 8 == 0 \
-                and 128 * np.abs(rows.astype(np.int64)).sum(axis=1).max() < 1 << 15 \
-                and not _bounds_reason(rows, bias, input_offset, shift, "int8"):
-            # frk_depthwise_conv_s4_mve (7.2): int16 lanes, exact while 128 * sum|w| < 2^15
-            return KernelChoice(portable + "_mve", True, filter_values=mve_depthwise_filter_layout(w.data),
+        if kernels == "mve" and c % 8 == 0 and not _bounds_reason(rows, bias, input_offset, shift, "int8") \
+                and (w.dtype == "int8" or 128 * np.abs(rows.astype(np.int64)).sum(axis=1).max() < 1 << 15):
+            # frk_depthwise_conv_s8_mve / _s4_mve (7.2); int4 sums in int16 lanes, exact while 128*sum|w| < 2^15
+            layout = mve_depthwise_filter_layout(w.data)
+            return KernelChoice(portable + "_mve", True,
+                                filter_values=layout.view(np.int8) if w.dtype == "int8" else layout,
                                 kernel_bias=_kernel_bias(rows, bias, input_offset), scratch_bytes=c)
         why = _bounds_reason(rows, bias, input_offset, shift, w.dtype, int4_seeded=True)
         if why:
