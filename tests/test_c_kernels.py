@@ -83,7 +83,7 @@ def assert_same(got: np.ndarray, want: np.ndarray) -> None:
 # ----------------------------------------------------------------------------------------------------------
 
 ALLOWED_INCLUDES = {"<stdint.h>", "<stddef.h>", "<string.h>", '"frk_nn.h"', '"frk_nn_support.h"',
-                    '"frk_dsp_support.h"', '"frk_mve_support.h"', '"frk_depthwise_support.h"',
+                    '"frk_dsp_support.h"', '"frk_mve_support.h"', '"frk_layer_support.h"',
                     "<arm_mve.h>"}  # arm_mve.h: the M55 build only
 
 

@@ -3,7 +3,7 @@
  * int4 filters, depth multiplier 1, C % 4 == 0: the fast twins of frk_depthwise_conv_s8 / _s4 (the export uses
  * the portable kernels for other layers). Twin: flexround_mcu/sim/convolve.py depthwise_conv_s8 / _s4.
  */
-#include "frk_depthwise_support.h"
+#include "frk_layer_support.h"
 #include "frk_dsp_support.h"
 #include "frk_nn.h"
 

@@ -3,7 +3,7 @@
  * multiplier 1, C % 8 == 0: the fast twins of frk_depthwise_conv_s8 / _s4 (the export keeps the dsp or portable
  * kernel for other layers). Twin: flexround_mcu/sim/convolve.py depthwise_conv_s8 / _s4.
  */
-#include "frk_depthwise_support.h"
+#include "frk_layer_support.h"
 #include "frk_mve_support.h"
 #include "frk_nn.h"
 

@@ -2,24 +2,8 @@
  * frk_fully_connected_dsp.c - FULLY_CONNECTED for the Cortex-M4/M7, int8 and int4 filters: the fast twins of
  * frk_fully_connected_s8 / _s4. Twin: flexround_mcu/sim/convolve.py fully_connected_s8 / fully_connected_s4.
  */
+#include "frk_layer_support.h"
 #include "frk_nn.h"
-
-/* A fully connected layer is a 1x1 convolution over `batch` pixels of `depth` channels: same filter layout
- * (rows padded and interleaved, docs/arithmetic.md 6.2), the same kernel_bias and the same core. */
-static void frk__fc_as_conv(const frk_fc_params *params, int32_t batch, int32_t depth, int32_t out_channels,
-                            frk_conv_params *conv, frk_dims *input_dims, frk_dims *filter_dims,
-                            frk_dims *output_dims)
-{
-    conv->input_offset = params->input_offset;
-    conv->output_offset = params->output_offset;
-    conv->stride_h = conv->stride_w = conv->dilation_h = conv->dilation_w = conv->depth_multiplier = 1;
-    conv->pad_top = conv->pad_left = 0;
-    conv->act_min = params->act_min;
-    conv->act_max = params->act_max;
-    input_dims->n = 1, input_dims->h = batch, input_dims->w = 1, input_dims->c = depth;
-    filter_dims->n = out_channels, filter_dims->h = 1, filter_dims->w = 1, filter_dims->c = depth;
-    output_dims->n = 1, output_dims->h = batch, output_dims->w = 1, output_dims->c = out_channels;
-}
 
 /* frk_fully_connected_s8's outputs; filter rows padded to a multiple of 4 and interleaved in pairs, kernel_bias =
  * bias + input_offset * sum(w), scratch 2 * roundup(depth, 4) bytes. */

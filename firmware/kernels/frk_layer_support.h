@@ -1,9 +1,10 @@
 /*
- * frk_depthwise_support.h - internal helpers of the fast depthwise kernels (frk_depthwise_conv_dsp.c, _mve.c):
- * the tap pointers of an output pixel's window. Not part of the API (frk_nn.h).
+ * frk_layer_support.h - internal helpers of the fast kernels that work on frk_nn.h's layer types: the tap
+ * pointers of a depthwise output pixel's window (frk_depthwise_conv_dsp.c, _mve.c) and a fully connected layer
+ * as a 1x1 convolution (frk_fully_connected_dsp.c, _mve.c). Not part of the API (frk_nn.h).
  */
-#ifndef FRK_DEPTHWISE_SUPPORT_H
-#define FRK_DEPTHWISE_SUPPORT_H
+#ifndef FRK_LAYER_SUPPORT_H
+#define FRK_LAYER_SUPPORT_H
 
 #include "frk_nn.h"
 
@@ -53,4 +54,21 @@ static inline void frk__dw_window(const frk_conv_params *params, const frk_dims 
     }
 }
 
-#endif /* FRK_DEPTHWISE_SUPPORT_H */
+/* A fully connected layer is a 1x1 convolution over `batch` pixels of `depth` channels: the fast FC kernels run
+ * their conv twins with these parameters and dimensions (same filter layout, kernel_bias and core). */
+static inline void frk__fc_as_conv(const frk_fc_params *params, int32_t batch, int32_t depth, int32_t out_channels,
+                                   frk_conv_params *conv, frk_dims *input_dims, frk_dims *filter_dims,
+                                   frk_dims *output_dims)
+{
+    conv->input_offset = params->input_offset;
+    conv->output_offset = params->output_offset;
+    conv->stride_h = conv->stride_w = conv->dilation_h = conv->dilation_w = conv->depth_multiplier = 1;
+    conv->pad_top = conv->pad_left = 0;
+    conv->act_min = params->act_min;
+    conv->act_max = params->act_max;
+    input_dims->n = 1, input_dims->h = batch, input_dims->w = 1, input_dims->c = depth;
+    filter_dims->n = out_channels, filter_dims->h = 1, filter_dims->w = 1, filter_dims->c = depth;
+    output_dims->n = 1, output_dims->h = batch, output_dims->w = 1, output_dims->c = out_channels;
+}
+
+#endif /* FRK_LAYER_SUPPORT_H */
