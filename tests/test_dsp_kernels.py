@@ -528,7 +528,7 @@ def test_mve_choice_is_its_layout():
     """choose_kernel(..., "mve") on conv / FC: the mve layout, 16 * kernel_bias for int4, 3 columns of scratch;
     depthwise, ADD and pooling take the dsp kernels."""
     rng = np.random.default_rng(3)
-    for bits, k in ((8, 27), (8, 48), (4, 27), (4, 64)):
+    for bits, k in ((8, 27), (8, 48), (4, 27), (4, 64), (4, 144)):
         w = rng.integers(-8, 8, (3, k)).astype(np.int8)
         args = _fc_args(w, rng.integers(-1000, 1000, 3).astype(np.int32))
         graph, op = dc.one_op_graph(f"fc_s{bits}", args, (1, 3))
@@ -536,14 +536,15 @@ def test_mve_choice_is_its_layout():
         dtype = "int8" if bits == 8 else "int4"
         assert ch.name == f"frk_fully_connected_s{bits}_mve" and ch.fast
         np.testing.assert_array_equal(ch.filter_values, mve_gemm_filter_layout(w.astype(np.int64), dtype))
-        group = 16 if bits == 8 else 32
-        assert ch.scratch_bytes == 3 * ((k + group - 1) // group * group)
+        assert ch.scratch_bytes == 3 * ((k + 15) // 16 * 16)
         kb = _kernel_bias(w.astype(np.int64), args["bias"].astype(np.int64), args["input_offset"])
         np.testing.assert_array_equal(ch.kernel_bias, (16 if bits == 4 else 1) * kb)
-    rows = np.stack([np.arange(-8, 24) % 16 - 8, -np.arange(32) % 16 - 8])  # two rows of 32 int4 values
+    rows = np.stack([np.arange(-8, 40) % 16 - 8, -np.arange(48) % 16 - 8])  # two rows of 48 int4 values
     layout = mve_gemm_filter_layout(rows, "int4")
-    assert layout.size == 2 * 16  # 16 bytes per row, row 1 after row 0
+    assert layout.size == 2 * 32  # per row 16 bytes of 32 packed values and a tail of 16, interleaved by 16 bytes
     for r in range(2):
         b = layout[16 * r:16 * (r + 1)].astype(np.int16)
         np.testing.assert_array_equal(((b & 15) ^ 8) - 8, rows[r, :16])  # low nibbles: k 0..15
-        np.testing.assert_array_equal(((b >> 4) ^ 8) - 8, rows[r, 16:])  # high nibbles: k 16..31
+        np.testing.assert_array_equal(((b >> 4) ^ 8) - 8, rows[r, 16:32])  # high nibbles: k 16..31
+        tail = layout[32 + 16 * r:32 + 16 * (r + 1)].view(np.int8)
+        np.testing.assert_array_equal(tail, 16 * rows[r, 32:])  # k 32..47 as int8 bytes 16 * w

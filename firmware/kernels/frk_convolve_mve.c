@@ -44,8 +44,8 @@ static void frk__im2col_mve(const frk_conv_params *params, const frk_dims *input
 
 /*
  * Shared body of frk_convolve_s8_mve (wbits 8) and frk_convolve_s4_mve (wbits 4). Output pixels go three at a
- * time (their columns: the input itself for a 1x1 filter without padding whose C_in is a multiple of the
- * group, else im2col into scratch), output channels two at a time through frk__mve_pairs (a 2x3 block of
+ * time (their columns: the input itself for a 1x1 filter without padding whose C_in is a multiple of 16, else
+ * im2col into scratch), output channels two at a time through frk__mve_pairs (a 2x3 block of
  * accumulators per pass over the filter rows, requantized and stored in the same asm loop), an odd last
  * channel with frk__mve_rows1. The accumulators start at kernel_bias (int4: 16 * kernel_bias, the core's
  * scale). A last block of fewer pixels repeats its last column and stores only its own outputs.
@@ -61,12 +61,11 @@ static FRK_ALWAYS_INLINE void frk__convolve_mve(const frk_conv_params *params, c
     const int32_t k_h = filter_dims->h, k_w = filter_dims->w;
     const int32_t out_w = output_dims->w, out_c = output_dims->c;
     const int32_t pixels = output_dims->h * out_w;
-    const int32_t group = wbits == 8 ? 16 : 32;                /* weights per group of the core */
-    const int32_t k_pad = (k_h * k_w * in_c + group - 1) / group * group;
-    const int32_t groups = k_pad / group;
-    const int32_t row_bytes = wbits == 8 ? k_pad : k_pad / 2;   /* filter bytes per output channel */
-    const int32_t direct = k_h == 1 && k_w == 1 && params->pad_top == 0 && params->pad_left == 0 &&
-                           in_c % group == 0;
+    const int32_t k_pad = (k_h * k_w * in_c + 15) / 16 * 16;
+    const int32_t groups = wbits == 8 ? k_pad / 16 : k_pad / 32; /* the core's groups of 16 / 32 weights */
+    const int32_t tail = wbits == 4 && k_pad % 32 != 0;          /* int4: the last 16 as int8 (16 * w) */
+    const int32_t row_bytes = 16 * (groups + tail);               /* filter bytes per output channel */
+    const int32_t direct = k_h == 1 && k_w == 1 && params->pad_top == 0 && params->pad_left == 0 && in_c % 16 == 0;
     const int32_t image_size = input_dims->h * in_w * in_c;
     const int32_t pairs = out_c / 2;
     const int32_t tensor_pair[2][2] = {{multiplier[0], multiplier[0]}, {shift[0], shift[0]}};
@@ -78,8 +77,8 @@ static FRK_ALWAYS_INLINE void frk__convolve_mve(const frk_conv_params *params, c
     for (j = 0; j < (per_channel ? out_c : 1); ++j) {
         any_shift |= shift[j] >= 0;
     }
-    ctx.groups = groups, ctx.mstep = per_channel ? 8 : 0, ctx.output_offset = params->output_offset;
-    ctx.pad[0] = ctx.pad[1] = 0;
+    ctx.groups = groups, ctx.tail = tail, ctx.mstep = per_channel ? 8 : 0, ctx.output_offset = params->output_offset;
+    ctx.pad = 0;
     for (j = 0; j < 4; ++j) {
         ctx.act_min[j] = params->act_min, ctx.act_max[j] = params->act_max;
         ctx.offsets[j] = (uint32_t)(j * out_c);
@@ -111,7 +110,7 @@ static FRK_ALWAYS_INLINE void frk__convolve_mve(const frk_conv_params *params, c
                 const int32_t c = out_c - 1;
                 int32_t acc[4];
                 acc[0] = acc[1] = acc[2] = kernel_bias[c], acc[3] = 0;
-                frk__mve_rows1((const int8_t *)filter + c * row_bytes, ctx.cols, groups, wbits, acc);
+                frk__mve_rows1((const int8_t *)filter + c * row_bytes, ctx.cols, groups, wbits, tail, acc);
                 if (wbits == 4) { /* 16 * (bias + sum(w*x)): exact in int32 (checked at export) */
                     acc[0] = frk__asr32(acc[0], 4), acc[1] = frk__asr32(acc[1], 4), acc[2] = frk__asr32(acc[2], 4);
                 }
@@ -142,9 +141,9 @@ void frk_convolve_s8_mve(const frk_conv_params *params, const int32_t *multiplie
 }
 
 /*
- * frk_convolve_s4_mve: frk_convolve_s4's outputs, with the filter rows padded to k_pad = roundup(KH*KW*C_in, 32),
- * each 32 values as 16 bytes (w[k+i] in the low, w[k+16+i] in the high nibble of byte i) and interleaved in
- * pairs 16 bytes at a time (7.1), kernel_bias 16 * (bias + input_offset * sum(w)) (the core's scale, checked to
+ * frk_convolve_s4_mve: frk_convolve_s4's outputs, with the filter rows padded to k_pad = roundup(KH*KW*C_in, 16),
+ * each 32 values as 16 bytes (w[k+i] in the low, w[k+16+i] in the high nibble of byte i), a last 16 (k_pad an
+ * odd multiple of 16) as int8 bytes 16 * w, interleaved in pairs 16 bytes at a time (7.1), kernel_bias 16 * (bias + input_offset * sum(w)) (the core's scale, checked to
  * fit at export), and scratch 3 * k_pad bytes.
  */
 void frk_convolve_s4_mve(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,

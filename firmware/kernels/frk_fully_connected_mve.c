@@ -19,8 +19,9 @@ void frk_fully_connected_s8_mve(const frk_fc_params *params, const int32_t *mult
                         &out_dims, output, scratch);
 }
 
-/* frk_fully_connected_s4's outputs; rows padded to a multiple of 32, 32 values per 16 bytes, interleaved in
- * pairs; kernel_bias 16 * (bias + input_offset * sum(w)); scratch 3 * roundup(depth, 32) bytes. */
+/* frk_fully_connected_s4's outputs; rows padded to a multiple of 16, 32 values per 16 bytes and a last 16 as
+ * 16 * w, interleaved in pairs; kernel_bias 16 * (bias + input_offset * sum(w)); scratch 3 * roundup(depth, 16)
+ * bytes. */
 void frk_fully_connected_s4_mve(const frk_fc_params *params, const int32_t *multiplier, const int32_t *shift,
                                 int32_t per_channel, int32_t batch, int32_t depth, const int8_t *input,
                                 const uint8_t *filter, const int32_t *kernel_bias, int32_t out_channels,

@@ -127,9 +127,10 @@ static inline void frk__mve_fill(int8_t *dst, int8_t v, int32_t n)
  * Weights, in the layouts the exporter writes (docs/arithmetic.md 7.1):
  *   int8: a filter row of K values padded with zeros to k_pad (a multiple of 16); rows 2j, 2j+1 interleaved 16
  *         values at a time: [row0 k0..15][row1 k0..15][row0 k16..31]...; an odd last row stored alone.
- *   int4: rows padded to a multiple of 32; each 32 values k..k+31 of a row are 16 bytes whose byte i holds
- *         w[k+i] in its low nibble and w[k+16+i] in its high nibble; pairs of rows interleaved 16 bytes at a
- *         time. VSHL.I8 #4 of the 16 bytes is 16 * w[k..k+15] and VAND with 0xF0 is 16 * w[k+16..k+31], each
+ *   int4: rows padded to a multiple of 16; each 32 values k..k+31 of a row are 16 bytes whose byte i holds
+ *         w[k+i] in its low nibble and w[k+16+i] in its high nibble, and a row whose padded K is an odd multiple
+ *         of 16 ends in its last 16 values as int8 bytes 16 * w (the "tail": as many bytes as the packed values
+ *         and their padding would take); pairs of rows interleaved 16 bytes at a time. VSHL.I8 #4 of the 16 bytes is 16 * w[k..k+15] and VAND with 0xF0 is 16 * w[k+16..k+31], each
  *         exact int8 lanes: 3 instructions unpack 32 weights, and the accumulator holds 16 * sum(w*x).
  * Activations: three columns (output pixels) of k_pad raw int8 values each (no offset: it is in the bias), at
  * any addresses. frk__mve_pairs runs pairs of rows (output channels) against the three columns, outputs
@@ -142,13 +143,14 @@ static inline void frk__mve_fill(int8_t *dst, int8_t v, int32_t n)
 #define FRK_MVE_ASM_LOOPS 0
 #endif
 
-/* The C form: the dot product of one row's `groups` groups with one column, in the layout above. */
+/* The C form: the dot product of one row's `groups` groups (int4: and its int8 tail of 16 values 16 * w when
+ * `tail`) with one column, in the layout above; w_step the bytes from one group of the row to the next. */
 static inline int32_t frk__mve_dot_c(const int8_t *w, int32_t w_step, const int8_t *x, int32_t groups,
-                                     int32_t wbits, int32_t acc)
+                                     int32_t wbits, int32_t tail, int32_t acc)
 {
     int32_t g, i;
-    for (g = 0; g < groups; ++g, w += w_step) {
-        if (wbits == 8) {
+    for (g = 0; g < groups + (wbits == 4 && tail); ++g, w += w_step) {
+        if (wbits == 8 || g == groups) { /* an int8 group, or the int4 row's tail of 16 * w */
             for (i = 0; i < 16; ++i) {
                 acc = frk__add_wrap(acc, w[i] * x[i]);
             }
@@ -176,7 +178,8 @@ typedef struct {
     int8_t *out;                /* 28: the pair's first output (advanced by 2) */
     int32_t output_offset;      /* 32 */
     int32_t pixels;             /* 36: outputs stored per channel (1..3) */
-    int32_t pad[2];
+    int32_t tail;               /* 40: int4: 1 when the rows end in 16 values stored as int8 (16 * w), else 0 */
+    int32_t pad;
     int32_t act_min[4];         /* 48: act_min in four lanes */
     int32_t act_max[4];         /* 64 */
     uint32_t offsets[4];        /* 80: 0, C_out, 2 C_out, 3 C_out: the byte offsets of a channel's outputs */
@@ -210,6 +213,8 @@ typedef struct {
     "vand   q0, q0, q7\n\t"                                                                                    \
     "vshl.i8 q3, q1, #4\n\t"                                                                                   \
     "vand   q1, q1, q7\n\t" FRK_MVE_MACS_S4_COL(0) FRK_MVE_MACS_S4_COL(1) FRK_MVE_MACS_S4_COL(2)
+/* int4 rows whose K ends in 16 values: those as int8 bytes 16 * w, one int8 step more */
+#define FRK_MVE_TAIL_S4 FRK_MVE_MACS_S8
 #define FRK_MVE_UNSCALE_S8 ""
 #define FRK_MVE_UNSCALE_S4 "vshr.s32 q5, q5, #4\n\t" "vshr.s32 q6, q6, #4\n\t"
 /* q5, q6: the two channels' lanes; a00/a01 their multipliers, a02/a10 their shifts. Every shift < 0 (the usual
@@ -255,7 +260,7 @@ typedef struct {
 /* For each pair of output channels: the accumulators from kernel_bias (ldrd, post-incremented), the MAC loop
  * over the groups, then both channels' three outputs: VMOV into lanes, (int4: >> 4), the requantization, the
  * output offset, the clamp, two predicated scatter stores of bytes. 14 registers. */
-#define FRK_MVE_PAIRS(macs, unscale, rq)                                                                       \
+#define FRK_MVE_PAIRS(macs, tail, unscale, rq)                                                                 \
     "ldr    %[x0], [%[ctx], #36]\n\t"                                                                          \
     "vctp.32 %[x0]\n\t"                                                                                        \
     "2:\n\t"                                                                                                   \
@@ -267,8 +272,9 @@ typedef struct {
     "ldrd   %[x0], %[x1], [%[ctx]]\n\t"                                                                        \
     "ldr    %[x2], [%[ctx], #8]\n\t"                                                                           \
     "ldr    lr, [%[ctx], #12]\n\t"                                                                             \
-    "dls    lr, lr\n\t"                                                                                        \
+    "wls    lr, lr, 3f\n\t"                                                                                    \
     "1:\n\t" macs "le     lr, 1b\n\t"                                                                          \
+    "3:\n\t" tail                                                                                              \
     "vmov   q5[2], q5[0], %[a00], %[a02]\n\t"                                                                  \
     "vmov   q5[3], q5[1], %[a01], %[a01]\n\t"                                                                  \
     "vmov   q6[2], q6[0], %[a10], %[a12]\n\t"                                                                  \
@@ -319,15 +325,22 @@ static FRK_ALWAYS_INLINE void frk__mve_pairs(frk__mve_ctx *ctx, const int8_t *w,
     : [ctx] "r"(ctx) /* "p0": GCC's name for VPR, which VCTP sets */                                                \
     : "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "p0", "lr", "cc", "memory"
     if (wbits == 8 && !any_shift) {
-        __asm__ volatile(FRK_MVE_PAIRS(FRK_MVE_MACS_S8, FRK_MVE_UNSCALE_S8, FRK_MVE_RQ_RIGHT) FRK_MVE_PAIR_OPERANDS);
+        __asm__ volatile(FRK_MVE_PAIRS(FRK_MVE_MACS_S8, "", FRK_MVE_UNSCALE_S8, FRK_MVE_RQ_RIGHT)
+                         FRK_MVE_PAIR_OPERANDS);
     } else if (wbits == 8) {
-        __asm__ volatile(FRK_MVE_PAIRS(FRK_MVE_MACS_S8, FRK_MVE_UNSCALE_S8, FRK_MVE_RQ_ANY) FRK_MVE_PAIR_OPERANDS);
+        __asm__ volatile(FRK_MVE_PAIRS(FRK_MVE_MACS_S8, "", FRK_MVE_UNSCALE_S8, FRK_MVE_RQ_ANY) FRK_MVE_PAIR_OPERANDS);
+    } else if (!any_shift && !ctx->tail) {
+        __asm__ volatile("vmov.i8 q7, #0xf0\n\t" FRK_MVE_PAIRS(FRK_MVE_MACS_S4, "", FRK_MVE_UNSCALE_S4,
+                                                               FRK_MVE_RQ_RIGHT) FRK_MVE_PAIR_OPERANDS);
     } else if (!any_shift) {
-        __asm__ volatile("vmov.i8 q7, #0xf0\n\t" FRK_MVE_PAIRS(FRK_MVE_MACS_S4, FRK_MVE_UNSCALE_S4, FRK_MVE_RQ_RIGHT)
-                         FRK_MVE_PAIR_OPERANDS);
+        __asm__ volatile("vmov.i8 q7, #0xf0\n\t" FRK_MVE_PAIRS(FRK_MVE_MACS_S4, FRK_MVE_TAIL_S4, FRK_MVE_UNSCALE_S4,
+                                                               FRK_MVE_RQ_RIGHT) FRK_MVE_PAIR_OPERANDS);
+    } else if (!ctx->tail) {
+        __asm__ volatile("vmov.i8 q7, #0xf0\n\t" FRK_MVE_PAIRS(FRK_MVE_MACS_S4, "", FRK_MVE_UNSCALE_S4,
+                                                               FRK_MVE_RQ_ANY) FRK_MVE_PAIR_OPERANDS);
     } else {
-        __asm__ volatile("vmov.i8 q7, #0xf0\n\t" FRK_MVE_PAIRS(FRK_MVE_MACS_S4, FRK_MVE_UNSCALE_S4, FRK_MVE_RQ_ANY)
-                         FRK_MVE_PAIR_OPERANDS);
+        __asm__ volatile("vmov.i8 q7, #0xf0\n\t" FRK_MVE_PAIRS(FRK_MVE_MACS_S4, FRK_MVE_TAIL_S4, FRK_MVE_UNSCALE_S4,
+                                                               FRK_MVE_RQ_ANY) FRK_MVE_PAIR_OPERANDS);
     }
 #undef FRK_MVE_PAIR_OPERANDS
     (void)a00, (void)a01, (void)a02, (void)a10, (void)a11, (void)a12, (void)x0, (void)x1, (void)x2;
@@ -337,10 +350,10 @@ static FRK_ALWAYS_INLINE void frk__mve_pairs(frk__mve_ctx *ctx, const int8_t *w,
     int32_t j, acc[7];
     (void)any_shift;
     frk__mve_rq_prepare(&rq, ctx->output_offset, ctx->act_min[0], ctx->act_max[0]);
-    for (; pairs > 0; --pairs, w += 32 * ctx->groups, kernel_bias += 2) {
+    for (; pairs > 0; --pairs, w += 32 * (ctx->groups + ctx->tail), kernel_bias += 2) {
         for (j = 0; j < 3; ++j) {
-            acc[j] = frk__mve_dot_c(w, 32, ctx->cols[j], ctx->groups, wbits, kernel_bias[0]);
-            acc[3 + j] = frk__mve_dot_c(w + 16, 32, ctx->cols[j], ctx->groups, wbits, kernel_bias[1]);
+            acc[j] = frk__mve_dot_c(w, 32, ctx->cols[j], ctx->groups, wbits, ctx->tail, kernel_bias[0]);
+            acc[3 + j] = frk__mve_dot_c(w + 16, 32, ctx->cols[j], ctx->groups, wbits, ctx->tail, kernel_bias[1]);
         }
         acc[6] = 0;
         if (wbits == 4) { /* 16 * (bias + sum(w*x)): exact in int32 (checked at export) */
@@ -357,14 +370,14 @@ static FRK_ALWAYS_INLINE void frk__mve_pairs(frk__mve_ctx *ctx, const int8_t *w,
 
 /* One row (an odd last output channel, stored alone) against the three columns: acc[0..2]. */
 static FRK_ALWAYS_INLINE void frk__mve_rows1(const int8_t *w, const int8_t *const cols[3], int32_t groups,
-                                             int32_t wbits, int32_t acc[3])
+                                             int32_t wbits, int32_t tail, int32_t acc[3])
 {
 #if FRK_MVE
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], g;
     const int8_t *x0 = cols[0], *x1 = cols[1], *x2 = cols[2];
-    for (g = 0; g < groups; ++g, w += 16) {
+    for (g = 0; g < groups + (wbits == 4 && tail); ++g, w += 16) {
         const int8x16_t wv = vldrbq_s8(w);
-        if (wbits == 8) {
+        if (wbits == 8 || g == groups) { /* an int8 group, or the int4 row's tail of 16 * w */
             a0 = vmladavaq_s8(a0, wv, vldrbq_s8(x0));
             a1 = vmladavaq_s8(a1, wv, vldrbq_s8(x1));
             a2 = vmladavaq_s8(a2, wv, vldrbq_s8(x2));
@@ -381,7 +394,7 @@ static FRK_ALWAYS_INLINE void frk__mve_rows1(const int8_t *w, const int8_t *cons
 #else
     int32_t j;
     for (j = 0; j < 3; ++j) {
-        acc[j] = frk__mve_dot_c(w, 16, cols[j], groups, wbits, acc[j]);
+        acc[j] = frk__mve_dot_c(w, 16, cols[j], groups, wbits, tail, acc[j]);
     }
 #endif
 }

@@ -181,8 +181,9 @@ void frk_elementwise_add_s8_dsp(const frk_add_params *params, const int8_t *inpu
 
 /* ---- Helium kernels (frk_*_mve.c): the same outputs again, with MVE (Cortex-M55) through frk_mve_support.h, which
  * has C versions for other targets. Arguments as for the _dsp kernels, with the layouts of docs/arithmetic.md 7.1
- * (conv / fully connected rows padded to 16 (int8) or 32 (int4) values, interleaved in pairs 16 bytes at a time;
- * int4 kernel_bias 16 times the folded bias; scratch 3 * k_pad bytes; depthwise as below). */
+ * (conv / fully connected rows padded to 16 values, int4 as 32 per 16 bytes and a last 16 as 16 * w, interleaved
+ * in pairs 16 bytes at a time; int4 kernel_bias 16 times the folded bias; scratch 3 * k_pad bytes; depthwise as
+ * below). */
 void frk_convolve_s8_mve(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
                          int32_t per_channel, const frk_dims *input_dims, const int8_t *input,
                          const frk_dims *filter_dims, const int8_t *filter, const int32_t *kernel_bias,

@@ -114,17 +114,20 @@ def depthwise_filter_layout(w: np.ndarray, dtype: str) -> np.ndarray:
 
 
 def mve_gemm_filter_layout(w2d: np.ndarray, dtype: str) -> np.ndarray:
-    """A conv / FC filter as rows [C_out, K] -> the bytes frk_convolve_s8_mve / _s4_mve load (7.1): rows padded
-    to 16 (int8) or 32 (int4) values, int4 as 16 bytes per 32 values (byte i: w[k+i] low, w[k+16+i] high
-    nibble), pairs of rows interleaved 16 bytes at a time."""
-    group = 16 if dtype == "int8" else 32
+    """A conv / FC filter as rows [C_out, K] -> the bytes frk_convolve_s8_mve / _s4_mve load (7.1): rows padded to
+    16 values; int8 as they are; int4 as 16 bytes per 32 values (byte i: w[k+i] low, w[k+16+i] high nibble) and,
+    when the padded K is an odd multiple of 16, its last 16 values as int8 bytes 16 * w; pairs of rows interleaved
+    16 bytes at a time."""
     cout, k = w2d.shape
-    padded = np.zeros((cout, _round_up(k, group)), np.int8)
+    padded = np.zeros((cout, _round_up(k, 16)), np.int8)
     padded[:, :k] = w2d
     if dtype == "int8":
         return interleave_pairs(padded.view(np.uint8), 16).view(np.int8)
-    nib = (padded.astype(np.int16) & 0x0F).astype(np.uint8).reshape(cout, -1, 2, 16)
-    return interleave_pairs((nib[:, :, 0, :] | (nib[:, :, 1, :] << 4)).reshape(cout, -1), 16)
+    main = padded.shape[1] // 32 * 32
+    nib = (padded[:, :main].astype(np.int16) & 0x0F).astype(np.uint8).reshape(cout, -1, 2, 16)
+    rows = (nib[:, :, 0, :] | (nib[:, :, 1, :] << 4)).reshape(cout, -1)
+    tail = (16 * padded[:, main:].astype(np.int16)).astype(np.int8).view(np.uint8)  # 16 * w in [-128, 112]
+    return interleave_pairs(np.concatenate([rows, tail], axis=1), 16)
 
 
 def mve_depthwise_filter_layout(w: np.ndarray) -> np.ndarray:
@@ -233,7 +236,7 @@ def _mve_gemm_choice(portable: str, rows: np.ndarray, bias: np.ndarray, input_of
     if why:
         return KernelChoice(portable, False, why)
     scale = 16 if dtype == "int4" else 1
-    k_pad = _round_up(rows.shape[1], 16 if dtype == "int8" else 32)
+    k_pad = _round_up(rows.shape[1], 16)
     return KernelChoice(portable + "_mve", True, filter_values=mve_gemm_filter_layout(rows, dtype),
                         kernel_bias=(scale * _kernel_bias64(rows, bias, input_offset)).astype(np.int32),
                         scratch_bytes=3 * k_pad)
