@@ -47,7 +47,7 @@ class ExportOptions:
     act_lr: float | None = None  # LSQ: learn the activation steps during reconstruction at this lr (None: off)
     drop_prob: float = 0.0  # QDrop: probability of leaving an activation unquantized while a block learns
     emit_tflite: bool = False  # also write OUT/model.tflite (the QGraph as TFLite Micro runs it)
-    kernels: str | None = None  # the C kernel set: "dsp" or "portable" (codegen/kernels.py); None: the target's
+    kernels: str | None = None  # the C kernel set: "mve", "dsp" or "portable" (codegen/kernels.py); None: the target's
     # Data: a known dataset name or a folder of .npy/.npz files (data/folder.py). Zoo models have defaults.
     dataset: str | None = None  # evaluation
     calib_dataset: str | None = None  # calibration
