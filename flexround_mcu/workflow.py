@@ -448,6 +448,9 @@ def run_export(opt: ExportOptions) -> dict:
                 _say("\n".join(device.mismatch_lines[:5]))
         memory = memory_report(qgraph, opt.target, opt.kernels)  # the layouts of the kernels the C runs
         plan = memory.arena
+        ram_split = device.ram_split if device else None
+        if ram_split:
+            append_ram_split(stage / "memory.txt", opt.target, ram_split, device.ram_bytes)
         wb = weight_bytes(qgraph, memory, qm.bits)
         report = {
             "model": opt.model,
@@ -464,8 +467,10 @@ def run_export(opt: ExportOptions) -> dict:
             "memory": {"weight_bytes": wb["exported"], "weight_bytes_int8_containers": wb["int8_containers"],
                        "flash_bytes": device.flash_bytes if device else None,
                        "flash_bytes_without_test_data": device.model_flash_bytes if device else None,
-                       "ram_bytes": device.ram_bytes if device else None,
-                       "arena_bytes": plan.arena_size, "arena_floor_bytes": plan.floor},
+                       "ram_bytes": ram_split["total"] if ram_split else None,
+                       "ram_split": ram_split, "ram_bytes_linked": device.ram_bytes if device else None,
+                       "arena_bytes": plan.arena_size, "arena_floor_bytes": plan.floor,
+                       "scratch_bytes": memory.scratch_bytes},
             "bitexact": {"host_c": host, "qemu": qemu},
             "instructions_per_inference": (round(device.instructions_per_inference)
                                            if device and device.instructions_per_inference else None),
@@ -497,6 +502,15 @@ def run_export(opt: ExportOptions) -> dict:
     return report
 
 
+def append_ram_split(memory_txt: Path, target: str, split: dict, linked: int) -> None:
+    """The RAM the board measured, after memory.txt's plan (which the export writes before any run)."""
+    with memory_txt.open("a") as f:
+        f.write(f"\nRAM on {target} (measured under QEMU): arena {split['arena']} + scratch {split['scratch']} + "
+                f"statics {split['statics']} + stack used {split['stack_used']} (of {split['stack_reserved']} "
+                f"reserved) = {split['total']} bytes; linked .data + .bss with the whole stack reservation: "
+                f"{linked} bytes\n")
+
+
 def summary_table(report: dict) -> str:
     a, m, b = report["accuracy"], report["memory"], report["bitexact"]
     host = b["host_c"]
@@ -510,7 +524,11 @@ def summary_table(report: dict) -> str:
         ("weights", f"{m['weight_bytes']} B" if m["weight_bytes"] == m["weight_bytes_int8_containers"] else
          f"{m['weight_bytes']} B with int4 filters packed, {m['weight_bytes_int8_containers']} B with int8 filters "
          f"({m['weight_bytes'] / m['weight_bytes_int8_containers']:.3f}x)"),
-        ("activation arena", f"{m['arena_bytes']} B (floor {m['arena_floor_bytes']} B)"),
+        ("activation arena", f"{m['arena_bytes']} B (floor {m['arena_floor_bytes']} B)"
+                             + (f", scratch {m['scratch_bytes']} B" if m.get("scratch_bytes") else "")),
+        ("RAM", "n/a on the host" if not m.get("ram_split") else
+         f"{m['ram_bytes']} B: arena {m['ram_split']['arena']} + scratch {m['ram_split']['scratch']} + statics "
+         f"{m['ram_split']['statics']} + stack used {m['ram_split']['stack_used']} (qemu)"),
         ("host C vs simulator", "not run" if host is None else
          f"{host['mismatches']} mismatching of {host['inputs']} inputs"),
         ("qemu firmware vs simulator", "not run" if b["qemu"] is None else

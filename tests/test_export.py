@@ -35,6 +35,8 @@ def test_rtn_w8_resnet8_report(shared_data, capsys, tmp_path, granularity):
     assert r["bitexact"]["host_c"] == {"inputs": 100, "mismatches": 0}
     assert r["bitexact"]["qemu"] is None and r["instructions_per_inference"] is None  # stages not run: null
     assert r["memory"]["arena_bytes"] <= 49152
+    # the host build runs the portable kernels: no scratch; no board, so no measured RAM
+    assert r["memory"]["scratch_bytes"] == 0 and r["memory"]["ram_bytes"] is None and r["memory"]["ram_split"] is None
     if granularity == "channel":
         assert abs(acc["int_sim"] - TFLITE_INT8_PER_CHANNEL) <= 0.003
     assert {layer["bits"] for layer in weighted(r)} == {8}

@@ -119,6 +119,11 @@ def test_ds_cnn_on_cortex_m7(shared_data, capsys, tmp_path, arm_tools):
     assert [m55.count(f"{k}_mve(") for k in ("frk_depthwise_conv_s4", "frk_convolve_s4", "frk_convolve_s8",
                                               "frk_fully_connected_s8")] == [4, 4, 1, 1]
     assert r["instructions_per_inference"] > 0 and r["memory"]["flash_bytes"] > r["memory"]["weight_bytes"]
+    mem = r["memory"]  # the RAM split the M7 measured, also written after the plan in memory.txt
+    assert mem["ram_bytes"] == sum(mem["ram_split"][k] for k in ("arena", "scratch", "statics", "stack_used"))
+    assert (mem["ram_split"]["arena"], mem["ram_split"]["scratch"]) == (mem["arena_bytes"], mem["scratch_bytes"])
+    assert mem["ram_bytes"] < mem["ram_bytes_linked"]
+    assert f"= {mem['ram_bytes']} bytes" in (tmp_path / "ds" / "memory.txt").read_text()
     bits = [la["bits"] for la in r["layers"] if la["bits"] is not None]  # the ops with weights
     assert bits[0] == bits[-1] == 8 and set(bits[1:-1]) == {4}
     # per-layer instructions on the M7: every op counted; the layers and the tail add up to the total (rounding)

@@ -126,6 +126,13 @@ def test_resnet8_bitexact_under_qemu(target, arm_tools, resnet8, project_root):
     assert res.arena_bytes == plan.arena_size <= ARENA_BOUND_RESNET8
     assert res.test_data_bytes == N_INPUTS * (32 * 32 * 3 + 10)
     assert 0 < res.stack_used_bytes < res.stack_bytes
+    # RAM the model needs: arena + the fast kernels' scratch + the board's statics + the measured stack
+    report = memory_report(g, target)
+    split = res.ram_split
+    assert res.scratch_bytes == report.scratch_bytes > 0  # the dsp / mve conv im2col columns
+    assert split["total"] == split["arena"] + split["scratch"] + split["statics"] + split["stack_used"]
+    assert (split["arena"], split["scratch"]) == (plan.arena_size, report.scratch_bytes)
+    assert 0 <= split["statics"] < 1024 and split["total"] < res.ram_bytes  # the stack reservation left out
 
     # int8 weight flash within 2% of its floor: ELF symbol sizes, their span (alignment included), the map
     # (the dsp export adds a 1 KiB rescaling table per ADD, docs/arithmetic.md 6.4, and pads the stem's rows;

@@ -380,6 +380,12 @@ class MemoryReport:
     model: str
     layers: tuple[LayerWeights, ...]
     arena: ArenaPlan
+    scratch: tuple[tuple[int, str, int], ...] = ()  # (op, kernel, bytes) of each op that needs scratch
+
+    @property
+    def scratch_bytes(self) -> int:
+        """The one frk_scratch buffer of model.c: the largest need of any op (0: none, and no buffer)."""
+        return max([b for _, _, b in self.scratch] + [0])
 
     @property
     def weight_bytes(self) -> int:
@@ -399,6 +405,7 @@ class MemoryReport:
             "weight_floor_bytes": self.weight_floor_bytes,
             "arena_bytes": self.arena.arena_size,
             "arena_floor_bytes": self.arena.floor,
+            "scratch_bytes": self.scratch_bytes,
             "layers": [{"op": la.op, "kind": la.kind, "name": la.name, "filter_dtype": la.filter_dtype,
                         "filter_values": la.filter_values, "filter_bytes": la.filter_bytes,
                         "bias_bytes": la.bias_bytes, "table_bytes": la.table_bytes, "other_bytes": la.other_bytes,
@@ -432,7 +439,12 @@ class MemoryReport:
                 self.arena.table(),
                 "",
                 f"peak arena {self.arena.arena_size} bytes, floor {self.arena.floor} bytes (the largest sum of "
-                f"tensors alive at one op): peak / floor = {_ratio(self.arena.arena_size, self.arena.floor)}"]
+                f"tensors alive at one op): peak / floor = {_ratio(self.arena.arena_size, self.arena.floor)}",
+                "",
+                "Scratch (RAM): frk_scratch, one buffer the fast kernels share, the size of the largest need"]
+        out += [f"  op {k:>3}  {kernel:<28} {n:>8} bytes" for k, kernel, n in self.scratch] or ["  none"]
+        out += [f"scratch {self.scratch_bytes} bytes; arena + scratch {self.arena.arena_size + self.scratch_bytes} "
+                f"bytes (the board's statics and stack come on top: report.json memory.ram_split)"]
         return "\n".join(out) + "\n"
 
 
@@ -465,7 +477,8 @@ def _memory_report(graph: QGraph, plan: ArenaPlan, low: "_Lowering") -> MemoryRe
         layers.append(LayerWeights(k, op.kind.value, c_comment(op.name or ""), by_role("filter"), by_role("bias"),
                                    by_role("multiplier", "shift"), by_role("constant"), floor,
                                    tuple(a.name for a in arrays), filter_dtype, filter_values))
-    return MemoryReport(c_comment(graph.name), tuple(layers), plan)
+    scratch = tuple((k, ch.name, ch.scratch_bytes) for k, ch in enumerate(low.choices) if ch.scratch_bytes)
+    return MemoryReport(c_comment(graph.name), tuple(layers), plan, scratch)
 
 
 def _kernel_set(target: str, kernels: str | None) -> str:

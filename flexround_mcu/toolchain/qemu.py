@@ -46,6 +46,7 @@ from .targets import INSTALL_HINT, TOOLS_DIR, Target, get_target
 PROJECT_FILE = "project.json"
 TEST_DATA_SYMBOLS = ("frk_test_inputs", "frk_expected_outputs")
 ARENA_SYMBOL = "frk_arena"
+SCRATCH_SYMBOL = "frk_scratch"  # the fast kernels' working memory (model.c), absent when no kernel needs any
 MARKERS = ("frk_board_invoke_begin", "frk_board_invoke_end")
 LAYER_MARKER = "frk_board_layer_end"
 PLUGIN_SOURCE = TOOLS_DIR / "insncount.c"
@@ -86,6 +87,7 @@ class TargetResult(HarnessVerdict):
     weight_bytes: int | None = None
     test_data_bytes: int | None = None
     arena_bytes: int | None = None
+    scratch_bytes: int | None = None
     stack_bytes: int | None = None
     stack_used_bytes: int | None = None
     instructions_total: int | None = None
@@ -93,6 +95,18 @@ class TargetResult(HarnessVerdict):
     instructions_per_inference: float | None = None
     layer_instructions: tuple[float, ...] | None = None
     layer_tail_instructions: float | None = None
+
+    @property
+    def ram_split(self) -> dict | None:
+        """The RAM the model needs on the board: arena + scratch + statics (the rest of .data and .bss: board,
+        harness and kernel variables, the stack reservation left out) + the stack the board measured."""
+        parts = (self.ram_bytes, self.arena_bytes, self.scratch_bytes, self.stack_bytes, self.stack_used_bytes)
+        if any(v is None for v in parts):
+            return None
+        statics = self.ram_bytes - self.arena_bytes - self.scratch_bytes - self.stack_bytes
+        return {"arena": self.arena_bytes, "scratch": self.scratch_bytes, "statics": statics,
+                "stack_used": self.stack_used_bytes, "stack_reserved": self.stack_bytes,
+                "total": self.arena_bytes + self.scratch_bytes + statics + self.stack_used_bytes}
 
     @property
     def model_flash_bytes(self) -> int | None:
@@ -393,7 +407,7 @@ def run_firmware(elf, target: str, *, timeout: float = 600, count_instructions: 
         board_lines=board, binary=elf, text_bytes=fp.text, data_bytes=fp.data, bss_bytes=fp.bss,
         flash_bytes=fp.flash, ram_bytes=fp.ram, weight_bytes=fp.size_of(weight_arrays) if weight_arrays else None,
         test_data_bytes=fp.size_of(TEST_DATA_SYMBOLS), arena_bytes=fp.size_of([ARENA_SYMBOL]),
-        stack_bytes=stack_bytes,
+        scratch_bytes=fp.size_of([SCRATCH_SYMBOL]), stack_bytes=stack_bytes,
         stack_used_bytes=int(stack.group(1)) if stack else None,
         instructions_total=total, instructions_invoke=invoke, instructions_per_inference=per_inference,
         layer_instructions=layers, layer_tail_instructions=tail)
