@@ -315,6 +315,8 @@ static FRK_ALWAYS_INLINE void frk__depthwise_dsp(const frk_conv_params *params, 
                                                  int8_t *output, int8_t *scratch, int32_t wbits)
 {
     const int32_t in_h = input_dims->h, in_w = input_dims->w, chans = input_dims->c;
+    const int32_t row_reach = (filter_dims->h - 1) * params->dilation_h;
+    const int32_t col_reach = (filter_dims->w - 1) * params->dilation_w;
     const int32_t k_h = filter_dims->h, k_w = filter_dims->w;
     const int32_t taps_n = k_h * k_w;
     const int32_t out_h = output_dims->h, out_w = output_dims->w;
@@ -329,7 +331,6 @@ static FRK_ALWAYS_INLINE void frk__depthwise_dsp(const frk_conv_params *params, 
     /* filter bytes per group of 4 channels: a word per tap (int8), a word per pair of taps (int4) */
     const int32_t group_bytes = wbits == 8 ? 4 * taps_n : 4 * ((taps_n + 1) / 2);
     const int8_t *taps[FRK_DEPTHWISE_DSP_MAX_TAPS];
-    const int32_t row_reach = (k_h - 1) * params->dilation_h, col_reach = (k_w - 1) * params->dilation_w;
     int32_t b, oy, ox, g, j;
     int32_t tap_offset[FRK_DEPTHWISE_DSP_MAX_TAPS];
 #if FRK_DSP_ASM_LOOPS
@@ -356,8 +357,7 @@ static FRK_ALWAYS_INLINE void frk__depthwise_dsp(const frk_conv_params *params, 
             const int32_t iy_origin = oy * params->stride_h - params->pad_top;
             for (ox = 0; ox < out_w; ++ox) {
                 const int32_t ix_origin = ox * params->stride_w - params->pad_left;
-                const int32_t inside = iy_origin >= 0 && iy_origin + row_reach < in_h && ix_origin >= 0 &&
-                                       ix_origin + col_reach < in_w;
+                const int32_t inside = frk__dw_inside(in_h, in_w, row_reach, col_reach, iy_origin, ix_origin);
 #if FRK_DSP_ASM_LOOPS
                 if (pixel9) {
                     if (inside) {

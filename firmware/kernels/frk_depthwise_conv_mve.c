@@ -27,9 +27,10 @@ static FRK_ALWAYS_INLINE void frk__depthwise_mve(const frk_conv_params *params, 
                                                  int8_t *output, int8_t *scratch, int32_t wbits)
 {
     const int32_t in_h = input_dims->h, in_w = input_dims->w, chans = input_dims->c;
+    const int32_t row_reach = (filter_dims->h - 1) * params->dilation_h;
+    const int32_t col_reach = (filter_dims->w - 1) * params->dilation_w;
     const int32_t k_h = filter_dims->h, k_w = filter_dims->w, taps_n = k_h * k_w;
     const int32_t out_h = output_dims->h, out_w = output_dims->w;
-    const int32_t row_reach = (k_h - 1) * params->dilation_h, col_reach = (k_w - 1) * params->dilation_w;
     const int8_t *taps[FRK_DEPTHWISE_DSP_MAX_TAPS];
     int32_t tap_offset[FRK_DEPTHWISE_DSP_MAX_TAPS];
     frk__mve_rq rq;
@@ -44,8 +45,7 @@ static FRK_ALWAYS_INLINE void frk__depthwise_mve(const frk_conv_params *params, 
             const int32_t iy_origin = oy * params->stride_h - params->pad_top;
             for (ox = 0; ox < out_w; ++ox, output += chans) {
                 const int32_t ix_origin = ox * params->stride_w - params->pad_left;
-                const int32_t inside = iy_origin >= 0 && iy_origin + row_reach < in_h && ix_origin >= 0 &&
-                                       ix_origin + col_reach < in_w;
+                const int32_t inside = frk__dw_inside(in_h, in_w, row_reach, col_reach, iy_origin, ix_origin);
                 frk__dw_window(params, input_dims, image, scratch, k_h, k_w, iy_origin, ix_origin, tap_offset,
                                inside, taps);
                 for (g = 0; g < chans; g += 8) {

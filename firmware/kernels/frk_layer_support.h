@@ -20,6 +20,16 @@ static inline void frk__dw_tap_offsets(const frk_conv_params *params, int32_t in
     }
 }
 
+/* 1 when the whole window at (iy_origin, ix_origin) lies inside the input (no tap reads padding); reach: the
+ * window's extent past its first tap, (KH - 1) * dilation_h rows and (KW - 1) * dilation_w columns, computed once
+ * per call by the kernel, as the input's size (its int8 stores may alias params and dims, so the compiler would
+ * reload them per pixel). */
+static inline int32_t frk__dw_inside(int32_t in_h, int32_t in_w, int32_t row_reach, int32_t col_reach,
+                                     int32_t iy_origin, int32_t ix_origin)
+{
+    return iy_origin >= 0 && iy_origin + row_reach < in_h && ix_origin >= 0 && ix_origin + col_reach < in_w;
+}
+
 /* The tap pointers of the window at (iy_origin, ix_origin): a tap inside the input points at its channels, one
  * outside at scratch. Every tap is first set as if inside (an address computed as an integer: outside the
  * input it is never read), then the rows and the columns that fall outside are pointed at scratch; this is

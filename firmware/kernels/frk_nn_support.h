@@ -115,6 +115,13 @@ static inline void frk__valid_range(int32_t origin, int32_t k, int32_t size, int
     *end = size - origin < k ? size - origin : k;
 }
 
+/* The taps of a pooling window whose row and column ranges frk__valid_range gave: 0 for a window that lies
+ * entirely in the padding. */
+static inline int32_t frk__window_taps(int32_t ky_start, int32_t ky_end, int32_t kx_start, int32_t kx_end)
+{
+    return (ky_end > ky_start && kx_end > kx_start) ? (ky_end - ky_start) * (kx_end - kx_start) : 0;
+}
+
 /* int4 (s4) filters: two's-complement nibbles packed densely over the whole tensor (docs/arithmetic.md 1):
  * element i of the flattened filter is the low nibble of byte i >> 1 when i is even, the high nibble when i is
  * odd. The kernels take the bytes as `const uint8_t *` and read them through `const int8_t *` (the signed and

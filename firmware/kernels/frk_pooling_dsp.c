@@ -32,7 +32,7 @@ void frk_avgpool_s8_dsp(const frk_pool_params *params, const frk_dims *input_dim
                 const int32_t ix0 = ox * params->stride_w - params->pad_left;
                 int32_t kx_start, kx_end, count;
                 frk__valid_range(ix0, filter_w, in_w, &kx_start, &kx_end);
-                count = (ky_end > ky_start && kx_end > kx_start) ? (ky_end - ky_start) * (kx_end - kx_start) : 0;
+                count = frk__window_taps(ky_start, ky_end, kx_start, kx_end);
                 for (c = 0; c < chans; c += 4) {
                     uint32_t s02 = 0, s13 = 0;
                     int32_t sums[4];

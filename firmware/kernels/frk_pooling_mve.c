@@ -36,7 +36,7 @@ void frk_avgpool_s8_mve(const frk_pool_params *params, const frk_dims *input_dim
                 int32_t kx_start, kx_end, count;
                 uint32_t reciprocal;
                 frk__valid_range(ix0, filter_w, in_w, &kx_start, &kx_end);
-                count = (ky_end > ky_start && kx_end > kx_start) ? (ky_end - ky_start) * (kx_end - kx_start) : 0;
+                count = frk__window_taps(ky_start, ky_end, kx_start, kx_end);
                 /* ceil(2^32 / count); count 1 would need 2^32: its quotient is n itself, so take 2^32 - 1 and
                  * add the one lost n / 2^32 < 1 back through the rounding below (n < 2^16: exact) */
                 reciprocal = count > 1 ? (uint32_t)((0xFFFFFFFFu / (uint32_t)count) + 1u) : 0xFFFFFFFFu;
