@@ -220,9 +220,10 @@ def _print_run(result, project: Path) -> None:
     for line in result.lines:
         click.echo(line)
     if result.instructions_per_inference:
+        from .workflow import ram_split_text
+
         split = result.ram_split
-        ram = (f"RAM {split['total']} B (arena {split['arena']} + scratch {split['scratch']} + statics "
-               f"{split['statics']} + stack used {split['stack_used']})" if split else f"RAM {result.ram_bytes} B")
+        ram = f"RAM {split['total']} B ({ram_split_text(split)})" if split else f"RAM {result.ram_bytes} B"
         click.echo(f"flash {result.flash_bytes} B, {ram}, "
                    f"{result.instructions_per_inference:.0f} instructions per inference (qemu; not cycles)")
     if result.layer_instructions is not None:

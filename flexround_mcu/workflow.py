@@ -502,11 +502,16 @@ def run_export(opt: ExportOptions) -> dict:
     return report
 
 
+def ram_split_text(split: dict) -> str:
+    """'arena A + scratch S + statics T + stack used U': the parts of a board's measured RAM (TargetResult)."""
+    return (f"arena {split['arena']} + scratch {split['scratch']} + statics {split['statics']} + stack used "
+            f"{split['stack_used']}")
+
+
 def append_ram_split(memory_txt: Path, target: str, split: dict, linked: int) -> None:
     """The RAM the board measured, after memory.txt's plan (which the export writes before any run)."""
     with memory_txt.open("a") as f:
-        f.write(f"\nRAM on {target} (measured under QEMU): arena {split['arena']} + scratch {split['scratch']} + "
-                f"statics {split['statics']} + stack used {split['stack_used']} (of {split['stack_reserved']} "
+        f.write(f"\nRAM on {target} (measured under QEMU): {ram_split_text(split)} (of {split['stack_reserved']} "
                 f"reserved) = {split['total']} bytes; linked .data + .bss with the whole stack reservation: "
                 f"{linked} bytes\n")
 
@@ -527,8 +532,7 @@ def summary_table(report: dict) -> str:
         ("activation arena", f"{m['arena_bytes']} B (floor {m['arena_floor_bytes']} B)"
                              + (f", scratch {m['scratch_bytes']} B" if m.get("scratch_bytes") else "")),
         ("RAM", "n/a on the host" if not m.get("ram_split") else
-         f"{m['ram_bytes']} B: arena {m['ram_split']['arena']} + scratch {m['ram_split']['scratch']} + statics "
-         f"{m['ram_split']['statics']} + stack used {m['ram_split']['stack_used']} (qemu)"),
+         f"{m['ram_bytes']} B: {ram_split_text(m['ram_split'])} (qemu)"),
         ("host C vs simulator", "not run" if host is None else
          f"{host['mismatches']} mismatching of {host['inputs']} inputs"),
         ("qemu firmware vs simulator", "not run" if b["qemu"] is None else

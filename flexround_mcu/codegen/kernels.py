@@ -162,8 +162,10 @@ def _kernel_bias64(w2d: np.ndarray, bias: np.ndarray, input_offset: int) -> np.n
     return bias.astype(np.int64) + input_offset * w2d.astype(np.int64).sum(axis=1)
 
 
-def _kernel_bias(w2d: np.ndarray, bias: np.ndarray, input_offset: int) -> np.ndarray:
-    return _kernel_bias64(w2d, bias, input_offset).astype(np.int32)
+def _kernel_bias(w2d: np.ndarray, bias: np.ndarray, input_offset: int, scale: int = 1) -> np.ndarray:
+    """scale * (bias + input_offset * sum(w)) as int32: scale is the int4 core's where its accumulators start
+    there (_bounds_reason checked that it fits)."""
+    return (scale * _kernel_bias64(w2d, bias, input_offset)).astype(np.int32)
 
 
 # ------------------------------------------------------------------------------------------------- choice
@@ -172,10 +174,10 @@ def choose_kernel(graph: QGraph, op, kernels: str) -> KernelChoice:
     if kernels not in KERNEL_SETS:
         raise ValueError(f"unknown kernel set {kernels!r}")
     if op.kind == OpKind.ADD:
-        if kernels == "mve":  # any parameters, TFLM's arithmetic on four lanes (7.4): no table
+        if kernels == "mve":  # any parameters, TFLM's arithmetic on four lanes (7.3): no table
             return KernelChoice("frk_elementwise_add_s8_mve", True)
         return _add_choice(graph, op) if kernels == "dsp" else KernelChoice(PORTABLE[OpKind.ADD], False)
-    if op.kind in POOLS:  # same parameters for both sets; the fast one falls back itself (C % 4, window size)
+    if op.kind in POOLS:  # the same parameters in every set; a fast one falls back itself (shapes it does not take)
         fast = kernels != "portable"
         return KernelChoice(POOLS[op.kind] + (f"_{kernels}" if fast else ""), fast)
     if op.kind not in (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED):
@@ -201,6 +203,7 @@ def choose_kernel(graph: QGraph, op, kernels: str) -> KernelChoice:
         if taps > DEPTHWISE_MAX_TAPS:
             return KernelChoice(portable, False, f"{taps} taps exceed {DEPTHWISE_MAX_TAPS}")
         rows = w.data.reshape(taps, c).T  # [C, T]: each channel's taps
+        # "int8": the accumulator bounds alone (the Helium depthwise does not scale int4 sums; its int16 bound below)
         if kernels == "mve" and c % 8 == 0 and not _bounds_reason(rows, bias, input_offset, shift, "int8") \
                 and (w.dtype == "int8" or 128 * np.abs(rows.astype(np.int64)).sum(axis=1).max() < 1 << 15):
             # frk_depthwise_conv_s8_mve / _s4_mve (7.2); int4 sums in int16 lanes, exact while 128*sum|w| < 2^15
@@ -213,8 +216,7 @@ def choose_kernel(graph: QGraph, op, kernels: str) -> KernelChoice:
             return KernelChoice(portable, False, why)
         scale = INT4_LANE_SCALE if w.dtype == "int4" else 1  # int4: the accumulators start at 4096 * kernel_bias
         return KernelChoice(portable + "_dsp", True, filter_values=depthwise_filter_layout(w.data, w.dtype),
-                            kernel_bias=(scale * _kernel_bias64(rows, bias, input_offset)).astype(np.int32),
-                            scratch_bytes=c)
+                            kernel_bias=_kernel_bias(rows, bias, input_offset, scale), scratch_bytes=c)
 
     rows = w.data.reshape(cout, -1)
     if kernels == "mve":
@@ -238,8 +240,7 @@ def _mve_gemm_choice(portable: str, rows: np.ndarray, bias: np.ndarray, input_of
     scale = 16 if dtype == "int4" else 1
     k_pad = _round_up(rows.shape[1], 16)
     return KernelChoice(portable + "_mve", True, filter_values=mve_gemm_filter_layout(rows, dtype),
-                        kernel_bias=(scale * _kernel_bias64(rows, bias, input_offset)).astype(np.int32),
-                        scratch_bytes=3 * k_pad)
+                        kernel_bias=_kernel_bias(rows, bias, input_offset, scale), scratch_bytes=3 * k_pad)
 
 
 def _add_choice(graph: QGraph, op) -> KernelChoice:
