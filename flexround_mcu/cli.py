@@ -191,11 +191,16 @@ A model that is not in the zoo needs its data and its declared preprocessing:
 @click.option("--kernels", type=click.Choice(["mve", "dsp", "portable"]), default=None,
               help="C kernels: mve (Helium where there is a Helium kernel, else dsp: the Cortex-M55 default), dsp "
                    "(Armv7E-M DSP instructions, the Cortex-M4/M7 default) or portable (C99, the host default).")
+@click.option("--ram-budget", type=click.IntRange(min=1), default=None, metavar="BYTES",
+              help="RAM the plan may take (activation arena + kernel scratch; the board's stack and statics come on "
+                   "top). Without it the plan is the smallest that costs no extra instructions; with it, ring "
+                   "buffers that copy each band once are added where that plan does not fit, and an export that "
+                   "cannot fit fails with the smallest size it can reach.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing output folder that is not a previous export.")
 def export(model, target, method, wbits, abits, granularity, first_last_8bit, weights, dataset, calib_dataset,
            input_scale, input_zero_point, input_shape, calib_size, eval_size, test_inputs, out, iters, lr, batch_size,
-           act_lr, qdrop, emit_tflite, kernels, seed, force):
+           act_lr, qdrop, emit_tflite, kernels, ram_budget, seed, force):
     from .workflow import ExportOptions, report_layer_table, run_export, summary_table
 
     report = run_export(ExportOptions(model=model, target=target, method=method, wbits=int(wbits),
@@ -203,7 +208,8 @@ def export(model, target, method, wbits, abits, granularity, first_last_8bit, we
                                       weights=str(weights) if weights else None, calib_size=calib_size,
                                       eval_size=eval_size, test_inputs=test_inputs, out=out, seed=seed,
                                       force=force, iters=iters, lr=lr, batch_size=batch_size, act_lr=act_lr,
-                                      drop_prob=qdrop, emit_tflite=emit_tflite, kernels=kernels, dataset=dataset,
+                                      drop_prob=qdrop, emit_tflite=emit_tflite, kernels=kernels,
+                                      ram_budget=ram_budget, dataset=dataset,
                                       calib_dataset=calib_dataset, input_scale=input_scale,
                                       input_zero_point=input_zero_point, input_shape=input_shape))
     click.echo(summary_table(report))

@@ -47,6 +47,7 @@ class ExportOptions:
     act_lr: float | None = None  # LSQ: learn the activation steps during reconstruction at this lr (None: off)
     drop_prob: float = 0.0  # QDrop: probability of leaving an activation unquantized while a block learns
     emit_tflite: bool = False  # also write OUT/model.tflite (the QGraph as TFLite Micro runs it)
+    ram_budget: int | None = None  # bytes of arena + scratch the plan may take (codegen/arena.py plan_arena)
     kernels: str | None = None  # the C kernel set: "mve", "dsp" or "portable" (codegen/kernels.py); None: the target's
     # Data: a known dataset name or a folder of .npy/.npz files (data/folder.py). Zoo models have defaults.
     dataset: str | None = None  # evaluation
@@ -418,6 +419,7 @@ def run_export(opt: ExportOptions) -> dict:
     acc_fake = torch_accuracy(lambda x: qm.module(x, upto=graph.logits), eval_x, eval_set.y, "fake-quant model")
 
     qgraph = lower(qm, name=info.label)
+    memory_report(qgraph, opt.target, opt.kernels, opt.ram_budget)  # a --ram-budget it cannot meet: stop here
     tin = qgraph.tensors[qgraph.inputs[0]]
     x_int8 = eval_set.quantize_input(float(tin.scale[0]), int(tin.zero_point[0]))
     sim = Simulator(qgraph)
@@ -429,7 +431,8 @@ def run_export(opt: ExportOptions) -> dict:
 
     stage = out.parent / f".{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
     try:
-        export_c_project(qgraph, stage, x_int8[:n_test], expected, target=opt.target, kernels=opt.kernels)
+        export_c_project(qgraph, stage, x_int8[:n_test], expected, target=opt.target, kernels=opt.kernels,
+                         ram_budget=opt.ram_budget)
         if opt.emit_tflite:
             from .frontends.tflite import save_tflite
             save_tflite(qgraph, stage / "model.tflite")
@@ -446,7 +449,7 @@ def run_export(opt: ExportOptions) -> dict:
             qemu = {"inputs": device.inputs, "mismatches": device.mismatches}
             if not device.ok:
                 _say("\n".join(device.mismatch_lines[:5]))
-        memory = memory_report(qgraph, opt.target, opt.kernels)  # the layouts of the kernels the C runs
+        memory = memory_report(qgraph, opt.target, opt.kernels, opt.ram_budget)  # what the C runs
         plan = memory.arena
         ram_split = device.ram_split if device else None
         if ram_split:
@@ -470,7 +473,9 @@ def run_export(opt: ExportOptions) -> dict:
                        "ram_bytes": ram_split["total"] if ram_split else None,
                        "ram_split": ram_split, "ram_bytes_linked": device.ram_bytes if device else None,
                        "arena_bytes": plan.arena_size, "arena_floor_bytes": plan.floor,
-                       "scratch_bytes": memory.scratch_bytes},
+                       "arena_without_inplace_bytes": plan.arena_without_inplace,
+                       "scratch_bytes": memory.scratch_bytes, "ram_budget": opt.ram_budget,
+                       "shared_memory": plan.sharing_lines()},
             "bitexact": {"host_c": host, "qemu": qemu},
             "instructions_per_inference": (round(device.instructions_per_inference)
                                            if device and device.instructions_per_inference else None),
@@ -529,7 +534,8 @@ def summary_table(report: dict) -> str:
         ("weights", f"{m['weight_bytes']} B" if m["weight_bytes"] == m["weight_bytes_int8_containers"] else
          f"{m['weight_bytes']} B with int4 filters packed, {m['weight_bytes_int8_containers']} B with int8 filters "
          f"({m['weight_bytes'] / m['weight_bytes_int8_containers']:.3f}x)"),
-        ("activation arena", f"{m['arena_bytes']} B (floor {m['arena_floor_bytes']} B)"
+        ("activation arena", f"{m['arena_bytes']} B (without in-place {m.get('arena_without_inplace_bytes') or '-'} B"
+                             f", floor {m['arena_floor_bytes']} B)"
                              + (f", scratch {m['scratch_bytes']} B" if m.get("scratch_bytes") else "")),
         ("RAM", "n/a on the host" if not m.get("ram_split") else
          f"{m['ram_bytes']} B: {ram_split_text(m['ram_split'])} (qemu)"),

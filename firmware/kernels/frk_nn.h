@@ -136,6 +136,15 @@ void frk_max_pool_s8(const frk_pool_params *params, const frk_dims *input_dims, 
 int32_t frk_softmax_s8(const frk_softmax_params *params, int32_t rows, int32_t depth, const int8_t *input,
                        int8_t *output);
 
+/* frk_conv_rows (frk_support.c): output rows [row, row + rows) of a CONV_2D / DEPTHWISE_CONV_2D layer as a layer
+ * of their own, so that any conv kernel computes just those rows (model.c runs a conv fused with the ADD after
+ * it this way, a band of rows at a time: docs/arithmetic.md 8). Writes band_params (params with the band's
+ * pad_top), band_input (the input from the first row the band's windows can read, to the bottom) and
+ * band_output (the band's rows); returns the byte offset of band_input's first row in the input. */
+int32_t frk_conv_rows(const frk_conv_params *params, const frk_dims *input_dims, const frk_dims *output_dims,
+                      int32_t row, int32_t rows, frk_conv_params *band_params, frk_dims *band_input,
+                      frk_dims *band_output);
+
 /* ---- fast kernels (frk_*_dsp.c): the same outputs as their portable twins above, bit for bit, from the
  * export-time data of docs/arithmetic.md 6. They use the Armv7E-M DSP instructions (Cortex-M4/M7/M55) through
  * frk_dsp_support.h, which has C versions of them for other targets, so they build everywhere. In each:

@@ -43,3 +43,25 @@ int32_t frk_requantize(int32_t acc, int32_t multiplier, int32_t shift)
 {
     return frk__requantize(acc, multiplier, shift);
 }
+
+/*
+ * frk_conv_rows - the output rows [row, row + rows) of a conv as a layer of their own. Output row oy reads input
+ * rows oy * stride_h - pad_top + i * dilation_h; for oy = row + j that is j * stride_h - pad_top' + i * dilation_h
+ * counted from input row `start`, with start = max(row * stride_h - pad_top, 0) and pad_top' = start - (row *
+ * stride_h - pad_top) (the band's top padding: nonzero only where the first band reaches above the input). The
+ * band's input runs from `start` to the bottom of the input, so its bottom padding is the layer's. Batch 1.
+ */
+int32_t frk_conv_rows(const frk_conv_params *params, const frk_dims *input_dims, const frk_dims *output_dims,
+                      int32_t row, int32_t rows, frk_conv_params *band_params, frk_dims *band_input,
+                      frk_dims *band_output)
+{
+    const int32_t origin = row * params->stride_h - params->pad_top;
+    const int32_t start = origin > 0 ? origin : 0;
+    *band_params = *params;
+    band_params->pad_top = start - origin;
+    *band_input = *input_dims;
+    band_input->h = input_dims->h - start;
+    *band_output = *output_dims;
+    band_output->h = row + rows < output_dims->h ? rows : output_dims->h - row;
+    return start * input_dims->w * input_dims->c;
+}

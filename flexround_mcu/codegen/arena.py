@@ -3,16 +3,21 @@
 The plan follows TFLite Micro's greedy planner: buffers are placed in order of decreasing size, each at the lowest
 aligned offset where it does not overlap any already placed buffer whose lifetime intersects its own. Lifetimes
 are inclusive op-index intervals [first, last]: a buffer is alive from the op that writes it to the last op that
-reads it, so an op's output never shares bytes with its inputs (the kernels are not in-place).
+reads it.
 
 - The graph input is read from the caller's buffer and takes no arena space.
 - A RESHAPE output aliases its input (the bytes are the same in the same order), so a chain of reshapes is one
   buffer whose lifetime covers every alias.
 - Constants live in flash (weights.c), not in the arena.
 - Graph outputs stay alive to the end of the graph (they are copied out after the last op).
+- Given the kernel of every op, an op may write its output over the input it reads last, at a shift its access
+  order proves safe (codegen/inplace.py), and a conv feeding a residual ADD may run fused with it band by band
+  (the conv's output then needs only a band of scratch, and the sum goes over the ADD's other input). Tensors
+  written over one another form a group placed as one buffer. The plan keeps the in-place and fused decisions
+  only when they make arena + scratch smaller than the plan without them.
 
-`floor` is the largest sum of buffer bytes alive at one op: no plan can be smaller, and the greedy plan's
-`arena_size` is >= floor (equal for chains and for ResNet-8).
+`floor` is the largest sum of buffer bytes alive at one op without in-place: no plan of kernels that never write
+over their inputs can be smaller (the greedy plan is >= floor, equal for chains and for ResNet-8).
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 
 from ..errors import UserError
 from ..ir import OpKind, QGraph
+from .inplace import Fusion, InPlace, Ring, fusion_candidates, inplace_candidates, ring_candidates
 
 ALIGNMENT = 16
 
@@ -35,6 +41,7 @@ class Buffer:
     last_op: int
     offset: int
     aliases: tuple[int, ...] = ()
+    group: int = -1  # the first tensor of its in-place group (-1: none)
 
     def overlaps_in_time(self, other: "Buffer") -> bool:
         return self.first_op <= other.last_op and other.first_op <= self.last_op
@@ -53,6 +60,38 @@ class ArenaPlan:
     floor: int
     alignment: int
     num_ops: int
+    inplace: tuple[InPlace, ...] = ()
+    fusions: tuple[Fusion, ...] = ()
+    band_scratch: int = 0             # scratch the fused and ring ops need (kernel scratch + bands), 0 without
+    arena_without_inplace: int = 0    # the greedy plan with no tensor written over another
+    rings: tuple[Ring, ...] = ()
+    kernel_scratch: int = 0           # the largest scratch of one kernel
+
+    @property
+    def scratch_bytes(self) -> int:
+        """frk_scratch: the largest need of one op (a kernel's own, or a fused / ring op's with its bands)."""
+        return max(self.band_scratch, self.kernel_scratch)
+
+    @property
+    def ram_bytes(self) -> int:
+        """What the export plans in RAM: arena + scratch (the board's statics and stack come on top)."""
+        return self.arena_size + self.scratch_bytes
+
+    def ring_of(self, k: int) -> Ring | None:
+        return next((r for r in self.rings if r.op == k), None)
+
+    def peak(self) -> tuple[int, list[Buffer]]:
+        """The first op at which the arena reaches its size, and the buffers alive there."""
+        best_k, best_end = 0, -1
+        for k in range(self.num_ops):
+            end = max((b.offset + b.bytes for b in self.buffers if b.first_op <= k <= b.last_op), default=0)
+            if end > best_end:
+                best_k, best_end = k, end
+        return best_k, [b for b in self.buffers if b.first_op <= best_k <= b.last_op]
+
+    def fusion_of(self, k: int) -> Fusion | None:
+        """The fusion op k takes part in (as its conv or its ADD), if any."""
+        return next((f for f in self.fusions if k in (f.conv, f.add)), None)
 
     def table(self, name_width: int = 48) -> str:
         """A fixed-width table of the buffers in offset order: tensor, bytes, first/last op, offset, name."""
@@ -65,7 +104,28 @@ class ArenaPlan:
             lines.append(f"{b.tensor:>6}  {b.bytes:>8}  {b.first_op:>5}  {b.last_op:>5}  {b.offset:>8}  {label}")
         lines.append(f"arena {self.arena_size} bytes, floor {self.floor} bytes (largest sum alive at one op), "
                      f"alignment {self.alignment}")
+        lines += self.sharing_lines()
         return "\n".join(lines)
+
+    def sharing_lines(self) -> list[str]:
+        """Which tensors share memory and why: one line per in-place output and per fused conv + ADD."""
+        lines = []
+        for ip in self.inplace:
+            if self.fusion_of(ip.op) or self.ring_of(ip.op):
+                continue
+            bound = "any shift" if ip.max_shift >= self.arena_size else f"any shift <= {ip.max_shift:+d} B"
+            lines.append(f"in place: t{ip.output} written at t{ip.input} {ip.shift:+d} B by op {ip.op} ({ip.order}; "
+                         f"safe for {bound})")
+        for f in self.fusions:
+            lines.append(f"fused: op {f.conv} (conv) + op {f.add} (ADD): the conv's output t{f.output} never enters "
+                         f"the arena; {f.rows} output row(s) at a time go to scratch ({f.band_bytes} B) and the ADD "
+                         f"writes each band over the same rows of t{f.residual} (element-wise, read before written)")
+        for r in self.rings:
+            lines.append(f"ring: op {r.op} computes {r.rows} output row(s) at a time into a ring of {r.bands} "
+                         f"band(s) of {r.band_bytes} B in scratch and copies band j to t{r.output} (at t{r.input} "
+                         f"{r.shift:+d} B) once band j+{r.bands - 1} is done: no later band reads those bytes (safe for "
+                         f"any shift <= {r.max_shift:+d} B; chosen for --ram-budget, it costs the copies)")
+        return lines
 
 
 def _short(name: str, width: int) -> str:
@@ -76,16 +136,58 @@ def _align_up(n: int, a: int) -> int:
     return (n + a - 1) // a * a
 
 
-def plan_arena(graph: QGraph, alignment: int = ALIGNMENT) -> ArenaPlan:
-    """Plan the activation arena of `graph` (see the module docstring)."""
+def plan_arena(graph: QGraph, alignment: int = ALIGNMENT, kernels: list[str] | None = None,
+               scratch: list[int] | None = None, ram_budget: int | None = None) -> ArenaPlan:
+    """Plan the activation arena of `graph` (see the module docstring). kernels: the kernel name of every op
+    (codegen/kernels.py), which the in-place rules need; None plans without in-place and fusion. scratch: the
+    kernel scratch bytes of every op (a fused or ring op's bands come after its kernel's scratch).
+
+    Without ram_budget: the smallest arena + scratch among the plans that cost no copies (no in-place; in-place;
+    in-place and fusion). With it, if that plan does not fit: the plans with ring buffers (depthwise convs, then
+    every conv), in that order of cost, the first that fits; a UserError when none does."""
     if alignment < 1 or alignment & (alignment - 1):
         raise UserError(f"arena alignment must be a power of two, got {alignment}")
+    base = _plan(graph, alignment, None, None, False)
+    if kernels is None:
+        return base
+    scratch = list(scratch or [0] * len(graph.ops))
+
+    def finish(p: ArenaPlan) -> ArenaPlan:
+        return ArenaPlan(p.buffers, p.offsets, p.arena_size, base.floor, alignment, p.num_ops, p.inplace, p.fusions,
+                         p.band_scratch, base.arena_size, p.rings, max(scratch + [0]))
+
+    plans = [finish(base)] + [finish(_plan(graph, alignment, kernels, scratch, fuse)) for fuse in (False, True)]
+    best = min(plans, key=lambda p: p.ram_bytes)  # the first of equals: the fewest changes
+    if ram_budget is None or best.ram_bytes <= ram_budget:
+        return best
+    for kinds in ((OpKind.DEPTHWISE_CONV_2D,), (OpKind.DEPTHWISE_CONV_2D, OpKind.CONV_2D)):
+        plan = finish(_plan(graph, alignment, kernels, scratch, True, kinds))
+        plans.append(plan)
+        if plan.ram_bytes <= ram_budget:
+            return plan
+    smallest = min(plans, key=lambda p: p.ram_bytes)
+    k, alive = smallest.peak()
+    op = graph.ops[k]
+    what = ", ".join(f"t{b.tensor} {b.bytes} B" for b in sorted(alive, key=lambda b: b.offset))
+    raise UserError(f"{graph.name}: the smallest plan needs {smallest.ram_bytes} B of RAM (arena "
+                    f"{smallest.arena_size} B + scratch {smallest.scratch_bytes} B), over --ram-budget {ram_budget}: "
+                    f"its peak is at op {k} ({op.kind.value}{' ' + op.name if op.name else ''}) with {what} alive; "
+                    f"pass --ram-budget {smallest.ram_bytes} or more")
+
+
+def _plan(graph: QGraph, alignment: int, kernels, scratch, fuse: bool, ring_kinds: tuple = ()) -> ArenaPlan:
+    """One greedy plan: without in-place (kernels None), with the in-place rules, with them and fusion, and with
+    ring buffers for the ops of `ring_kinds`."""
     n_ops = len(graph.ops)
     graph_inputs = set(graph.inputs)
     producer_op: dict[int, int] = {}
+    consumers: dict[int, list[int]] = {}
     for k, op in enumerate(graph.ops):
         for t in op.outputs:
             producer_op[t] = k
+        for t in op.inputs:
+            if t != -1:
+                consumers.setdefault(t, []).append(k)
 
     roots: dict[int, int] = {}  # tensor -> root tensor (itself unless a RESHAPE output)
 
@@ -98,52 +200,117 @@ def plan_arena(graph: QGraph, alignment: int = ALIGNMENT) -> ArenaPlan:
                 roots[t] = t
         return roots[t]
 
-    first: dict[int, int] = {}
-    last: dict[int, int] = {}
-    aliases: dict[int, list[int]] = {}
+    def lifetimes(skip: set[int]):
+        first: dict[int, int] = {}
+        last: dict[int, int] = {}
+        aliases: dict[int, list[int]] = {}
 
-    def touch(t: int, k: int) -> None:
-        r = root(t)
-        if r in graph_inputs or graph.tensors[r].is_constant:
-            return  # caller's buffer or flash: not in the arena
-        first[r] = min(first.get(r, k), k)
-        last[r] = max(last.get(r, k), k)
+        def touch(t: int, k: int) -> None:
+            r = root(t)
+            if r in graph_inputs or graph.tensors[r].is_constant or r in skip:
+                return  # caller's buffer, flash, or a fused conv's output (scratch): not in the arena
+            first[r] = min(first.get(r, k), k)
+            last[r] = max(last.get(r, k), k)
 
-    for k, op in enumerate(graph.ops):
-        for t in op.inputs:
-            if t != -1 and not graph.tensors[t].is_constant:
+        for k, op in enumerate(graph.ops):
+            for t in op.inputs:
+                if t != -1 and not graph.tensors[t].is_constant:
+                    touch(t, k)
+            for t in op.outputs:
                 touch(t, k)
-        for t in op.outputs:
-            touch(t, k)
-            if op.kind == OpKind.RESHAPE and root(t) != t:
-                aliases.setdefault(root(t), []).append(t)
-    for t in graph.outputs:
-        r = root(t)
-        if r in first:
-            last[r] = max(last[r], n_ops - 1)
+                if op.kind == OpKind.RESHAPE and root(t) != t:
+                    aliases.setdefault(root(t), []).append(t)
+        for t in graph.outputs:
+            r = root(t)
+            if r in first:
+                last[r] = max(last[r], n_ops - 1)
+        return first, last, aliases
 
+    first, last, aliases = lifetimes(set())
+    keep = graph_inputs | {root(t) for t in graph.outputs}
+    inplace: list[InPlace] = []
+    fusions: list[Fusion] = []
+    rings: list[Ring] = []
+    if kernels is not None:
+        if fuse:
+            fusions = fusion_candidates(graph, kernels, consumers, root, last, keep)
+            first, last, aliases = lifetimes({f.output for f in fusions})
+        fused_adds = {f.add: f for f in fusions}
+        inplace = [ip for ip in inplace_candidates(graph, kernels, last, root, alignment, keep)
+                   if ip.op not in fused_adds]
+        inplace += [InPlace(f.add, f.residual, graph.ops[f.add].outputs[0], 0, 0,
+                            "fused with its conv, element-wise") for f in fusions]
+        fused_convs = {f.conv for f in fusions}
+        zero_cost = {ip.op: ip for ip in inplace}
+        for r in ring_candidates(graph, kernels, last, root, alignment, keep):
+            if graph.ops[r.op].kind not in ring_kinds or r.op in fused_convs:
+                continue
+            ip = zero_cost.get(r.op)
+            if ip is not None and ip.shift >= min(r.shift, 0):
+                continue  # the ring overlaps no more than the free in-place rule
+            rings.append(r)
+            inplace = [i for i in inplace if i.op != r.op] + [InPlace(r.op, r.input, r.output, r.shift, r.max_shift,
+                                                                      "ring", alignment)]
+        inplace.sort(key=lambda ip: ip.op)
+
+    # in-place groups: chains of buffers each written over the previous one at a shift
     def nbytes(t: int) -> int:
         return graph.tensors[t].size  # int8 activations: one byte per value
 
-    # Decreasing size; ties by first use, then tensor index: fully deterministic.
-    order = sorted(first, key=lambda t: (-nbytes(t), first[t], t))
-    placed: list[Buffer] = []
-    for t in order:
-        cand = Buffer(t, graph.tensors[t].name, nbytes(t), first[t], last[t], 0, tuple(aliases.get(t, ())))
-        live = sorted((b for b in placed if b.overlaps_in_time(cand)), key=lambda b: b.offset)
-        offset = 0
-        for b in live:  # first gap big enough, scanning live buffers by offset
-            if offset + cand.bytes <= b.offset:
-                break
-            offset = max(offset, _align_up(b.offset + b.bytes, alignment))
-        placed.append(Buffer(t, cand.name, cand.bytes, cand.first_op, cand.last_op, offset, cand.aliases))
+    over = {ip.output: ip for ip in inplace}  # output -> the in-place decision that may place it
+    head: dict[int, int] = {}
+    rel: dict[int, int] = {}
+    taken: list[InPlace] = []
+    for t in sorted(first, key=lambda t: first[t]):
+        ip = over.get(t)
+        ip = ip.placed(nbytes(ip.input), nbytes(t), rel[ip.input]) if ip is not None and ip.input in rel else None
+        if ip is not None:
+            head[t], rel[t] = head[ip.input], rel[ip.input] + ip.shift
+            taken.append(ip)
+        else:
+            head[t], rel[t] = t, 0
+    inplace = sorted(taken, key=lambda ip: ip.op)
+    rings = [r for r in rings if r.op in {ip.op for ip in inplace}]
+    shift_of = {ip.op: ip.shift for ip in inplace}
+    rings = [Ring(r.op, r.input, r.output, r.rows, r.bands, r.band_bytes, shift_of[r.op], r.max_shift)
+             for r in rings]
+    groups: dict[int, list[int]] = {}
+    for t in sorted(first, key=lambda t: first[t]):
+        groups.setdefault(head[t], []).append(t)
 
+    units = []  # (head, lo, size, first): a group, placed as a whole at the lowest offset where no member collides
+    for h, members in groups.items():
+        lo = min(rel[t] for t in members)
+        hi = max(rel[t] + nbytes(t) for t in members)
+        units.append((h, lo, hi - lo, min(first[t] for t in members)))
+
+    # Decreasing size; ties by first use, then tensor index: fully deterministic.
+    units.sort(key=lambda u: (-u[2], u[3], u[0]))
+    buffers: list[Buffer] = []
+    for h, lo, size, _ in units:
+        members = [Buffer(t, graph.tensors[t].name, nbytes(t), first[t], last[t], rel[t] - lo,
+                          tuple(aliases.get(t, ())), h if len(groups[h]) > 1 else -1) for t in groups[h]]
+        # candidate unit offsets: 0, and each placed buffer's end less a member's place in the unit
+        starts = sorted({0} | {_align_up(max(b.offset + b.bytes - m.offset, 0), alignment)
+                               for b in buffers for m in members})
+        for o in starts:
+            if all(not (b.overlaps_in_time(m) and b.offset < o + m.offset + m.bytes and o + m.offset < b.offset + b.bytes)
+                   for m in members for b in buffers):
+                break
+        buffers += [Buffer(m.tensor, m.name, m.bytes, m.first_op, m.last_op, o + m.offset, m.aliases, m.group)
+                    for m in members]
     offsets = {}
-    for b in placed:
+    for b in buffers:
         offsets[b.tensor] = b.offset
         for a in b.aliases:
             offsets[a] = b.offset
     offsets = dict(sorted(offsets.items()))
-    arena_size = max((b.offset + b.bytes for b in placed), default=0)
-    floor = max((sum(b.bytes for b in placed if b.first_op <= k <= b.last_op) for k in range(n_ops)), default=0)
-    return ArenaPlan(tuple(placed), offsets, arena_size, floor, alignment, n_ops)
+    arena_size = max((b.offset + b.bytes for b in buffers), default=0)
+    floor = max((sum(b.bytes for b in buffers if b.first_op <= k <= b.last_op) for k in range(n_ops)), default=0)
+    band = 0
+    for f in fusions:
+        band = max(band, _align_up(scratch[f.conv], 16) + f.band_bytes)
+    for r in rings:
+        band = max(band, _align_up(scratch[r.op], 16) + r.bands * r.band_bytes)
+    return ArenaPlan(tuple(buffers), offsets, arena_size, floor, alignment, n_ops, tuple(inplace), tuple(fusions),
+                     band, arena_size, tuple(rings), max(scratch or [0]))

@@ -150,21 +150,28 @@ class COp:
     comment: str
     decls: list[str] = field(default_factory=list)
     statement: str = ""
+    kernel: str = ""                               # the function the statement calls ("" for none)
+    args: list[str] = field(default_factory=list)  # its arguments
 
 
 class _Lowering:
     """Turns a QGraph plus its arena plan into C arrays, parameter structs and one statement per op."""
 
-    def __init__(self, graph: QGraph, plan: ArenaPlan, kernels: str = "portable"):
+    def __init__(self, graph: QGraph, plan: ArenaPlan, choices):
         self.g, self.plan = graph, plan
-        self.choices = plan_kernels(graph, kernels)
-        self.scratch_bytes = max([c.scratch_bytes for c in self.choices] + [0])
+        self.choices = choices
+        self.scratch_bytes = max([c.scratch_bytes for c in self.choices] + [plan.band_scratch, 0])
         self.arrays: list[CArray] = []
         self.const_names: dict[int, str] = {}
         self.names: set[str] = set()
         self.producer = {op.outputs[0]: k for k, op in enumerate(graph.ops)}
+        self.band_of = {f.output: f for f in plan.fusions}
         self.current_op = -1
         self.ops = [self.lower(k, op) for k, op in enumerate(graph.ops)]
+        for f in plan.fusions:
+            self.fuse(f)
+        for r in plan.rings:
+            self.ring(r)
 
     # names and pointers
     def root(self, t: int) -> int:
@@ -202,7 +209,83 @@ class _Lowering:
             return "input"
         if self.g.tensors[r].is_constant:
             return self.const_tensor(r, f"{op_name}_{role}")
+        if r in self.band_of:
+            return "band"  # a fused conv's output: the band buffer in scratch (fuse)
         return f"frk_arena + {self.plan.offsets[t]}"
+
+    def _band_args(self, op: COp, out: str) -> list[str]:
+        """A conv statement's arguments for one band (the locals of frk_conv_rows), writing to `out`."""
+        args = list(op.args)
+        args[0], args[4], args[5], args[9], args[10] = ("&band_params", "&band_input", f"{op.args[5]} + at",
+                                                        "&band_output", out)
+        return args
+
+    def _band_view(self, k: int, rows: int) -> list[str]:
+        return ["            frk_conv_params band_params;",
+                "            frk_dims band_input, band_output;",
+                f"            const int32_t at = frk_conv_rows(&op{k}_params, &op{k}_input_dims, &op{k}_output_dims, "
+                f"row, {rows},",
+                "                                             &band_params, &band_input, &band_output);"]
+
+    def ring(self, r) -> None:
+        """Op r.op computed r.rows output rows at a time into a ring of r.bands bands in scratch, band j copied to
+        the output once band j + r.bands - 1 is done (codegen/inplace.py Ring)."""
+        op = self.ops[r.op]
+        _, out_h, out_w, out_c = self.g.tensors[r.output].shape
+        row_bytes = out_w * out_c
+        n_bands = -(-out_h // r.rows)
+        ring_at = -(-self.choices[r.op].scratch_bytes // 16) * 16
+        y_ptr = op.args[10]
+        body = [
+            f"    {{ /* op {r.op}: {op.kind}, {r.rows} output row(s) a band into a ring of {r.bands} in scratch, each "
+            f"band copied to its place once the {r.bands - 1} after it are done (memory.txt) */",
+            f"        int8_t *const ring = frk_scratch + {ring_at};",
+            "        int32_t band;",
+            f"        for (band = 0; band < {n_bands + r.bands - 1}; ++band) {{",
+            f"            const int32_t row = band * {r.rows}, copy = band - {r.bands - 1};",
+            f"            if (band < {n_bands}) {{",
+            *["    " + line for line in self._band_view(r.op, r.rows)],
+            _call(op.kernel, self._band_args(op, f"ring + band % {r.bands} * {r.band_bytes}"),
+                  indent="                "),
+            "            }",
+            "            if (copy >= 0) {",
+            f"                const int32_t left = {out_h} - copy * {r.rows};",
+            f"                memcpy({y_ptr} + copy * {r.band_bytes}, ring + copy % {r.bands} * {r.band_bytes},",
+            f"                       (size_t)(left < {r.rows} ? left : {r.rows}) * {row_bytes});",
+            "            }",
+            "        }",
+            "    }"]
+        op.statement = "\n".join(body)
+
+    def fuse(self, f) -> None:
+        """The conv of `f` and its ADD as one loop over bands of `f.rows` output rows (codegen/inplace.py): the conv
+        computes a band into scratch after its kernel's own scratch, the ADD adds it to the same rows of the
+        residual and writes the sum over them."""
+        conv, add = self.ops[f.conv], self.ops[f.add]
+        y = self.g.tensors[f.output]
+        _, out_h, out_w, out_c = y.shape
+        k = f.conv
+        band_at = -(-self.choices[k].scratch_bytes // 16) * 16
+        row_bytes = out_w * out_c
+        cargs = self._band_args(conv, "band")
+        res = self.ptr(f.residual, "", "")
+        aargs = [a.replace(res, f"{res} + done") if a == res else a for a in add.args]
+        aargs = ["band" if a == "band" else a for a in aargs]
+        aargs[3] = "n"
+        aargs[4] = f"{self.ptr(self.g.ops[f.add].outputs[0], '', '')} + done"
+        body = [
+            f"    {{ /* op {k} + op {f.add}: {conv.kind} fused with ADD, {f.rows} output row(s) a band (memory.txt) */",
+            f"        int8_t *const band = frk_scratch + {band_at};",
+            "        int32_t row;",
+            f"        for (row = 0; row < {out_h}; row += {f.rows}) {{",
+            *self._band_view(k, f.rows),
+            f"            const int32_t n = band_output.h * {row_bytes}, done = row * {row_bytes};",
+            _call(conv.kernel, cargs, indent="            "),
+            _call(add.kernel, aargs, indent="            "),
+            "        }",
+            "    }"]
+        conv.statement = "\n".join(body)
+        add.statement = f"    /* computed with op {k}, a band at a time */"
 
     # ops
     def lower(self, k: int, op) -> COp:
@@ -267,8 +350,9 @@ class _Lowering:
                 ("depth_multiplier", p.depth_multiplier if op.kind == OpKind.DEPTHWISE_CONV_2D else 1)]))
             c.decls += [_dims(f"op{k}_input_dims", x.shape), _dims(f"op{k}_filter_dims", w.shape),
                         _dims(f"op{k}_output_dims", y.shape)]
-            c.statement = _call(kernel, [f"&op{k}_params", m_name, s_name, per_channel, f"&op{k}_input_dims", x_ptr,
-                                         f"&op{k}_filter_dims", filt, bias, f"&op{k}_output_dims", y_ptr] + tail)
+            c.kernel, c.args = kernel, [f"&op{k}_params", m_name, s_name, per_channel, f"&op{k}_input_dims", x_ptr,
+                                        f"&op{k}_filter_dims", filt, bias, f"&op{k}_output_dims", y_ptr] + tail
+            c.statement = _call(c.kernel, c.args)
             return c
 
         if op.kind == OpKind.ADD:
@@ -289,9 +373,11 @@ class _Lowering:
                                        f"op {k}: 2 * rescaled input {'1' if choice.swap_inputs else '2'} + the "
                                        f"other input's offset * 2^20, by byte")
                 first, second = (x2_ptr, x_ptr) if choice.swap_inputs else (x_ptr, x2_ptr)
-                c.statement = _call(choice.name, [f"&op{k}_params", first, second, str(y.size), y_ptr, table])
+                c.args = [f"&op{k}_params", first, second, str(y.size), y_ptr, table]
             else:
-                c.statement = _call(choice.name, [f"&op{k}_params", x_ptr, x2_ptr, str(y.size), y_ptr])
+                c.args = [f"&op{k}_params", x_ptr, x2_ptr, str(y.size), y_ptr]
+            c.kernel = choice.name
+            c.statement = _call(c.kernel, c.args)
             return c
 
         if op.kind in (OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D):
@@ -405,6 +491,8 @@ class MemoryReport:
             "weight_floor_bytes": self.weight_floor_bytes,
             "arena_bytes": self.arena.arena_size,
             "arena_floor_bytes": self.arena.floor,
+            "arena_without_inplace_bytes": self.arena.arena_without_inplace,
+            "shared_memory": self.arena.sharing_lines(),
             "scratch_bytes": self.scratch_bytes,
             "layers": [{"op": la.op, "kind": la.kind, "name": la.name, "filter_dtype": la.filter_dtype,
                         "filter_values": la.filter_values, "filter_bytes": la.filter_bytes,
@@ -439,10 +527,15 @@ class MemoryReport:
                 self.arena.table(),
                 "",
                 f"peak arena {self.arena.arena_size} bytes, floor {self.arena.floor} bytes (the largest sum of "
-                f"tensors alive at one op): peak / floor = {_ratio(self.arena.arena_size, self.arena.floor)}",
+                f"tensors alive at one op, no op writing over its input): peak / floor = "
+                f"{_ratio(self.arena.arena_size, self.arena.floor)}; the plan without in-place or fusion: "
+                f"{self.arena.arena_without_inplace or self.arena.arena_size} bytes",
+                "in place: an output placed over the input its op reads last, at a shift the kernel's access order "
+                "makes safe (codegen/inplace.py: every step's writes end below every later step's reads);",
+                "fused: a conv and the residual ADD after it run a band of rows at a time (docs/arithmetic.md 8)",
                 "",
                 "Scratch (RAM): frk_scratch, one buffer the fast kernels share, the size of the largest need"]
-        out += [f"  op {k:>3}  {kernel:<28} {n:>8} bytes" for k, kernel, n in self.scratch] or ["  none"]
+        out += [f"  op {k:>3}  {kernel:<40} {n:>8} bytes" for k, kernel, n in self.scratch] or ["  none"]
         out += [f"scratch {self.scratch_bytes} bytes; arena + scratch {self.arena.arena_size + self.scratch_bytes} "
                 f"bytes (the board's statics and stack come on top: report.json memory.ram_split)"]
         return "\n".join(out) + "\n"
@@ -477,8 +570,15 @@ def _memory_report(graph: QGraph, plan: ArenaPlan, low: "_Lowering") -> MemoryRe
         layers.append(LayerWeights(k, op.kind.value, c_comment(op.name or ""), by_role("filter"), by_role("bias"),
                                    by_role("multiplier", "shift"), by_role("constant"), floor,
                                    tuple(a.name for a in arrays), filter_dtype, filter_values))
-    scratch = tuple((k, ch.name, ch.scratch_bytes) for k, ch in enumerate(low.choices) if ch.scratch_bytes)
-    return MemoryReport(c_comment(graph.name), tuple(layers), plan, scratch)
+    fused = {f.conv: f for f in plan.fusions}
+    scratch = []
+    for k, ch in enumerate(low.choices):
+        f = fused.get(k)
+        if f is not None:  # the kernel's own scratch, then the band the ADD reads (render.py _Lowering.fuse)
+            scratch.append((k, f"{ch.name} + {f.rows}-row band", -(-ch.scratch_bytes // 16) * 16 + f.band_bytes))
+        elif ch.scratch_bytes:
+            scratch.append((k, ch.name, ch.scratch_bytes))
+    return MemoryReport(c_comment(graph.name), tuple(layers), plan, tuple(scratch))
 
 
 def _kernel_set(target: str, kernels: str | None) -> str:
@@ -489,12 +589,21 @@ def _kernel_set(target: str, kernels: str | None) -> str:
     return kernels
 
 
-def memory_report(graph: QGraph, target: str = "host", kernels: str | None = None) -> MemoryReport:
+def memory_report(graph: QGraph, target: str = "host", kernels: str | None = None,
+                  ram_budget: int | None = None) -> MemoryReport:
     """The memory report of `graph` as export_c_project writes it for `target` (weights per layer in the layouts
     of the target's kernels, arena plan, floors)."""
     _check_graph(graph)
-    plan = plan_arena(graph, ARENA_ALIGNMENT)
-    return _memory_report(graph, plan, _Lowering(graph, plan, _kernel_set(target, kernels)))
+    return _memory_report(graph, *_plan(graph, _kernel_set(target, kernels), ram_budget))
+
+
+def _plan(graph: QGraph, kernels: str, ram_budget: int | None = None) -> tuple[ArenaPlan, _Lowering]:
+    """The kernels of every op, the arena plan their access orders allow (within ram_budget bytes of arena +
+    scratch, if given), and the C model of both."""
+    choices = plan_kernels(graph, kernels)
+    plan = plan_arena(graph, ARENA_ALIGNMENT, [c.name for c in choices], [c.scratch_bytes for c in choices],
+                      ram_budget)
+    return plan, _Lowering(graph, plan, choices)
 
 
 # ---------------------------------------------------------------------------------------------- the export
@@ -562,7 +671,8 @@ def _environment():
 
 
 def render_project(graph: QGraph, test_inputs: np.ndarray, expected_outputs: np.ndarray,
-                   target: str = "host", kernels: str | None = None) -> dict[str, bytes]:
+                   target: str = "host", kernels: str | None = None,
+                   ram_budget: int | None = None) -> dict[str, bytes]:
     """The generated files (relative path -> bytes), kernels included, without writing anything.
 
     kernels: "portable" or "dsp" (codegen/kernels.py); default: the target's (dsp on the Cortex-M boards)."""
@@ -573,8 +683,7 @@ def render_project(graph: QGraph, test_inputs: np.ndarray, expected_outputs: np.
     x, y = _check_data(graph, test_inputs, expected_outputs)
     kernel_files = _kernel_files()
     boards = _targets.board_files()
-    plan = plan_arena(graph, ARENA_ALIGNMENT)
-    low = _Lowering(graph, plan, kernels)
+    plan, low = _plan(graph, kernels, ram_budget)
     t_in, t_out = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
     out_ptr = low.ptr(graph.outputs[0], "model", "output")
     model_name = c_comment(graph.name)
@@ -621,6 +730,8 @@ def render_project(graph: QGraph, test_inputs: np.ndarray, expected_outputs: np.
         "output_size": t_out.size,
         "arena_bytes": plan.arena_size,
         "arena_floor_bytes": plan.floor,
+        "arena_without_inplace_bytes": plan.arena_without_inplace,
+        "ram_budget": ram_budget,
         "kernels": kernels,
         "scratch_bytes": low.scratch_bytes,
         "op_kernels": [c.name for c in low.choices],
@@ -634,7 +745,8 @@ def render_project(graph: QGraph, test_inputs: np.ndarray, expected_outputs: np.
 
 
 def export_c_project(graph: QGraph, out_dir, test_inputs: np.ndarray, expected_outputs: np.ndarray,
-                     target: str = "host", force: bool = False, kernels: str | None = None) -> Path:
+                     target: str = "host", force: bool = False, kernels: str | None = None,
+                     ram_budget: int | None = None) -> Path:
     """Write the C project for `graph` to `out_dir` (see the module docstring); returns its path.
 
     test_inputs: int8 (N, ...) graph inputs; expected_outputs: int8 (N, output size), e.g. the simulator's.
@@ -644,7 +756,7 @@ def export_c_project(graph: QGraph, out_dir, test_inputs: np.ndarray, expected_o
     if out_dir.name in ("", ".", ".."):
         out_dir = out_dir.resolve()
     _check_destination(out_dir, force)
-    files = render_project(graph, test_inputs, expected_outputs, target, kernels)
+    files = render_project(graph, test_inputs, expected_outputs, target, kernels, ram_budget)
 
     parent = out_dir.parent
     try:
