@@ -201,6 +201,18 @@ static inline uint32_t frk__min_s8x4(uint32_t a, uint32_t b)
 #endif
 }
 
+/* USAT #8: x clamped to [0, 255]. */
+static inline int32_t frk__usat8(int32_t x)
+{
+#if FRK_DSP_ASM
+    int32_t r;
+    __asm__("usat %0, #8, %1" : "=r"(r) : "r"(x));
+    return r;
+#else
+    return x < 0 ? 0 : (x > 255 ? 255 : x);
+#endif
+}
+
 /* SSAT #8: x clamped to [-128, 127]. */
 static inline int32_t frk__ssat8(int32_t x)
 {

@@ -33,7 +33,7 @@ void frk_elementwise_add_s8_dsp(const frk_add_params *params, const int8_t *inpu
             const uint32_t sum2 = (uint32_t)table[(uint8_t)input2[i]] + ((uint32_t)(int32_t)input1[i] << 20);
             int32_t y = frk__smmulr(frk__from_u32(sum2), out_multiplier);
             y = frk__ssat8(frk__asr32(y + frk__asr32(y, 31) + out_round, e));
-            output[i] = (int8_t)(y < act_min ? act_min : y);
+            output[i] = (int8_t)(frk__usat8(y - act_min) + act_min); /* y - act_min <= 255: max(y, act_min) */
         }
         return;
     }

@@ -14,6 +14,47 @@
  * the larger scale: M = 2^30, shift 0) is exactly (x + offset) * 2^(left_shift - 1). The parameters are copied
  * into locals first: the int8 stores could alias them, and the compiler would reload them at every step.
  */
+#if FRK_MVE
+/* One step of the usual case on four lanes: h the raw half-scale input, o the other. */
+static FRK_ALWAYS_INLINE int32x4_t frk__add_half_step(int32x4_t h, int32x4_t o, int32_t off_h, int32_t off_o,
+                                                      int32_t ls, int32_t m_o, int32_t s_o, int32_t out_m,
+                                                      int32_t out_s, int32_t out_off, int32x4_t lo, int32x4_t hi)
+{
+    int32x4_t y;
+    h = vshlq_r_s32(vaddq_n_s32(h, off_h), ls - 1);
+    o = vqrdmulhq_n_s32(vshlq_r_s32(vaddq_n_s32(o, off_o), ls), m_o);
+    o = vrshlq_n_s32(FRK_MVE_SIGN_FIX_RIGHT(o), s_o);
+    y = vqrdmulhq_n_s32(vaddq_s32(h, o), out_m);
+    y = vaddq_n_s32(vrshlq_n_s32(FRK_MVE_SIGN_FIX_RIGHT(y), out_s), out_off);
+    return vminq_s32(vmaxq_s32(y, lo), hi);
+}
+
+/* The usual case: xh at the real multiplier 0.5 ((x + offset) * 2^(left_shift - 1), exactly), the other input's
+ * and the output's shifts right shifts. Whole steps unpredicated, then one predicated step for the rest (the
+ * predicate on every step costs VCTP, VPST and a VPR round trip each time). */
+static void frk__add_half(const frk_add_params *params, const int8_t *xh, const int8_t *xo, int32_t half1,
+                          int32_t size, int8_t *output, const frk__mve_rq *rq)
+{
+    const int32_t off_h = half1 ? params->input1_offset : params->input2_offset;
+    const int32_t off_o = half1 ? params->input2_offset : params->input1_offset;
+    const int32_t m_o = half1 ? params->input2_multiplier : params->input1_multiplier;
+    const int32_t s_o = half1 ? params->input2_shift : params->input1_shift;
+    const int32_t ls = params->left_shift, out_m = params->output_multiplier, out_s = params->output_shift;
+    const int32_t out_off = rq->output_offset;
+    const int32x4_t lo = vdupq_n_s32(rq->act_min), hi = vdupq_n_s32(rq->act_max);
+    const int8_t *const end = output + (size & ~3);
+    for (; output < end; xh += 4, xo += 4, output += 4) {
+        vstrbq_s32(output, frk__add_half_step(vldrbq_s32(xh), vldrbq_s32(xo), off_h, off_o, ls, m_o, s_o, out_m,
+                                              out_s, out_off, lo, hi));
+    }
+    if (size & 3) {
+        const mve_pred16_t p = vctp32q((uint32_t)(size & 3));
+        vstrbq_p_s32(output, frk__add_half_step(vldrbq_z_s32(xh, p), vldrbq_z_s32(xo, p), off_h, off_o, ls, m_o,
+                                                s_o, out_m, out_s, out_off, lo, hi), p);
+    }
+}
+#endif
+
 void frk_elementwise_add_s8_mve(const frk_add_params *params, const int8_t *input1, const int8_t *input2,
                                 int32_t size, int8_t *output)
 {
@@ -28,23 +69,7 @@ void frk_elementwise_add_s8_mve(const frk_add_params *params, const int8_t *inpu
     if ((half1 || half2) && !(half1 && half2) && out_s < 0 &&
         (half1 ? params->input2_shift : params->input1_shift) < 0) {
         /* the usual case: one input at 0.5, the other's and the output's shifts right shifts */
-        const int8_t *xh = half1 ? input1 : input2, *xo = half1 ? input2 : input1;
-        const int32_t off_h = half1 ? params->input1_offset : params->input2_offset;
-        const int32_t off_o = half1 ? params->input2_offset : params->input1_offset;
-        const int32_t m_o = half1 ? params->input2_multiplier : params->input1_multiplier;
-        const int32_t s_o = half1 ? params->input2_shift : params->input1_shift;
-        const int32x4_t all = vdupq_n_s32(-1);
-        const int32x4_t lo = vdupq_n_s32(rq.act_min), hi = vdupq_n_s32(rq.act_max);
-        for (i = 0; i < size; i += 4) {
-            const mve_pred16_t p = vctp32q((uint32_t)(size - i));
-            const int32x4_t h = vshlq_r_s32(vaddq_n_s32(vldrbq_z_s32(xh + i, p), off_h), ls - 1);
-            int32x4_t o = vqrdmulhq_n_s32(vshlq_r_s32(vaddq_n_s32(vldrbq_z_s32(xo + i, p), off_o), ls), m_o);
-            int32x4_t y;
-            o = vrshlq_n_s32(FRK_MVE_SIGN_FIX(o, all), s_o);
-            y = vqrdmulhq_n_s32(vaddq_s32(h, o), out_m);
-            y = vaddq_n_s32(vrshlq_n_s32(FRK_MVE_SIGN_FIX(y, all), out_s), rq.output_offset);
-            vstrbq_p_s32(output + i, vminq_s32(vmaxq_s32(y, lo), hi), p);
-        }
+        frk__add_half(params, half1 ? input1 : input2, half1 ? input2 : input1, half1, size, output, &rq);
         return;
     }
     {

@@ -40,8 +40,11 @@ static inline void frk__mve_rq_prepare(frk__mve_rq *rq, int32_t output_offset, i
 #if FRK_MVE
 #if defined(FRK_TEST_BREAK_MVE_ROUNDING) /* test builds only: VRSHL's own rounding, which the tests must catch */
 #define FRK_MVE_SIGN_FIX(v, mask) ((void)(mask), (v))
+#define FRK_MVE_SIGN_FIX_RIGHT(v) (v)
 #else
 #define FRK_MVE_SIGN_FIX(v, mask) vaddq_s32((v), vandq_s32(vshrq_n_s32((v), 31), (mask)))
+/* The same where the shift is known to be a right shift (the mask all ones): v - 1 where v < 0, no VAND. */
+#define FRK_MVE_SIGN_FIX_RIGHT(v) vaddq_s32((v), vshrq_n_s32((v), 31))
 #endif
 
 /* requantize(v, M, shift) on four lanes, one (multiplier, shift) for all. */
