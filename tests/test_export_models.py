@@ -67,6 +67,25 @@ def assert_bitexact_on_cortex_m4(project: Path) -> None:
     assert (res.inputs, res.mismatches, res.returncode) == (20, 0, 0)
 
 
+def assert_ram_budget_bitexact(out: Path, dataset: str, tmp_path: Path, target: str, budget: int) -> dict:
+    """The export's graph (OUT/model.tflite) exported again for `target` with --ram-budget's planning: every test
+    input matches under QEMU. Returns the project's project.json."""
+    from flexround_mcu.codegen import export_c_project
+    from flexround_mcu.frontends.tflite import load_tflite
+    from flexround_mcu.sim.runner import Simulator
+    from flexround_mcu.toolchain import run_on_target
+
+    g = load_tflite(out / "model.tflite")
+    tin = g.tensors[g.inputs[0]]
+    x = load_dataset(dataset, limit=5).quantize_input(float(tin.scale[0]), int(tin.zero_point[0]))
+    y = Simulator(g).run(x)[g.outputs[0]]
+    project = export_c_project(g, tmp_path / f"budget-{target}", x, y.reshape(len(x), -1), target=target,
+                               ram_budget=budget)
+    res = run_on_target(project, target, count_instructions=False)
+    assert (res.inputs, res.mismatches, res.returncode) == (5, 0, 0), res.mismatch_lines[:5]
+    return json.loads((project / "project.json").read_text())
+
+
 def assert_bitexact_on_cortex_m55(out: Path, dataset: str, tmp_path: Path) -> str:
     """The export's graph (OUT/model.tflite, written with --emit-tflite) exported again for the Cortex-M55 (its
     kernel set: mve) with the same first 20 test inputs and the simulator's outputs: every one matches on the M55
@@ -132,6 +151,11 @@ def test_ds_cnn_on_cortex_m7(shared_data, capsys, tmp_path, arm_tools):
     assert sum(counted) + r["instructions_after_last_layer"] == pytest.approx(r["instructions_per_inference"], abs=2)
     assert r["input"] == {"shape_chw": [1, 49, 10], "scale": r["input"]["scale"], "zero_point": 83}
     assert np.float32(r["input"]["scale"]) == np.float32(0.5847029)
+    # issue 13: every depthwise and pointwise output over its input (free), and one 25x5x64 map under a budget
+    assert mem["arena_bytes"] <= 9536 < mem["arena_without_inplace_bytes"] == 16000
+    for target, budget in (("cortex-m7", 8704), ("cortex-m55", 9152)):  # arena + scratch: 8000 + the rings
+        project = assert_ram_budget_bitexact(tmp_path / "ds", "kws01", tmp_path, target, budget)
+        assert project["arena_bytes"] == 8000 and project["arena_bytes"] + project["scratch_bytes"] <= budget
 
 
 # ------------------------------------------------------------------------------------- PyTorch (torch.fx), M7
@@ -484,3 +508,21 @@ def test_kernel_set_option(shared_data, capsys, tmp_path):
     # than 18 packed bytes, for 16 groups in each of the 4 depthwise layers (docs/arithmetic.md 6.2)
     assert dsp["memory"]["weight_bytes"] == host["memory"]["weight_bytes"] + 4 * 16 * 2
     assert main(["export", "ds_cnn", "--kernels", "fast", "--out", str(tmp_path / "x")]) != 0
+
+
+def test_ram_budget_option(shared_data, capsys, tmp_path):
+    """--ram-budget: a budget the plan meets gives the same plan as none (report.json records it); one below the
+    smallest plan fails with one line naming the peak and what would fit, before any file is written."""
+    r = export(capsys, "ds_cnn", tmp_path / "ok", "--iters", "5", "--test-inputs", "5", "--kernels", "dsp",
+               "--ram-budget", "8704")
+    assert r["memory"]["ram_budget"] == 8704 and r["bitexact"]["host_c"] == {"inputs": 5, "mismatches": 0}
+    assert r["memory"]["arena_bytes"] == 8000 and r["memory"]["arena_bytes"] + r["memory"]["scratch_bytes"] <= 8704
+    assert any(line.startswith("ring: ") for line in r["memory"]["shared_memory"])
+    # the plan needs the quantized graph: the error comes after the progress lines, as the last line, exit code 2
+    code = main(["export", "ds_cnn", "--iters", "5", "--test-inputs", "5", "--kernels", "dsp", "--ram-budget", "8000",
+                 "--out", str(tmp_path / "small")])
+    stderr = capsys.readouterr().err
+    err = stderr.strip().splitlines()[-1]
+    assert code == 2 and err.startswith("error: ") and "Traceback" not in stderr
+    assert "over --ram-budget 8000" in err and "its peak is at op" in err and "pass --ram-budget 8704" in err
+    assert not (tmp_path / "small").exists()

@@ -19,6 +19,7 @@ import pytest
 from conftest import _on_ci
 from helpers import corrupt_one_weight
 from flexround_mcu.codegen import export_c_project
+from flexround_mcu.codegen.arena import smallest_plan
 from flexround_mcu.codegen.kernels import plan_kernels
 from flexround_mcu.codegen.render import memory_report
 from flexround_mcu.data import load_dataset
@@ -30,6 +31,7 @@ from flexround_mcu.toolchain import (CORTEX_M, TARGETS, build_project, footprint
                                      run_on_target, run_project)
 
 RESNET = "mlperf_tiny/ic/pretrainedResnet_quant.tflite"
+DSCNN = "mlperf_tiny/kws/kws_ref_model.tflite"
 N_INPUTS = 20
 ARENA_BOUND_RESNET8 = 32768  # issue 13: at most 32,768 bytes (49,152 without in-place; TFLite Micro needs 55,984)
 
@@ -371,3 +373,29 @@ def test_per_layer_instructions_partition_each_inference(arm_tools, tmp_path, ca
     plain = run_firmware(elf, "cortex-m7")
     assert plain.ok and plain.layer_instructions is None and plain.layer_tail_instructions is None
     assert 0 < res.instructions_per_inference - plain.instructions_per_inference <= 4 * len(g.ops)
+
+
+# ----------------------------------------------------------------------------------- DS-CNN under a RAM budget
+@pytest.mark.parametrize("target", CORTEX_M)
+def test_ds_cnn_arena_within_8704_bytes_under_ram_budget(target, arm_tools, module_shared_data, tmp_path):
+    """Issue 13: the MLPerf int8 DS-CNN without a budget writes every depthwise and pointwise output over its input
+    (16,000 -> at most 10,304 bytes, no instruction more); with the smallest --ram-budget the planner reaches, ring
+    buffers stop the chain's drift and the arena is one 25x5x64 map (8,000 bytes), bit-exact on the board."""
+    from flexround_mcu.toolchain.targets import get_target
+
+    g = load_tflite(module_shared_data / DSCNN)
+    tin = g.tensors[g.inputs[0]]
+    x = load_dataset("kws01", limit=5).quantize_input(float(tin.scale[0]), int(tin.zero_point[0]))
+    y = Simulator(g).run(x)[g.outputs[0]].reshape(len(x), -1)
+    default = memory_report(g, target).arena
+    assert default.arena_size <= 10304 < default.arena_without_inplace == default.floor == 16000
+    assert not default.rings and len(default.inplace) >= 8
+    choices = plan_kernels(g, get_target(target).kernels)
+    least = smallest_plan(g, 16, [c.name for c in choices], [c.scratch_bytes for c in choices])
+    assert least.rings and least.arena_size <= 8704 and least.ram_bytes < default.ram_bytes
+    project = export_c_project(g, tmp_path / "ds", x, y, target=target, ram_budget=least.ram_bytes)
+    res = run_on_target(project)
+    assert (res.inputs, res.mismatches, res.returncode) == (5, 0, 0) and res.ok, res.lines[-3:]
+    assert res.arena_bytes == least.arena_size and res.scratch_bytes == least.scratch_bytes
+    assert 0 < res.stack_used_bytes < res.stack_bytes  # the stack stays inside its reservation
+    assert "ring: op" in (project / "memory.txt").read_text()

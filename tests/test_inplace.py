@@ -18,7 +18,8 @@ import pytest
 from helpers import user_error
 from flexround_mcu.codegen import export_c_project, plan_arena
 from flexround_mcu.codegen import inplace as inplace_mod
-from flexround_mcu.codegen.kernels import KERNEL_SETS
+from flexround_mcu.codegen.arena import smallest_plan
+from flexround_mcu.codegen.kernels import KERNEL_SETS, plan_kernels
 from flexround_mcu.codegen.render import memory_report
 from flexround_mcu.ir import AddParams, ConvParams, Op, OpKind, PoolParams, QGraph, Tensor
 from flexround_mcu.prepare import add_params, conv_multipliers
@@ -189,6 +190,10 @@ def test_access_orders_give_the_known_bounds():
     # Helium direct 1x1: channels 2j, 2j+1 of three pixels at a time straight from the input; the pair before the
     # last ends 2 pixels + C - 2 channels past the block's first byte, which the last pair still reads
     assert inplace_mod.access(g, 1, "frk_convolve_s8_mve").max_shift() == -(3 * C - 2)
+    g = make_graph("conv3x3")  # the windows of the next pixels start a row and a pixel back
+    assert inplace_mod.access(g, 1, "frk_convolve_s8").max_shift() == -(W + 1) * C - (C - 1)
+    for kernel in ("frk_convolve_s8_dsp", "frk_convolve_s8_mve"):
+        assert inplace_mod.access(g, 1, kernel).max_shift() == -(W + 1) * C
     g = make_graph("residual")
     assert inplace_mod.access(g, 3, "frk_elementwise_add_s8").max_shift() == 0
 
@@ -216,10 +221,11 @@ def test_ram_budget_ring_one_step_past_corrupts(tmp_path, broken_rules):
 
 def test_ram_budget_too_small_is_one_line_with_the_peak_and_what_fits():
     g = make_graph("residual")
-    kernels = [c.name for c in __import__("flexround_mcu.codegen.kernels", fromlist=["x"]).plan_kernels(g, "dsp")]
+    kernels = [c.name for c in plan_kernels(g, "dsp")]
     msg = user_error(plan_arena, g, 16, kernels, [0] * len(g.ops), 100)
     assert "over --ram-budget 100" in msg and "its peak is at op" in msg and "pass --ram-budget" in msg
     need = int(msg.rsplit("pass --ram-budget ", 1)[1].split()[0])
+    assert need == smallest_plan(g, 16, kernels, [0] * len(g.ops)).ram_bytes
     assert plan_arena(g, 16, kernels, [0] * len(g.ops), need).ram_bytes <= need  # what it says fits, fits
 
 

@@ -145,27 +145,19 @@ def plan_arena(graph: QGraph, alignment: int = ALIGNMENT, kernels: list[str] | N
     Without ram_budget: the smallest arena + scratch among the plans that cost no copies (no in-place; in-place;
     in-place and fusion). With it, if that plan does not fit: the plans with ring buffers (depthwise convs, then
     every conv), in that order of cost, the first that fits; a UserError when none does."""
-    if alignment < 1 or alignment & (alignment - 1):
-        raise UserError(f"arena alignment must be a power of two, got {alignment}")
-    base = _plan(graph, alignment, None, None, False)
+    plans = _candidates(graph, alignment, kernels, scratch)
     if kernels is None:
-        return base
-    scratch = list(scratch or [0] * len(graph.ops))
-
-    def finish(p: ArenaPlan) -> ArenaPlan:
-        return ArenaPlan(p.buffers, p.offsets, p.arena_size, base.floor, alignment, p.num_ops, p.inplace, p.fusions,
-                         p.band_scratch, base.arena_size, p.rings, max(scratch + [0]))
-
-    plans = [finish(base)] + [finish(_plan(graph, alignment, kernels, scratch, fuse)) for fuse in (False, True)]
-    best = min(plans, key=lambda p: p.ram_bytes)  # the first of equals: the fewest changes
+        return next(plans)
+    free = [next(plans) for _ in range(3)]  # no in-place; in-place; in-place and fusion
+    best = min(free, key=lambda p: p.ram_bytes)  # the first of equals: the fewest changes
     if ram_budget is None or best.ram_bytes <= ram_budget:
         return best
-    for kinds in ((OpKind.DEPTHWISE_CONV_2D,), (OpKind.DEPTHWISE_CONV_2D, OpKind.CONV_2D)):
-        plan = finish(_plan(graph, alignment, kernels, scratch, True, kinds))
-        plans.append(plan)
+    tried = free
+    for plan in plans:  # the ring-buffer plans, cheapest first
+        tried.append(plan)
         if plan.ram_bytes <= ram_budget:
             return plan
-    smallest = min(plans, key=lambda p: p.ram_bytes)
+    smallest = min(tried, key=lambda p: p.ram_bytes)
     k, alive = smallest.peak()
     op = graph.ops[k]
     what = ", ".join(f"t{b.tensor} {b.bytes} B" for b in sorted(alive, key=lambda b: b.offset))
@@ -173,6 +165,37 @@ def plan_arena(graph: QGraph, alignment: int = ALIGNMENT, kernels: list[str] | N
                     f"{smallest.arena_size} B + scratch {smallest.scratch_bytes} B), over --ram-budget {ram_budget}: "
                     f"its peak is at op {k} ({op.kind.value}{' ' + op.name if op.name else ''}) with {what} alive; "
                     f"pass --ram-budget {smallest.ram_bytes} or more")
+
+
+# The ring-buffer plans a --ram-budget may take, cheapest first: the depthwise convs, then every conv.
+RING_STEPS = ((OpKind.DEPTHWISE_CONV_2D,), (OpKind.DEPTHWISE_CONV_2D, OpKind.CONV_2D))
+
+
+def smallest_plan(graph: QGraph, alignment: int, kernels: list[str], scratch: list[int] | None = None) -> ArenaPlan:
+    """The plan of least arena + scratch plan_arena can make, whatever it costs (what a --ram-budget can reach)."""
+    return min(_candidates(graph, alignment, kernels, scratch), key=lambda p: p.ram_bytes)
+
+
+def _candidates(graph: QGraph, alignment: int, kernels, scratch):
+    """The plans plan_arena chooses from, in order of cost: without in-place (the only one when kernels is None),
+    with the in-place rules, with fusion too, then with the ring buffers of RING_STEPS."""
+    if alignment < 1 or alignment & (alignment - 1):
+        raise UserError(f"arena alignment must be a power of two, got {alignment}")
+    base = _plan(graph, alignment, None, None, False)
+    if kernels is None:
+        yield base
+        return
+    scratch = list(scratch or [0] * len(graph.ops))
+
+    def finish(p: ArenaPlan) -> ArenaPlan:
+        return ArenaPlan(p.buffers, p.offsets, p.arena_size, base.floor, alignment, p.num_ops, p.inplace, p.fusions,
+                         p.band_scratch, base.arena_size, p.rings, max(scratch + [0]))
+
+    yield finish(base)
+    for fuse in (False, True):
+        yield finish(_plan(graph, alignment, kernels, scratch, fuse))
+    for kinds in RING_STEPS:
+        yield finish(_plan(graph, alignment, kernels, scratch, True, kinds))
 
 
 def _plan(graph: QGraph, alignment: int, kernels, scratch, fuse: bool, ring_kinds: tuple = ()) -> ArenaPlan:
