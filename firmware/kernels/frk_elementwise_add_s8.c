@@ -20,17 +20,20 @@
 void frk_elementwise_add_s8(const frk_add_params *params, const int8_t *input1, const int8_t *input2,
                             int32_t size, int8_t *output)
 {
-    const int32_t lo = params->act_min - params->output_offset;
-    const int32_t hi = params->act_max - params->output_offset;
+    /* The parameters as locals: the int8 stores may alias *params, and the compiler would reload every field
+     * after each one. */
+    const int32_t off1 = params->input1_offset, m1 = params->input1_multiplier, s1 = params->input1_shift;
+    const int32_t off2 = params->input2_offset, m2 = params->input2_multiplier, s2 = params->input2_shift;
+    const int32_t scale = (int32_t)1 << params->left_shift;
+    const int32_t out_m = params->output_multiplier, out_s = params->output_shift, out_off = params->output_offset;
+    const int32_t lo = params->act_min - out_off;
+    const int32_t hi = params->act_max - out_off;
     int32_t i;
 
     for (i = 0; i < size; ++i) {
         /* (x + offset) * 2^left_shift: a product, not a shift, as x + offset may be negative. */
-        const int32_t shifted1 = ((int32_t)input1[i] + params->input1_offset) * ((int32_t)1 << params->left_shift);
-        const int32_t shifted2 = ((int32_t)input2[i] + params->input2_offset) * ((int32_t)1 << params->left_shift);
-        const int32_t a = frk__requantize(shifted1, params->input1_multiplier, params->input1_shift);
-        const int32_t b = frk__requantize(shifted2, params->input2_multiplier, params->input2_shift);
-        output[i] = frk__output_stage(a + b, params->output_multiplier, params->output_shift, params->output_offset,
-                                      lo, hi);
+        const int32_t a = frk__requantize(((int32_t)input1[i] + off1) * scale, m1, s1);
+        const int32_t b = frk__requantize(((int32_t)input2[i] + off2) * scale, m2, s2);
+        output[i] = frk__output_stage(a + b, out_m, out_s, out_off, lo, hi);
     }
 }
