@@ -168,7 +168,10 @@ def plan_arena(graph: QGraph, alignment: int = ALIGNMENT, kernels: list[str] | N
 
 
 # The ring-buffer plans a --ram-budget may take, cheapest first: the depthwise convs, then every conv.
-RING_STEPS = ((OpKind.DEPTHWISE_CONV_2D,), (OpKind.DEPTHWISE_CONV_2D, OpKind.CONV_2D))
+# (op kinds, extra bands): a band more lets a depthwise ring take back the pointwise convs' drift without copies of
+# its own for them.
+RING_STEPS = (((OpKind.DEPTHWISE_CONV_2D,), 0), ((OpKind.DEPTHWISE_CONV_2D,), 1),
+              ((OpKind.DEPTHWISE_CONV_2D, OpKind.CONV_2D), 0))
 
 
 def smallest_plan(graph: QGraph, alignment: int, kernels: list[str], scratch: list[int] | None = None) -> ArenaPlan:
@@ -194,11 +197,12 @@ def _candidates(graph: QGraph, alignment: int, kernels, scratch):
     yield finish(base)
     for fuse in (False, True):
         yield finish(_plan(graph, alignment, kernels, scratch, fuse))
-    for kinds in RING_STEPS:
-        yield finish(_plan(graph, alignment, kernels, scratch, True, kinds))
+    for kinds, extra in RING_STEPS:
+        yield finish(_plan(graph, alignment, kernels, scratch, True, kinds, extra))
 
 
-def _plan(graph: QGraph, alignment: int, kernels, scratch, fuse: bool, ring_kinds: tuple = ()) -> ArenaPlan:
+def _plan(graph: QGraph, alignment: int, kernels, scratch, fuse: bool, ring_kinds: tuple = (),
+          extra_bands: int = 0) -> ArenaPlan:
     """One greedy plan: without in-place (kernels None), with the in-place rules, with them and fusion, and with
     ring buffers for the ops of `ring_kinds`."""
     n_ops = len(graph.ops)
@@ -265,7 +269,7 @@ def _plan(graph: QGraph, alignment: int, kernels, scratch, fuse: bool, ring_kind
                             "fused with its conv, element-wise") for f in fusions]
         fused_convs = {f.conv for f in fusions}
         zero_cost = {ip.op: ip for ip in inplace}
-        for r in ring_candidates(graph, kernels, last, root, alignment, keep):
+        for r in ring_candidates(graph, kernels, last, root, alignment, keep, extra_bands):
             if graph.ops[r.op].kind not in ring_kinds or r.op in fused_convs:
                 continue
             ip = zero_cost.get(r.op)

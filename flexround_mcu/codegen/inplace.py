@@ -231,9 +231,10 @@ def _ring_max_shift(reads: np.ndarray, row_pixels: int, rows: int, bands: int, b
 
 
 def ring_candidates(graph: QGraph, kernels: list[str], last_use: dict[int, int], root, alignment: int,
-                    skip_inputs: set[int], max_bands: int = 3) -> list[Ring]:
+                    skip_inputs: set[int], extra_bands: int = 0, max_bands: int = 4) -> list[Ring]:
     """For each CONV_2D / DEPTHWISE_CONV_2D op whose input it reads last, the ring with the fewest bands that puts
-    its output at a shift >= 0 from that input (no drift), where one exists."""
+    its output at a shift >= 0 from that input (no drift), where one exists; with `extra_bands` more, the ring may
+    also move its output up (by a band each), which takes back the drift of the direct in-place ops after it."""
     out = []
     for k, op in enumerate(graph.ops):
         if op.kind not in (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D):
@@ -253,7 +254,10 @@ def ring_candidates(graph: QGraph, kernels: list[str], last_use: dict[int, int],
                 break  # the ring would hold the whole output
             d = min(limit, max(in_bytes - out_bytes, 0)) // alignment * alignment
             if d >= 0:
-                out.append(Ring(k, x, y, rows, bands, rows * out_w * out_c, d, limit // alignment * alignment))
+                bands += extra_bands
+                limit = _ring_max_shift(reads, out_w, rows, bands, rows * out_w * out_c, out_bytes)
+                if limit != _NONE:
+                    out.append(Ring(k, x, y, rows, bands, rows * out_w * out_c, d, limit // alignment * alignment))
                 break
     return out
 
