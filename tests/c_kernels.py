@@ -184,6 +184,8 @@ SIGNATURES = {
     "frk_avgpool_s8": (None, [P(FrkPoolParams), P(FrkDims), P_I8, I32, I32, P(FrkDims), P_I8]),
     "frk_max_pool_s8": (None, [P(FrkPoolParams), P(FrkDims), P_I8, I32, I32, P(FrkDims), P_I8]),
     "frk_softmax_s8": (I32, [P(FrkSoftmaxParams), I32, I32, P_I8, P_I8]),
+    "frk_conv_rows": (I32, [P(FrkConvParams), P(FrkDims), P(FrkDims), I32, I32, P(FrkConvParams), P(FrkDims),
+                            P(FrkDims)]),
 }
 
 

@@ -13,6 +13,7 @@ beyond <stdint.h>, <stddef.h>, <string.h>.
 """
 from __future__ import annotations
 
+import ctypes
 import itertools
 import os
 import re
@@ -863,3 +864,31 @@ def test_softmax_s8_wrapped_sum_matches_twin(frk):
     for depth in (8192, 8193):
         x = np.full((1, depth), 3, np.int8)
         assert_same(frk.softmax_s8(x, params), softmax_s8(x, params))
+
+
+@pytest.mark.parametrize("stride, pad, rows", [(1, 1, 1), (1, 1, 3), (2, 1, 2), (2, 0, 1), (1, 2, 2)])
+def test_conv_rows_bands_compute_the_layer(frk, stride, pad, rows):
+    """frk_conv_rows (the band view model.c's fused and ring ops use): the conv kernel run band by band on the views
+    it returns writes exactly the layer's output rows, for strides, paddings and band heights, the last band short."""
+    rng = np.random.default_rng(stride * 10 + pad + rows)
+    h, w, c, k, out_c = 9, 6, 4, 3, 5
+    x = rng.integers(-128, 128, (1, h, w, c)).astype(np.int8)
+    wt = rng.integers(-127, 128, (out_c, k, k, c)).astype(np.int8)
+    bias = rng.integers(-500, 500, out_c).astype(np.int32)
+    mult, shift = np.full(out_c, 1 << 30, np.int32), np.full(out_c, -8, np.int32)
+    oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    padding = (pad, pad, (oh - 1) * stride + k - h - pad, (ow - 1) * stride + k - w - pad)
+    whole = frk.convolve_s8(x, wt, bias, 3, -2, (stride, stride), (1, 1), padding, -128, 127, mult, shift)
+    params = ck.FrkConvParams(3, -2, stride, stride, 1, 1, pad, pad, -128, 127, 1)
+    in_dims, out_dims = ck.FrkDims(1, h, w, c), ck.FrkDims(1, oh, ow, out_c)
+    got = []
+    for row in range(0, oh, rows):
+        bp, bi, bo = ck.FrkConvParams(), ck.FrkDims(), ck.FrkDims()
+        at = frk.lib.frk_conv_rows(ctypes.byref(params), ctypes.byref(in_dims), ctypes.byref(out_dims), row, rows,
+                                   ctypes.byref(bp), ctypes.byref(bi), ctypes.byref(bo))
+        assert at % (w * c) == 0 and bo.h == min(rows, oh - row) and (bi.w, bi.c, bo.w) == (w, c, ow)
+        view = x.reshape(-1)[at:].reshape(1, bi.h, w, c)
+        band_pad = (bp.pad_top, pad, (bo.h - 1) * stride + k - bi.h - bp.pad_top, padding[3])
+        got.append(frk.convolve_s8(view, wt, bias, 3, -2, (stride, stride), (1, 1), band_pad, -128, 127, mult,
+                                   shift)[:, :bo.h])
+    np.testing.assert_array_equal(np.concatenate(got, axis=1), whole)
