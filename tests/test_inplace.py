@@ -206,6 +206,8 @@ def test_ram_budget_takes_a_ring_buffer_and_stays_bitexact(kernels, tmp_path):
     budget = free.ram_bytes - 1
     plan, decisions = _sharing(g, kernels, budget)
     assert plan.rings and plan.ram_bytes <= budget and plan.arena_size < free.arena_size
+    report = memory_report(g, kernels=kernels, ram_budget=budget)  # what memory.txt and report.json count
+    assert report.scratch_bytes == plan.scratch_bytes >= free.scratch_bytes
     assert any(line.startswith("ring: ") for line in plan.sharing_lines())
     _assert_only_sanctioned_overlaps(plan)
     assert _host_mismatches(g, tmp_path, kernels, budget) == 0

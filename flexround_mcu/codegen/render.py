@@ -532,10 +532,12 @@ class MemoryReport:
                 f"{self.arena.arena_without_inplace or self.arena.arena_size} bytes",
                 "in place: an output placed over the input its op reads last, at a shift the kernel's access order "
                 "makes safe (codegen/inplace.py: every step's writes end below every later step's reads);",
-                "fused: a conv and the residual ADD after it run a band of rows at a time (docs/arithmetic.md 8)",
+                "fused: a conv and the residual ADD after it run a band of rows at a time (docs/arithmetic.md 8);",
+                "ring: an op computes rows into a ring in scratch and copies each over its input once no later row "
+                "reads it (only under --ram-budget)",
                 "",
                 "Scratch (RAM): frk_scratch, one buffer the fast kernels share, the size of the largest need"]
-        out += [f"  op {k:>3}  {kernel:<40} {n:>8} bytes" for k, kernel, n in self.scratch] or ["  none"]
+        out += [f"  op {k:>3}  {kernel:<52} {n:>8} bytes" for k, kernel, n in self.scratch] or ["  none"]
         out += [f"scratch {self.scratch_bytes} bytes; arena + scratch {self.arena.arena_size + self.scratch_bytes} "
                 f"bytes (the board's statics and stack come on top: report.json memory.ram_split)"]
         return "\n".join(out) + "\n"
@@ -571,11 +573,15 @@ def _memory_report(graph: QGraph, plan: ArenaPlan, low: "_Lowering") -> MemoryRe
                                    by_role("multiplier", "shift"), by_role("constant"), floor,
                                    tuple(a.name for a in arrays), filter_dtype, filter_values))
     fused = {f.conv: f for f in plan.fusions}
+    rings = {r.op: r for r in plan.rings}
     scratch = []
     for k, ch in enumerate(low.choices):
-        f = fused.get(k)
-        if f is not None:  # the kernel's own scratch, then the band the ADD reads (render.py _Lowering.fuse)
+        f, r = fused.get(k), rings.get(k)
+        if f is not None:  # the kernel's own scratch, then the band the ADD reads (_Lowering.fuse)
             scratch.append((k, f"{ch.name} + {f.rows}-row band", -(-ch.scratch_bytes // 16) * 16 + f.band_bytes))
+        elif r is not None:  # the kernel's own scratch, then the ring (_Lowering.ring)
+            scratch.append((k, f"{ch.name} + ring of {r.bands} x {r.rows} row(s)",
+                            -(-ch.scratch_bytes // 16) * 16 + r.bands * r.band_bytes))
         elif ch.scratch_bytes:
             scratch.append((k, ch.name, ch.scratch_bytes))
     return MemoryReport(c_comment(graph.name), tuple(layers), plan, tuple(scratch))
