@@ -129,6 +129,12 @@ static int32_t frk__softmax_exp(const frk_softmax_params *params, int32_t diff)
 int32_t frk_softmax_s8(const frk_softmax_params *params, int32_t rows, int32_t depth, const int8_t *input,
                        int8_t *output)
 {
+    /* A row of up to FRK_SOFTMAX_CACHED values keeps its exponentials from the sum for the outputs (a classifier's
+     * row is 10 or 12 wide): the same values, computed once. A longer row computes them again. */
+    enum { FRK_SOFTMAX_CACHED = 16 };
+    int32_t cache[FRK_SOFTMAX_CACHED];
+    const int32_t diff_min = params->diff_min; /* a local: the int8 stores could alias *params */
+    const int32_t cached = depth <= FRK_SOFTMAX_CACHED;
     int32_t row, i;
 
     for (row = 0; row < rows; ++row) {
@@ -144,8 +150,12 @@ int32_t frk_softmax_s8(const frk_softmax_params *params, int32_t rows, int32_t d
         }
         for (i = 0; i < depth; ++i) {
             const int32_t diff = (int32_t)x[i] - max;
-            if (diff >= params->diff_min) {
-                sum += (uint32_t)frk__rdbpot(frk__softmax_exp(params, diff), 12);
+            if (diff >= diff_min) {
+                const int32_t e = frk__softmax_exp(params, diff);
+                if (cached) {
+                    cache[i] = e;
+                }
+                sum += (uint32_t)frk__rdbpot(e, 12);
             }
         }
         headroom = frk__clz32(sum);
@@ -160,8 +170,9 @@ int32_t frk_softmax_s8(const frk_softmax_params *params, int32_t rows, int32_t d
         for (i = 0; i < depth; ++i) {
             const int32_t diff = (int32_t)x[i] - max;
             int32_t v = -128;
-            if (diff >= params->diff_min) {
-                v = frk__rdbpot(frk__dhm(recip, frk__softmax_exp(params, diff)), out_shift) - 128;
+            if (diff >= diff_min) {
+                const int32_t e = cached ? cache[i] : frk__softmax_exp(params, diff);
+                v = frk__rdbpot(frk__dhm(recip, e), out_shift) - 128;
                 v = v < -128 ? -128 : v;
                 v = v > 127 ? 127 : v;
             }
