@@ -201,131 +201,161 @@ def _candidates(graph: QGraph, alignment: int, kernels, scratch):
         yield finish(_plan(graph, alignment, kernels, scratch, True, kinds, extra))
 
 
-def _plan(graph: QGraph, alignment: int, kernels, scratch, fuse: bool, ring_kinds: tuple = (),
-          extra_bands: int = 0) -> ArenaPlan:
-    """One greedy plan: without in-place (kernels None), with the in-place rules, with them and fusion, and with
-    ring buffers for the ops of `ring_kinds`."""
-    n_ops = len(graph.ops)
-    graph_inputs = set(graph.inputs)
-    producer_op: dict[int, int] = {}
-    consumers: dict[int, list[int]] = {}
-    for k, op in enumerate(graph.ops):
-        for t in op.outputs:
-            producer_op[t] = k
-        for t in op.inputs:
-            if t != -1:
-                consumers.setdefault(t, []).append(k)
+@dataclass
+class _Lifetimes:
+    """The buffers of a plan before placement: each root tensor's first and last op and its RESHAPE aliases."""
 
-    roots: dict[int, int] = {}  # tensor -> root tensor (itself unless a RESHAPE output)
+    first: dict[int, int]
+    last: dict[int, int]
+    aliases: dict[int, list[int]]
 
-    def root(t: int) -> int:
-        if t not in roots:
-            k = producer_op.get(t)
-            if k is not None and graph.ops[k].kind == OpKind.RESHAPE:
-                roots[t] = root(graph.ops[k].inputs[0])
-            else:
-                roots[t] = t
-        return roots[t]
 
-    def lifetimes(skip: set[int]):
-        first: dict[int, int] = {}
-        last: dict[int, int] = {}
-        aliases: dict[int, list[int]] = {}
+class _GraphIndex:
+    """Who produces and who reads each tensor, and the buffer (root) a RESHAPE output aliases."""
+
+    def __init__(self, graph: QGraph):
+        self.graph = graph
+        self.producer: dict[int, int] = {}
+        self.consumers: dict[int, list[int]] = {}
+        for k, op in enumerate(graph.ops):
+            for t in op.outputs:
+                self.producer[t] = k
+            for t in op.inputs:
+                if t != -1:
+                    self.consumers.setdefault(t, []).append(k)
+        self._roots: dict[int, int] = {}
+
+    def root(self, t: int) -> int:
+        if t not in self._roots:
+            k = self.producer.get(t)
+            op = self.graph.ops[k] if k is not None else None
+            self._roots[t] = self.root(op.inputs[0]) if op is not None and op.kind == OpKind.RESHAPE else t
+        return self._roots[t]
+
+    def lifetimes(self, skip: set[int]) -> _Lifetimes:
+        """Inclusive [first, last] op of every arena buffer; the graph input, constants and `skip` (fused convs'
+        outputs, which live in scratch) take no arena space; graph outputs live to the end."""
+        g = self.graph
+        lt = _Lifetimes({}, {}, {})
 
         def touch(t: int, k: int) -> None:
-            r = root(t)
-            if r in graph_inputs or graph.tensors[r].is_constant or r in skip:
-                return  # caller's buffer, flash, or a fused conv's output (scratch): not in the arena
-            first[r] = min(first.get(r, k), k)
-            last[r] = max(last.get(r, k), k)
+            r = self.root(t)
+            if r in g.inputs or g.tensors[r].is_constant or r in skip:
+                return
+            lt.first[r] = min(lt.first.get(r, k), k)
+            lt.last[r] = max(lt.last.get(r, k), k)
 
-        for k, op in enumerate(graph.ops):
+        for k, op in enumerate(g.ops):
             for t in op.inputs:
-                if t != -1 and not graph.tensors[t].is_constant:
+                if t != -1 and not g.tensors[t].is_constant:
                     touch(t, k)
             for t in op.outputs:
                 touch(t, k)
-                if op.kind == OpKind.RESHAPE and root(t) != t:
-                    aliases.setdefault(root(t), []).append(t)
-        for t in graph.outputs:
-            r = root(t)
-            if r in first:
-                last[r] = max(last[r], n_ops - 1)
-        return first, last, aliases
+                if op.kind == OpKind.RESHAPE and self.root(t) != t:
+                    lt.aliases.setdefault(self.root(t), []).append(t)
+        for t in g.outputs:
+            r = self.root(t)
+            if r in lt.first:
+                lt.last[r] = max(lt.last[r], len(g.ops) - 1)
+        return lt
 
-    first, last, aliases = lifetimes(set())
-    keep = graph_inputs | {root(t) for t in graph.outputs}
-    inplace: list[InPlace] = []
-    fusions: list[Fusion] = []
-    rings: list[Ring] = []
-    if kernels is not None:
-        if fuse:
-            fusions = fusion_candidates(graph, kernels, consumers, root, last, keep)
-            first, last, aliases = lifetimes({f.output for f in fusions})
-        fused_adds = {f.add: f for f in fusions}
-        inplace = [ip for ip in inplace_candidates(graph, kernels, last, root, alignment, keep)
-                   if ip.op not in fused_adds]
-        inplace += [InPlace(f.add, f.residual, graph.ops[f.add].outputs[0], 0, 0,
-                            "fused with its conv, element-wise") for f in fusions]
-        fused_convs = {f.conv for f in fusions}
-        zero_cost = {ip.op: ip for ip in inplace}
-        for r in ring_candidates(graph, kernels, last, root, alignment, keep, extra_bands):
-            if graph.ops[r.op].kind not in ring_kinds or r.op in fused_convs:
-                continue
-            ip = zero_cost.get(r.op)
-            if ip is not None and ip.shift >= min(r.shift, 0):
-                continue  # the ring overlaps no more than the free in-place rule
-            rings.append(r)
-            inplace = [i for i in inplace if i.op != r.op] + [InPlace(r.op, r.input, r.output, r.shift, r.max_shift,
-                                                                      "ring", alignment)]
-        inplace.sort(key=lambda ip: ip.op)
 
-    # in-place groups: chains of buffers each written over the previous one at a shift
-    def nbytes(t: int) -> int:
-        return graph.tensors[t].size  # int8 activations: one byte per value
+def _decisions(graph: QGraph, index: _GraphIndex, lt: _Lifetimes, kernels, alignment: int, fusions,
+               ring_kinds: tuple, extra_bands: int) -> tuple[list[InPlace], list[Ring]]:
+    """The in-place candidates of a plan: the free rules, the fused ADDs over their residuals (shift 0), and the
+    rings of `ring_kinds` where they overlap more than the free rule."""
+    keep = set(graph.inputs) | {index.root(t) for t in graph.outputs}
+    fused_adds = {f.add for f in fusions}
+    inplace = [ip for ip in inplace_candidates(graph, kernels, lt.last, index.root, alignment, keep)
+               if ip.op not in fused_adds]
+    inplace += [InPlace(f.add, f.residual, graph.ops[f.add].outputs[0], 0, 0, "fused with its conv, element-wise")
+                for f in fusions]
+    fused_convs = {f.conv for f in fusions}
+    free = {ip.op: ip for ip in inplace}
+    rings = []
+    for r in ring_candidates(graph, kernels, lt.last, index.root, alignment, keep, extra_bands):
+        if graph.ops[r.op].kind not in ring_kinds or r.op in fused_convs:
+            continue
+        ip = free.get(r.op)
+        if ip is not None and ip.shift >= min(r.shift, 0):
+            continue  # the ring overlaps no more than the free in-place rule
+        rings.append(r)
+        inplace = [i for i in inplace if i.op != r.op] + [InPlace(r.op, r.input, r.output, r.shift, r.max_shift,
+                                                                  "ring", alignment)]
+    return sorted(inplace, key=lambda ip: ip.op), rings
 
+
+def _groups(graph: QGraph, lt: _Lifetimes, inplace: list[InPlace]):
+    """Chains of buffers each written over the previous one: per buffer its group's first buffer (head) and its
+    place in the group (rel), with the in-place decisions as placed (InPlace.placed)."""
     over = {ip.output: ip for ip in inplace}  # output -> the in-place decision that may place it
     head: dict[int, int] = {}
     rel: dict[int, int] = {}
     taken: list[InPlace] = []
-    for t in sorted(first, key=lambda t: first[t]):
+    for t in sorted(lt.first, key=lambda t: lt.first[t]):
         ip = over.get(t)
-        ip = ip.placed(nbytes(ip.input), nbytes(t), rel[ip.input]) if ip is not None and ip.input in rel else None
+        if ip is not None and ip.input in rel:
+            ip = ip.placed(graph.tensors[ip.input].size, graph.tensors[t].size, rel[ip.input])
+        else:
+            ip = None
         if ip is not None:
             head[t], rel[t] = head[ip.input], rel[ip.input] + ip.shift
             taken.append(ip)
         else:
             head[t], rel[t] = t, 0
-    inplace = sorted(taken, key=lambda ip: ip.op)
-    rings = [r for r in rings if r.op in {ip.op for ip in inplace}]
-    shift_of = {ip.op: ip.shift for ip in inplace}
-    rings = [Ring(r.op, r.input, r.output, r.rows, r.bands, r.band_bytes, shift_of[r.op], r.max_shift)
-             for r in rings]
     groups: dict[int, list[int]] = {}
-    for t in sorted(first, key=lambda t: first[t]):
+    for t in sorted(lt.first, key=lambda t: lt.first[t]):
         groups.setdefault(head[t], []).append(t)
+    return groups, rel, sorted(taken, key=lambda ip: ip.op)
 
-    units = []  # (head, lo, size, first): a group, placed as a whole at the lowest offset where no member collides
+
+def _place(graph: QGraph, lt: _Lifetimes, groups, rel, alignment: int) -> list[Buffer]:
+    """Greedy placement of the groups, largest first, each as a whole at the lowest aligned offset where none of
+    its members overlaps a placed buffer alive at the same time."""
+    units = []  # (head, lo, size, first)
     for h, members in groups.items():
         lo = min(rel[t] for t in members)
-        hi = max(rel[t] + nbytes(t) for t in members)
-        units.append((h, lo, hi - lo, min(first[t] for t in members)))
-
+        hi = max(rel[t] + graph.tensors[t].size for t in members)
+        units.append((h, lo, hi - lo, min(lt.first[t] for t in members)))
     # Decreasing size; ties by first use, then tensor index: fully deterministic.
     units.sort(key=lambda u: (-u[2], u[3], u[0]))
     buffers: list[Buffer] = []
-    for h, lo, size, _ in units:
-        members = [Buffer(t, graph.tensors[t].name, nbytes(t), first[t], last[t], rel[t] - lo,
-                          tuple(aliases.get(t, ())), h if len(groups[h]) > 1 else -1) for t in groups[h]]
-        # candidate unit offsets: 0, and each placed buffer's end less a member's place in the unit
+    for h, lo, _, _ in units:
+        members = [Buffer(t, graph.tensors[t].name, graph.tensors[t].size, lt.first[t], lt.last[t], rel[t] - lo,
+                          tuple(lt.aliases.get(t, ())), h if len(groups[h]) > 1 else -1) for t in groups[h]]
+        # candidate offsets of the unit: 0, and each placed buffer's end less a member's place in the unit
         starts = sorted({0} | {_align_up(max(b.offset + b.bytes - m.offset, 0), alignment)
                                for b in buffers for m in members})
         for o in starts:
-            if all(not (b.overlaps_in_time(m) and b.offset < o + m.offset + m.bytes and o + m.offset < b.offset + b.bytes)
-                   for m in members for b in buffers):
+            if all(not (b.overlaps_in_time(m) and b.offset < o + m.offset + m.bytes
+                        and o + m.offset < b.offset + b.bytes) for m in members for b in buffers):
                 break
         buffers += [Buffer(m.tensor, m.name, m.bytes, m.first_op, m.last_op, o + m.offset, m.aliases, m.group)
                     for m in members]
+    return buffers
+
+
+def _plan(graph: QGraph, alignment: int, kernels, scratch, fuse: bool, ring_kinds: tuple = (),
+          extra_bands: int = 0) -> ArenaPlan:
+    """One greedy plan: without in-place (kernels None), with the in-place rules, with them and fusion, and with
+    ring buffers for the ops of `ring_kinds`."""
+    index = _GraphIndex(graph)
+    lt = index.lifetimes(set())
+    inplace: list[InPlace] = []
+    fusions: list[Fusion] = []
+    rings: list[Ring] = []
+    if kernels is not None:
+        if fuse:
+            keep = set(graph.inputs) | {index.root(t) for t in graph.outputs}
+            fusions = fusion_candidates(graph, kernels, index.consumers, index.root, lt.last, keep)
+            lt = index.lifetimes({f.output for f in fusions})
+        inplace, rings = _decisions(graph, index, lt, kernels, alignment, fusions, ring_kinds, extra_bands)
+    groups, rel, inplace = _groups(graph, lt, inplace)
+    shift_of = {ip.op: ip.shift for ip in inplace}
+    rings = [Ring(r.op, r.input, r.output, r.rows, r.bands, r.band_bytes, shift_of[r.op], r.max_shift)
+             for r in rings if r.op in shift_of]
+    buffers = _place(graph, lt, groups, rel, alignment)
+
     offsets = {}
     for b in buffers:
         offsets[b.tensor] = b.offset
@@ -333,6 +363,7 @@ def _plan(graph: QGraph, alignment: int, kernels, scratch, fuse: bool, ring_kind
             offsets[a] = b.offset
     offsets = dict(sorted(offsets.items()))
     arena_size = max((b.offset + b.bytes for b in buffers), default=0)
+    n_ops = len(graph.ops)
     floor = max((sum(b.bytes for b in buffers if b.first_op <= k <= b.last_op) for k in range(n_ops)), default=0)
     band = 0
     for f in fusions:

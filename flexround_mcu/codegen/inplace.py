@@ -181,7 +181,6 @@ def inplace_candidates(graph: QGraph, kernels: list[str], last_use: dict[int, in
         y = op.outputs[0]
         if root(y) != y:
             continue
-        acc = None
         cands = []
         for t in op.inputs[:2] if op.kind == OpKind.ADD else op.inputs[:1]:
             r = root(t)
