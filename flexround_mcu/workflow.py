@@ -450,6 +450,7 @@ def run_export(opt: ExportOptions) -> dict:
             if not device.ok:
                 _say("\n".join(device.mismatch_lines[:5]))
         memory = memory_report(qgraph, opt.target, opt.kernels, opt.ram_budget)  # what the C runs
+        budget_cost = _ram_budget_cost(qgraph, memory.arena, opt, device, x_int8[:n_test], expected, out)
         plan = memory.arena
         ram_split = device.ram_split if device else None
         if ram_split:
@@ -475,7 +476,7 @@ def run_export(opt: ExportOptions) -> dict:
                        "arena_bytes": plan.arena_size, "arena_floor_bytes": plan.floor,
                        "arena_without_inplace_bytes": plan.arena_without_inplace,
                        "scratch_bytes": memory.scratch_bytes, "ram_budget": opt.ram_budget,
-                       "shared_memory": plan.sharing_lines()},
+                       "shared_memory": plan.sharing_lines(), "ram_budget_cost": budget_cost},
             "bitexact": {"host_c": host, "qemu": qemu},
             "instructions_per_inference": (round(device.instructions_per_inference)
                                            if device and device.instructions_per_inference else None),
@@ -521,6 +522,29 @@ def append_ram_split(memory_txt: Path, target: str, split: dict, linked: int) ->
                 f"{linked} bytes\n")
 
 
+def _ram_budget_cost(qgraph, plan, opt: ExportOptions, device, x, expected, out: Path) -> dict | None:
+    """What a --ram-budget plan with ring buffers costs on the board: the plan without the budget built and run
+    too (its instruction count; its bytes), beside the budget plan's. None without rings or without a board run."""
+    if not plan.rings or device is None or not device.instructions_per_inference:
+        return None
+    from .codegen.render import export_c_project
+    from .toolchain.qemu import run_on_target
+
+    _say("building the plan without --ram-budget too, to measure what the budget costs ...")
+    tmp = out.parent / f".{out.name}.nobudget-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        free = run_on_target(export_c_project(qgraph, tmp, x, expected, target=opt.target, kernels=opt.kernels),
+                             opt.target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if not free.ok or not free.instructions_per_inference:
+        return None
+    return {"instructions_without_budget": round(free.instructions_per_inference),
+            "instructions": round(device.instructions_per_inference),
+            "extra_instructions": round(device.instructions_per_inference - free.instructions_per_inference),
+            "arena_bytes_without_budget": free.arena_bytes, "scratch_bytes_without_budget": free.scratch_bytes}
+
+
 def summary_table(report: dict) -> str:
     a, m, b = report["accuracy"], report["memory"], report["bitexact"]
     host = b["host_c"]
@@ -546,6 +570,10 @@ def summary_table(report: dict) -> str:
         ("flash / instructions", "n/a on the host" if m["flash_bytes"] is None else
          f"{m['flash_bytes']} B flash ({m['flash_bytes_without_test_data']} B without test data), "
          f"{report['instructions_per_inference']} instructions per inference (qemu, not cycles)"),
+        *([("--ram-budget cost", f"{c['extra_instructions']:+} instructions ({c['instructions']} against "
+                                   f"{c['instructions_without_budget']} without the budget, whose arena is "
+                                   f"{c['arena_bytes_without_budget']} B)")]
+          if (c := m.get("ram_budget_cost")) else []),
         ("time", f"quantize {report['time_s']['quantize']} s, total {report['time_s']['total']} s"),
         ("written to", report.get("out", "")),
     ]

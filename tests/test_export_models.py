@@ -510,12 +510,26 @@ def test_kernel_set_option(shared_data, capsys, tmp_path):
     assert main(["export", "ds_cnn", "--kernels", "fast", "--out", str(tmp_path / "x")]) != 0
 
 
+def test_ram_budget_cost_on_a_board(shared_data, capsys, tmp_path, arm_tools):
+    """A --ram-budget plan with ring buffers on a board: report.json says what it costs, from the plan without the
+    budget built and run too."""
+    r = export(capsys, "ds_cnn", tmp_path / "m7", "--iters", "5", "--test-inputs", "3", "--target", "cortex-m7",
+               "--ram-budget", "8704")
+    cost = r["memory"]["ram_budget_cost"]
+    assert r["bitexact"]["qemu"] == {"inputs": 3, "mismatches": 0} and r["memory"]["arena_bytes"] == 8000
+    assert cost["instructions"] == r["instructions_per_inference"]
+    assert cost["extra_instructions"] == cost["instructions"] - cost["instructions_without_budget"] > 0
+    assert cost["arena_bytes_without_budget"] > 8704
+    assert not list(tmp_path.glob(".m7.nobudget-*"))  # the measuring build is gone
+
+
 def test_ram_budget_option(shared_data, capsys, tmp_path):
     """--ram-budget: a budget the plan meets gives the same plan as none (report.json records it); one below the
     smallest plan fails with one line naming the peak and what would fit, before any file is written."""
     r = export(capsys, "ds_cnn", tmp_path / "ok", "--iters", "5", "--test-inputs", "5", "--kernels", "dsp",
                "--ram-budget", "8704")
     assert r["memory"]["ram_budget"] == 8704 and r["bitexact"]["host_c"] == {"inputs": 5, "mismatches": 0}
+    assert r["memory"]["ram_budget_cost"] is None  # measured on a board only
     # the arena one 25x5x64 map; scratch the depthwise kernels' zero-point pixel (64) and their rings (2 x 320)
     assert (r["memory"]["arena_bytes"], r["memory"]["scratch_bytes"]) == (8000, 704)
     assert any(line.startswith("ring: ") for line in r["memory"]["shared_memory"])
