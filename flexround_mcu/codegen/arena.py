@@ -365,10 +365,7 @@ def _plan(graph: QGraph, alignment: int, kernels, scratch, fuse: bool, ring_kind
     arena_size = max((b.offset + b.bytes for b in buffers), default=0)
     n_ops = len(graph.ops)
     floor = max((sum(b.bytes for b in buffers if b.first_op <= k <= b.last_op) for k in range(n_ops)), default=0)
-    band = 0
-    for f in fusions:
-        band = max(band, _align_up(scratch[f.conv], 16) + f.band_bytes)
-    for r in rings:
-        band = max(band, _align_up(scratch[r.op], 16) + r.bands * r.band_bytes)
+    band = max([f.scratch_bytes(scratch[f.conv]) for f in fusions] + [r.scratch_bytes(scratch[r.op]) for r in rings]
+               + [0])
     return ArenaPlan(tuple(buffers), offsets, arena_size, floor, alignment, n_ops, tuple(inplace), tuple(fusions),
                      band, arena_size, tuple(rings), max(scratch or [0]))

@@ -33,6 +33,17 @@ import numpy as np
 from ..ir import OpKind, QGraph
 
 _NONE = np.iinfo(np.int64).max  # "reads nothing": a window entirely in the padding
+BAND_ALIGNMENT = 16  # a fused or ring op's bands start on this boundary in frk_scratch
+
+
+def band_offset(kernel_scratch: int) -> int:
+    """Where a fused or ring op's bands start in frk_scratch: after its kernel's own scratch, aligned."""
+    return -(-kernel_scratch // BAND_ALIGNMENT) * BAND_ALIGNMENT
+
+
+def _suffix_min(values: np.ndarray) -> np.ndarray:
+    """out[s] = min(values[s:])."""
+    return np.minimum.accumulate(values[::-1])[::-1]
 
 
 @dataclass(frozen=True)
@@ -47,7 +58,7 @@ class Access:
 
     def max_shift(self) -> int:
         """The largest safe d (see the module docstring); any smaller d is safe too."""
-        later = np.minimum.accumulate(self.read_min[::-1])[::-1]  # later[s] = min(read_min[s:])
+        later = _suffix_min(self.read_min)
         if len(later) < 2:
             return _NONE
         return int((later[1:] - self.write_end[:-1]).min())
@@ -71,7 +82,7 @@ class InPlace:
         output back to the start of its group (`input_at`: where the input sits in its group, < 0 after shifts
         down): the output inside the input, or as near the group's start as the rule lets it; None when the
         output would not overlap the input at all."""
-        want = max(in_bytes - out_bytes, 0) - input_at if input_at < 0 else max(in_bytes - out_bytes, 0)
+        want = max(in_bytes - out_bytes, 0) - min(input_at, 0)
         d = min(self.max_shift, want) // self.step * self.step
         if d + out_bytes <= 0 or d >= in_bytes:
             return None
@@ -89,6 +100,10 @@ class Fusion:
     residual: int
     rows: int
     band_bytes: int
+
+    def scratch_bytes(self, kernel_scratch: int) -> int:
+        """frk_scratch this op needs: its kernel's, then one band."""
+        return band_offset(kernel_scratch) + self.band_bytes
 
 
 def _window_read_min(graph: QGraph, op) -> np.ndarray:
@@ -215,6 +230,10 @@ class Ring:
     shift: int
     max_shift: int
 
+    def scratch_bytes(self, kernel_scratch: int) -> int:
+        """frk_scratch this op needs: its kernel's, then the ring."""
+        return band_offset(kernel_scratch) + self.bands * self.band_bytes
+
 
 def _ring_max_shift(reads: np.ndarray, row_pixels: int, rows: int, bands: int, band_bytes: int,
                     out_bytes: int) -> int:
@@ -223,7 +242,7 @@ def _ring_max_shift(reads: np.ndarray, row_pixels: int, rows: int, bands: int, b
     n = len(per_band)
     if n <= bands:
         return _NONE
-    later = np.minimum.accumulate(per_band[::-1])[::-1]
+    later = _suffix_min(per_band)
     b = np.arange(n - bands)
     ends = np.minimum((b + 1) * band_bytes, out_bytes)
     return int((later[b + bands] - ends).min())
@@ -243,8 +262,7 @@ def ring_candidates(graph: QGraph, kernels: list[str], last_use: dict[int, int],
                 or graph.tensors[y].shape[0] != 1:
             continue
         _, out_h, out_w, out_c = graph.tensors[y].shape
-        block = band_block(kernels[k])
-        rows = next(r for r in range(1, out_h + 1) if (r * out_w) % block == 0 or r == out_h)
+        rows = band_rows(kernels[k], out_h, out_w)
         reads = _window_read_min(graph, op)
         in_bytes, out_bytes = graph.tensors[x].size, graph.tensors[y].size
         for bands in range(1, max_bands + 1):
@@ -261,12 +279,12 @@ def ring_candidates(graph: QGraph, kernels: list[str], last_use: dict[int, int],
     return out
 
 
-def band_block(kernel: str) -> int:
-    """Output pixels a kernel computes together (a band is a whole number of them, except the last): the dsp
-    and Helium convs two and three; the depthwise convs one at a time."""
-    if "depthwise" in kernel:
-        return 1
-    return 2 if kernel.endswith("_dsp") else 3 if kernel.endswith("_mve") else 1
+def band_rows(kernel: str, out_h: int, out_w: int) -> int:
+    """The fewest output rows of a band that hold a whole number of the pixels the kernel computes together
+    (the dsp and Helium convs two and three, the depthwise convs one), so that no band adds a partly filled
+    block; the whole height where none does."""
+    block = 1 if "depthwise" in kernel else 2 if kernel.endswith("_dsp") else 3 if kernel.endswith("_mve") else 1
+    return next(r for r in range(1, out_h + 1) if (r * out_w) % block == 0 or r == out_h)
 
 
 def fusion_candidates(graph: QGraph, kernels: list[str], consumers: dict[int, list[int]], root,
@@ -287,7 +305,6 @@ def fusion_candidates(graph: QGraph, kernels: list[str], consumers: dict[int, li
                 or r == root(op.inputs[0]) or graph.tensors[other].shape != graph.tensors[y].shape:
             continue
         _, out_h, out_w, out_c = graph.tensors[y].shape
-        block = band_block(kernels[k])
-        rows = next(r_ for r_ in range(1, out_h + 1) if (r_ * out_w) % block == 0 or r_ == out_h)
+        rows = band_rows(kernels[k], out_h, out_w)
         out.append(Fusion(k, k + 1, y, r, rows, rows * out_w * out_c))
     return out

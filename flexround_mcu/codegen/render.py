@@ -31,6 +31,7 @@ from ..int4 import pack_int4, packed_size
 from ..ir import OpKind, QGraph
 from ..toolchain import targets as _targets
 from .arena import ArenaPlan, plan_arena
+from .inplace import band_offset
 from .kernels import KERNEL_SETS, plan_kernels
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -234,7 +235,7 @@ class _Lowering:
         _, out_h, out_w, out_c = self.g.tensors[r.output].shape
         row_bytes = out_w * out_c
         n_bands = -(-out_h // r.rows)
-        ring_at = -(-self.choices[r.op].scratch_bytes // 16) * 16
+        ring_at = band_offset(self.choices[r.op].scratch_bytes)
         y_ptr = op.args[10]
         body = [
             f"    {{ /* op {r.op}: {op.kind}, {r.rows} output row(s) a band into a ring of {r.bands} in scratch, each "
@@ -265,12 +266,11 @@ class _Lowering:
         y = self.g.tensors[f.output]
         _, out_h, out_w, out_c = y.shape
         k = f.conv
-        band_at = -(-self.choices[k].scratch_bytes // 16) * 16
+        band_at = band_offset(self.choices[k].scratch_bytes)
         row_bytes = out_w * out_c
         cargs = self._band_args(conv, "band")
         res = self.ptr(f.residual, "", "")
-        aargs = [a.replace(res, f"{res} + done") if a == res else a for a in add.args]
-        aargs = ["band" if a == "band" else a for a in aargs]
+        aargs = [f"{res} + done" if a == res else a for a in add.args]
         aargs[3] = "n"
         aargs[4] = f"{self.ptr(self.g.ops[f.add].outputs[0], '', '')} + done"
         body = [
@@ -578,10 +578,10 @@ def _memory_report(graph: QGraph, plan: ArenaPlan, low: "_Lowering") -> MemoryRe
     for k, ch in enumerate(low.choices):
         f, r = fused.get(k), rings.get(k)
         if f is not None:  # the kernel's own scratch, then the band the ADD reads (_Lowering.fuse)
-            scratch.append((k, f"{ch.name} + {f.rows}-row band", -(-ch.scratch_bytes // 16) * 16 + f.band_bytes))
+            scratch.append((k, f"{ch.name} + {f.rows}-row band", f.scratch_bytes(ch.scratch_bytes)))
         elif r is not None:  # the kernel's own scratch, then the ring (_Lowering.ring)
             scratch.append((k, f"{ch.name} + ring of {r.bands} x {r.rows} row(s)",
-                            -(-ch.scratch_bytes // 16) * 16 + r.bands * r.band_bytes))
+                            r.scratch_bytes(ch.scratch_bytes)))
         elif ch.scratch_bytes:
             scratch.append((k, ch.name, ch.scratch_bytes))
     return MemoryReport(c_comment(graph.name), tuple(layers), plan, tuple(scratch))
