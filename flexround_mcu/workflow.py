@@ -419,7 +419,8 @@ def run_export(opt: ExportOptions) -> dict:
     acc_fake = torch_accuracy(lambda x: qm.module(x, upto=graph.logits), eval_x, eval_set.y, "fake-quant model")
 
     qgraph = lower(qm, name=info.label)
-    memory_report(qgraph, opt.target, opt.kernels, opt.ram_budget)  # a --ram-budget it cannot meet: stop here
+    # the layouts and the plan the C will run; a --ram-budget it cannot meet stops the export here
+    memory = memory_report(qgraph, opt.target, opt.kernels, opt.ram_budget)
     tin = qgraph.tensors[qgraph.inputs[0]]
     x_int8 = eval_set.quantize_input(float(tin.scale[0]), int(tin.zero_point[0]))
     sim = Simulator(qgraph)
@@ -449,7 +450,6 @@ def run_export(opt: ExportOptions) -> dict:
             qemu = {"inputs": device.inputs, "mismatches": device.mismatches}
             if not device.ok:
                 _say("\n".join(device.mismatch_lines[:5]))
-        memory = memory_report(qgraph, opt.target, opt.kernels, opt.ram_budget)  # what the C runs
         budget_cost = _ram_budget_cost(qgraph, memory.arena, opt, device, x_int8[:n_test], expected, out)
         plan = memory.arena
         ram_split = device.ram_split if device else None
