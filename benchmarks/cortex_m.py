@@ -19,7 +19,6 @@ same instruction-count method, bit-exact with tflite_micro in every layer.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -34,6 +33,7 @@ os.environ.setdefault("FLEXROUND_MCU_DATA", str(REPO.parent / "shared" / "data")
 from flexround_mcu.codegen import export_c_project  # noqa: E402
 from flexround_mcu.data import load_dataset  # noqa: E402
 from flexround_mcu.errors import UserError  # noqa: E402
+from _common import run, write_results  # noqa: E402
 from flexround_mcu.frontends.tflite import load_tflite  # noqa: E402
 from flexround_mcu.sim.runner import Simulator  # noqa: E402
 from flexround_mcu.toolchain import run_on_target  # noqa: E402
@@ -145,16 +145,10 @@ def main() -> int:
     for r in rows:
         if r["kernels"] != "portable":
             print(f"  {r['model']:<22} {r['target']:<10} {r['kernels']:<4} " + " ".join(f"{v:,.0f}" for v in r["layers"]))
-    a.json.parent.mkdir(parents=True, exist_ok=True)
-    a.json.write_text(json.dumps({"rows": rows, "cmsis_nn_kernel_text_m7": CMSIS_NN_KERNEL_TEXT_M7,
-                                  "seconds": round(time.time() - t0, 1)}, indent=2) + "\n")
-    print(f"written to {a.json}")
+    write_results(a.json, {"rows": rows, "cmsis_nn_kernel_text_m7": CMSIS_NN_KERNEL_TEXT_M7,
+                           "seconds": round(time.time() - t0, 1)})
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run(main)

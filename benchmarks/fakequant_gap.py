@@ -14,7 +14,6 @@ for the MobileNetV2-style test model: `--model tests.fx_models:mobilenet_v2_tiny
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from flexround_mcu.data import load_data  # noqa: E402
-from flexround_mcu.errors import UserError  # noqa: E402
+from _common import run, write_results  # noqa: E402
 from flexround_mcu.lower import lower  # noqa: E402
 from flexround_mcu.quant.fakequant import quantize_model  # noqa: E402
 from flexround_mcu.sim.runner import Simulator  # noqa: E402
@@ -80,16 +79,10 @@ def main() -> int:
     print(f"{'node':<28} {'values':>10} {'differ':>8} {'max':>4}  argmax differ")
     for r in rows:
         print(f"{r['node']:<28} {r['values']:>10,} {r['differ']:>8,} {r['max']:>4}  {r.get('argmax_differ', '')}")
-    a.json.parent.mkdir(parents=True, exist_ok=True)
-    a.json.write_text(json.dumps({"model": a.model, "wbits": a.wbits, "granularity": a.granularity,
-                                  "images": len(x8), "rows": rows}, indent=2) + "\n")
-    print(f"written to {a.json}")
+    write_results(a.json, {"model": a.model, "wbits": a.wbits, "granularity": a.granularity, "images": len(x8),
+                           "rows": rows})
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run(main)

@@ -22,7 +22,6 @@ simulator on the test inputs.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -41,6 +40,7 @@ from flexround_mcu.codegen.kernels import plan_kernels  # noqa: E402
 from flexround_mcu.codegen.render import ARENA_ALIGNMENT, memory_report  # noqa: E402
 from flexround_mcu.data import load_dataset  # noqa: E402
 from flexround_mcu.errors import UserError  # noqa: E402
+from _common import run, write_results  # noqa: E402
 from flexround_mcu.frontends.tflite import load_tflite  # noqa: E402
 from flexround_mcu.sim.runner import Simulator  # noqa: E402
 from flexround_mcu.toolchain import run_on_target  # noqa: E402
@@ -130,15 +130,9 @@ def main() -> int:
               f"{r['default_arena']:>7}+{r['default_scratch']:<6} {r['smallest_arena']:>7}+{r['smallest_scratch']:<6} "
               f"{r['floor']:>7} {r['tflm_head']:>7}/{r['tflm_total']:<8} {r['default']['instructions']:>13,} "
               f"{r['smallest']['instructions']:>14,} ({cost:+.1%})")
-    a.json.parent.mkdir(parents=True, exist_ok=True)
-    a.json.write_text(json.dumps({"rows": rows, "seconds": round(time.time() - t0, 1)}, indent=2) + "\n")
-    print(f"written to {a.json}")
+    write_results(a.json, {"rows": rows, "seconds": round(time.time() - t0, 1)})
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run(main)
