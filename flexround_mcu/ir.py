@@ -17,10 +17,11 @@ import numpy as np
 
 from .errors import GraphError
 
-DTYPE_RANGES = {"int8": (-128, 127), "int4": (-8, 7), "int32": (-(1 << 31), (1 << 31) - 1)}
-# Symmetric weights: int8 in [-127, 127] (the TFLite spec's narrow range), int4 in [-8, 7] (CMSIS-NN s4).
-WEIGHT_RANGES = {"int8": (-127, 127), "int4": (-8, 7)}
-NUMPY_DTYPES = {"int8": np.int8, "int4": np.int8, "int32": np.int32}
+DTYPE_RANGES = {"int8": (-128, 127), "int4": (-8, 7), "int2": (-2, 1), "int32": (-(1 << 31), (1 << 31) - 1)}
+# Symmetric weights: int8 in [-127, 127] (the TFLite spec's narrow range), int4 in [-8, 7] (CMSIS-NN s4), int2 in
+# [-2, 1] (two's-complement crumbs; ternary weights use -1, 0, 1).
+WEIGHT_RANGES = {"int8": (-127, 127), "int4": (-8, 7), "int2": (-2, 1)}
+NUMPY_DTYPES = {"int8": np.int8, "int4": np.int8, "int2": np.int8, "int32": np.int32}
 
 
 class OpKind(str, enum.Enum):
@@ -224,7 +225,7 @@ class QGraph:
             raise GraphError(f"{where}: {t.scale.size} per-channel scales for dimension {t.quantized_dim} "
                              f"of shape {t.shape}")
         lo, hi = DTYPE_RANGES["int8"]
-        if t.dtype in ("int8", "int4") and (t.zero_point.min() < lo or t.zero_point.max() > hi):
+        if t.dtype in ("int8", "int4", "int2") and (t.zero_point.min() < lo or t.zero_point.max() > hi):
             raise GraphError(f"{where}: zero point {t.zero_point.min()}..{t.zero_point.max()} outside [-128, 127]")
         if t.data is not None:
             if tuple(t.data.shape) != t.shape:
@@ -291,7 +292,7 @@ class _OpCheck:
             self.fail(f"expected (input, filter, bias) inputs, got {len(op.inputs)}")
         w = self.t(op.inputs[1])
         if not w.is_constant or w.dtype not in WEIGHT_RANGES:
-            self.fail(f"filter must be a constant int8 or int4 tensor, got {w.dtype}", op.inputs[1])
+            self.fail(f"filter must be a constant int8, int4 or int2 tensor, got {w.dtype}", op.inputs[1])
         if np.any(w.zero_point != 0):
             self.fail("filter zero point must be 0 (symmetric weights)", op.inputs[1])
         lo, hi = WEIGHT_RANGES[w.dtype]

@@ -435,8 +435,10 @@ def run_export(opt: ExportOptions) -> dict:
         export_c_project(qgraph, stage, x_int8[:n_test], expected, target=opt.target, kernels=opt.kernels,
                          ram_budget=opt.ram_budget)
         if opt.emit_tflite:
-            from .frontends.tflite import save_tflite
+            from .frontends.tflite import int2_note, save_tflite
             save_tflite(qgraph, stage / "model.tflite")
+            if int2_note(qgraph):
+                _say(int2_note(qgraph))
         _say("building the C project for the host and running the harness ...")
         result = run_host(build_host(stage))
         host = {"inputs": result.inputs, "mismatches": result.mismatches}

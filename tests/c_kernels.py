@@ -30,6 +30,9 @@ KERNEL_FILES = (
     "frk_depthwise_conv_s4.c",
     "frk_fully_connected_s8.c",
     "frk_fully_connected_s4.c",
+    "frk_convolve_s2.c",
+    "frk_depthwise_conv_s2.c",
+    "frk_fully_connected_s2.c",
     "frk_elementwise_add_s8.c",
     "frk_pooling_s8.c",
     "frk_softmax_s8.c",
@@ -180,6 +183,11 @@ SIGNATURES = {
     "frk_depthwise_conv_s4": (None, [P(FrkConvParams), P_I32, P_I32, I32, P(FrkDims), P_I8, P(FrkDims), P_U8, P_I32,
                                      P(FrkDims), P_I8]),
     "frk_fully_connected_s4": (None, [P(FrkFcParams), P_I32, P_I32, I32, I32, I32, P_I8, P_U8, P_I32, I32, P_I8]),
+    "frk_convolve_s2": (None, [P(FrkConvParams), P_I32, P_I32, I32, P(FrkDims), P_I8, P(FrkDims), P_U8, P_I32,
+                               P(FrkDims), P_I8]),
+    "frk_depthwise_conv_s2": (None, [P(FrkConvParams), P_I32, P_I32, I32, P(FrkDims), P_I8, P(FrkDims), P_U8, P_I32,
+                                     P(FrkDims), P_I8]),
+    "frk_fully_connected_s2": (None, [P(FrkFcParams), P_I32, P_I32, I32, I32, I32, P_I8, P_U8, P_I32, I32, P_I8]),
     "frk_elementwise_add_s8": (None, [P(FrkAddParams), P_I8, P_I8, I32, P_I8]),
     "frk_avgpool_s8": (None, [P(FrkPoolParams), P(FrkDims), P_I8, I32, I32, P(FrkDims), P_I8]),
     "frk_max_pool_s8": (None, [P(FrkPoolParams), P(FrkDims), P_I8, I32, I32, P(FrkDims), P_I8]),
@@ -199,12 +207,13 @@ def _i8(a) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def _packed_s4(w_packed, filter_shape) -> np.ndarray:
-    """Packed int4 filter bytes as uint8, of exactly packed_size(prod(filter_shape)) bytes (what the kernel reads:
-    a shorter array would let the C kernel read past it)."""
+def _packed(w_packed, filter_shape, bits: int = 4) -> np.ndarray:
+    """Packed int4 / int2 filter bytes as uint8, of exactly packed_size(prod(filter_shape), bits) bytes (what the
+    kernel reads: a shorter array would let the C kernel read past it)."""
     a = np.ascontiguousarray(np.asarray(w_packed))
     assert a.dtype == np.uint8, a.dtype
-    assert a.size == (int(np.prod(filter_shape)) + 1) // 2, (a.size, filter_shape)
+    per_byte = 8 // bits
+    assert a.size == (int(np.prod(filter_shape)) + per_byte - 1) // per_byte, (a.size, filter_shape)
     return a
 
 
@@ -273,15 +282,16 @@ class Kernels:
 
     # --- conv / depthwise
     def _conv(self, fn, x, w, bias, input_offset, output_offset, stride, dilation, padding, act_min, act_max,
-              multiplier, shift, depth_multiplier, depthwise, filter_shape=None, decoy_seed=0):
-        """filter_shape given: w is the packed int4 filter of that shape (the s4 kernels), else int8 values.
+              multiplier, shift, depth_multiplier, depthwise, filter_shape=None, decoy_seed=0, bits=4):
+        """filter_shape given: w is the packed int4 / int2 (bits) filter of that shape (the s4 / s2 kernels), else
+        int8 values.
         One (multiplier, shift) pair runs per_channel = 0 with decoy pairs after it (quant_tables)."""
         x = _i8(x)
         if filter_shape is None:
             w = _i8(w)
             filter_shape, w_ctype = w.shape, ctypes.c_int8
         else:
-            w, w_ctype = _packed_s4(w, filter_shape), ctypes.c_uint8
+            w, w_ctype = _packed(w, filter_shape, bits), ctypes.c_uint8
         n, h, wd, cin = x.shape
         if depthwise:
             _, kh, kw, cout = filter_shape
@@ -325,6 +335,19 @@ class Kernels:
                           dilation, padding, act_min, act_max, multiplier, shift, depth_multiplier, depthwise=True,
                           filter_shape=tuple(filter_shape), decoy_seed=decoy_seed)
 
+    def convolve_s2(self, x, w_packed, filter_shape, bias, input_offset, output_offset, stride, dilation, padding,
+                    act_min, act_max, multiplier, shift, decoy_seed: int | None = 0):
+        return self._conv(self.lib.frk_convolve_s2, x, w_packed, bias, input_offset, output_offset, stride,
+                          dilation, padding, act_min, act_max, multiplier, shift, 1, depthwise=False,
+                          filter_shape=tuple(filter_shape), decoy_seed=decoy_seed, bits=2)
+
+    def depthwise_conv_s2(self, x, w_packed, filter_shape, bias, input_offset, output_offset, stride, dilation,
+                          padding, act_min, act_max, multiplier, shift, depth_multiplier=1,
+                          decoy_seed: int | None = 0):
+        return self._conv(self.lib.frk_depthwise_conv_s2, x, w_packed, bias, input_offset, output_offset, stride,
+                          dilation, padding, act_min, act_max, multiplier, shift, depth_multiplier, depthwise=True,
+                          filter_shape=tuple(filter_shape), decoy_seed=decoy_seed, bits=2)
+
     # --- fully connected
     def fully_connected_s8(self, x, w, bias, input_offset, output_offset, act_min, act_max, multiplier, shift,
                            decoy_seed: int | None = 0):
@@ -337,7 +360,14 @@ class Kernels:
     def fully_connected_s4(self, x, w_packed, filter_shape, bias, input_offset, output_offset, act_min, act_max,
                            multiplier, shift, decoy_seed: int | None = 0):
         """As fully_connected_s8, with the [C_out, depth] filter packed two int4 values per byte."""
-        return self._fc(self.lib.frk_fully_connected_s4, x, _packed_s4(w_packed, filter_shape), ctypes.c_uint8,
+        return self._fc(self.lib.frk_fully_connected_s4, x, _packed(w_packed, filter_shape), ctypes.c_uint8,
+                        filter_shape[0], bias, input_offset, output_offset, act_min, act_max, multiplier, shift,
+                        decoy_seed)
+
+    def fully_connected_s2(self, x, w_packed, filter_shape, bias, input_offset, output_offset, act_min, act_max,
+                           multiplier, shift, decoy_seed: int | None = 0):
+        """As fully_connected_s8, with the [C_out, depth] filter packed four int2 values per byte."""
+        return self._fc(self.lib.frk_fully_connected_s2, x, _packed(w_packed, filter_shape, 2), ctypes.c_uint8,
                         filter_shape[0], bias, input_offset, output_offset, act_min, act_max, multiplier, shift,
                         decoy_seed)
 

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from flexround_mcu.codegen.kernels import KernelChoice, choose_kernel
-from flexround_mcu.int4 import pack_int4
+from flexround_mcu.packing import pack_int4
 from flexround_mcu.ir import AddParams, ConvParams, FullyConnectedParams, Op, OpKind, PoolParams, QGraph, Tensor
 from flexround_mcu.prepare import add_params
 from flexround_mcu.sim.convolve import (convolve_s4, convolve_s8, depthwise_conv_s4, depthwise_conv_s8,

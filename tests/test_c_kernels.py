@@ -26,9 +26,9 @@ from hypothesis import strategies as st
 
 from flexround_mcu.fixedpoint import INT32_MAX, INT32_MIN, doubling_high_mult, requantize, rounding_divide_by_pot
 from flexround_mcu.prepare import add_params, prepare_softmax
-from flexround_mcu.int4 import pack_int4
-from flexround_mcu.sim.convolve import (convolve_s4, convolve_s8, depthwise_conv_s4, depthwise_conv_s8,
-                                        fully_connected_s4, fully_connected_s8)
+from flexround_mcu.packing import pack_bits
+from flexround_mcu.sim.convolve import (convolve_s2, convolve_s4, convolve_s8, depthwise_conv_s2, depthwise_conv_s4,
+                                        depthwise_conv_s8, fully_connected_s2, fully_connected_s4, fully_connected_s8)
 from flexround_mcu.sim.elementwise import elementwise_add_s8
 from flexround_mcu.sim.pooling import avgpool_s8, max_pool_s8
 from flexround_mcu.sim import softmax as softmax_twin
@@ -238,8 +238,10 @@ def int8_arrays(shape, lo=-128, hi=127):
 
 
 def weight_arrays(shape, bits: int = 8):
-    """int8 weights in [-127, 127], or int4 weights in [-8, 7] (the extremes modes then give -8 and 7)."""
-    return int8_arrays(shape, -127, 127) if bits == 8 else int8_arrays(shape, -8, 7)
+    """int8 weights in [-127, 127], int4 weights in [-8, 7] or int2 weights in [-2, 1] (the extremes modes then
+    give the ends of the range)."""
+    lo, hi = {8: (-127, 127), 4: (-8, 7), 2: (-2, 1)}[bits]
+    return int8_arrays(shape, lo, hi)
 
 
 @st.composite
@@ -485,22 +487,24 @@ def test_fully_connected_s8_per_tensor_reads_only_the_first_pair(frk):
 # ----------------------------------------------------------------------------------------------------------
 
 
-def packed_case(case: dict) -> dict:
-    """The s4 form of an s8-style case: its int4 filter `w` packed two per byte (w_packed) plus filter_shape.
-    With an odd element count the spare high nibble of the last byte is set to 0xA (it is 0 by contract): a
-    kernel that read it would change its output, so the comparison also checks that nothing reads it."""
+def packed_case(case: dict, bits: int = 4) -> dict:
+    """The s4 / s2 form of an s8-style case: its int4 / int2 filter `w` packed two / four per byte (w_packed) plus
+    filter_shape. Spare fields at the end of the last byte (0 by contract) are set to ones (0xA0 for int4, 0b10
+    crumbs for int2): a kernel that read them would change its output, so the comparison also checks that nothing
+    reads them."""
     w = case["w"]
-    assert w.min() >= -8 and w.max() <= 7
-    w_packed = pack_int4(w)
-    if w.size % 2:
-        w_packed[-1] |= 0xA0
+    assert w.min() >= -(1 << (bits - 1)) and w.max() < 1 << (bits - 1)
+    w_packed = pack_bits(w, bits)
+    used = w.size % (8 // bits)
+    if used:
+        w_packed[-1] |= (0xAA << (bits * used)) & 0xFF
     out = {k: v for k, v in case.items() if k != "w"}
     return dict(out, w_packed=w_packed, filter_shape=w.shape)
 
 
-def check_s4(c_s4, twin_s4, twin_s8, case: dict) -> np.ndarray:
-    """C s4 == numpy s4 twin, and both equal the s8 arithmetic on the unpacked values."""
-    s4 = packed_case(case)
+def check_s4(c_s4, twin_s4, twin_s8, case: dict, bits: int = 4) -> np.ndarray:
+    """C s4 (s2) == numpy s4 (s2) twin, and both equal the s8 arithmetic on the unpacked values."""
+    s4 = packed_case(case, bits)
     got = c_s4(**s4)
     assert_same(got, twin_s4(**s4))
     assert_same(got, twin_s8(**case))
@@ -526,6 +530,54 @@ def test_fully_connected_s4_matches_twin(frk, case, decoy_seed):
     got = frk.fully_connected_s4(**s4, decoy_seed=decoy_seed)
     assert_same(got, fully_connected_s4(**s4))
     assert_same(got, fully_connected_s8(**case))
+
+
+@fixed()
+@given(case=conv_cases(depthwise=False, weight_bits=2))
+def test_convolve_s2_matches_twin(frk, case):
+    check_s4(frk.convolve_s2, convolve_s2, convolve_s8, case, bits=2)
+
+
+@fixed()
+@given(case=conv_cases(depthwise=True, weight_bits=2))
+def test_depthwise_conv_s2_matches_twin(frk, case):
+    check_s4(frk.depthwise_conv_s2, depthwise_conv_s2, depthwise_conv_s8, case, bits=2)
+
+
+@fixed()
+@given(case=fc_cases(weight_bits=2), decoy_seed=st.integers(0, 2**16))
+def test_fully_connected_s2_matches_twin(frk, case, decoy_seed):
+    s2 = packed_case(case, bits=2)
+    got = frk.fully_connected_s2(**s2, decoy_seed=decoy_seed)
+    assert_same(got, fully_connected_s2(**s2))
+    assert_same(got, fully_connected_s8(**case))
+
+
+def test_s2_runs_start_at_every_crumb(frk):
+    """C_in / depth 1, 2, 3, 5, 6, 7 (runs that start in each of a byte's four crumbs and end after 1..3 more) in
+    conv taps, depthwise taps and fc rows, with per-channel pairs, every padding and all -2 / all 1 / random."""
+    rng = np.random.default_rng(21)
+    for c in (1, 2, 3, 5, 6, 7):
+        x = rng.integers(-128, 128, (2, 5, 5, c)).astype(np.int8)
+        for fill in ("random", -2, 1):
+            for cout in (1, 3, 6):
+                shape = (cout, 3, 3, c)
+                w = rng.integers(-2, 2, shape) if fill == "random" else np.full(shape, fill)
+                quant = dict(multiplier=rng.integers(2**30, 2**31, cout).astype(np.int32),
+                             shift=np.full(cout, -5, np.int32))
+                case = dict(x=x, w=w.astype(np.int8), bias=rng.integers(-500, 500, cout).astype(np.int32),
+                            input_offset=7, output_offset=-2, stride=(1, 1), dilation=(1, 1), padding=(1, 1, 1, 1),
+                            act_min=-128, act_max=127, **quant)
+                check_s4(frk.convolve_s2, convolve_s2, convolve_s8, case, bits=2)
+                wd = rng.integers(-2, 2, (1, 3, 3, c)) if fill == "random" else np.full((1, 3, 3, c), fill)
+                dw = dict(case, w=wd.astype(np.int8), bias=case["bias"][:1].repeat(c),
+                          multiplier=int(quant["multiplier"][0]), shift=-5)
+                check_s4(frk.depthwise_conv_s2, depthwise_conv_s2, depthwise_conv_s8, dw, bits=2)
+                fc = dict(x=x.reshape(2, -1)[:, :c * 9], w=w.reshape(cout, -1).astype(np.int8),
+                          bias=case["bias"], input_offset=7, output_offset=-2, act_min=-128, act_max=127, **quant)
+                s2 = packed_case(fc, bits=2)
+                assert_same(frk.fully_connected_s2(**s2), fully_connected_s2(**s2))
+                assert_same(frk.fully_connected_s2(**s2), fully_connected_s8(**fc))
 
 
 S4_QUANT = dict(multiplier=np.array([2**30, 1610612736, 2**31 - 1, 1234567890, 1518500250], np.int32),

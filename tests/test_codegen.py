@@ -25,8 +25,8 @@ from flexround_mcu.data import load_dataset
 from flexround_mcu.errors import UserError
 from flexround_mcu.frontends.tflite import load_tflite
 from flexround_mcu.ir import (AddParams, ConvParams, FullyConnectedParams, Op, OpKind, PoolParams, QGraph,
-                              ReshapeParams, Tensor)
-from flexround_mcu.int4 import pack_int4, packed_size, unpack_int4
+                              ReshapeParams, Tensor, WEIGHT_RANGES)
+from flexround_mcu.packing import pack_int4, packed_size, unpack_int4
 from flexround_mcu.prepare import add_params, conv_multipliers
 from flexround_mcu.sim import runner as sim_runner
 from flexround_mcu.sim.runner import Simulator
@@ -316,8 +316,9 @@ def test_corrupted_weight_is_caught(shared_data, project_root, tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------- int4 weights
-def tiny_int4_graph() -> QGraph:
-    """Every s4 op with odd sizes, next to an int8 op:
+def tiny_int4_graph(dtypes: dict | None = None, name: str = "tiny_int4") -> QGraph:
+    """Every s4 op with odd sizes, next to an int8 op (`dtypes` retypes the layers conv0, dw, conv1, fc, e.g. to
+    put 2-, 4- and 8-bit filters side by side; the values then span the new type's weight range):
 
         x (1,7,7,3) -> conv 3x3 s2 int4 (per channel) -> a (1,4,4,5) -> depthwise 3x3 x2 int4 (per tensor)
           -> b (1,4,4,10) -> conv 1x1 int8 -> c (1,4,4,7) -> avgpool 4x4 -> d -> reshape (1,7)
@@ -330,8 +331,11 @@ def tiny_int4_graph() -> QGraph:
     def act(name, shape, scale, zp):
         return Tensor(name, shape, "int8", scale, zp)
 
+    kinds = {"conv0": "int4", "dw": "int4", "conv1": "int8", "fc": "int4", **(dtypes or {})}
+
     def weights(name, shape, dtype, scales, dim=0):
-        lo, hi = (-8, 7) if dtype == "int4" else (-127, 127)
+        dtype = kinds[name[:-2]]
+        lo, hi = WEIGHT_RANGES[dtype]
         data = rng.integers(lo, hi + 1, shape).astype(np.int8)
         data.reshape(-1)[:2] = (lo, hi)
         scales = np.atleast_1d(np.asarray(scales, np.float32))
@@ -342,6 +346,9 @@ def tiny_int4_graph() -> QGraph:
 
     scales = {"x": 0.02, "a": 0.04, "b": 0.05, "c": 0.012, "g": 0.015}
     w_scales = {"conv0": np.linspace(0.02, 0.04, 5), "dw": 0.05, "conv1": 0.002, "fc": 0.03}
+    default = {"conv0": 8, "dw": 8, "conv1": 127, "fc": 8}  # a retyped layer keeps its real weight range
+    w_scales = {k: v * default[k] / -WEIGHT_RANGES[kinds[k]][0] if kinds[k] != "int8" else v * default[k] / 127
+                for k, v in w_scales.items()}
     t = [
         act("x", (1, 7, 7, 3), scales["x"], -3),                      # 0
         weights("conv0_w", (5, 3, 3, 3), "int4", w_scales["conv0"]),  # 1
@@ -373,20 +380,28 @@ def tiny_int4_graph() -> QGraph:
         Op(OpKind.RESHAPE, (9,), (10,), ReshapeParams(), "flatten"),
         Op(OpKind.FULLY_CONNECTED, (10, 11, 12), (13,), FullyConnectedParams(-128, 127, fc_m, fc_s), "fc"),
     ]
-    return QGraph(t, ops, [0], [13], name="tiny_int4")
+    return QGraph(t, ops, [0], [13], name=name)
 
 
-def tiny_int4_data(n: int = 30):
-    g = tiny_int4_graph()
+# 2-, 4- and 8-bit filters next to each other, every order the mixed-precision allocator can produce around a
+# depthwise layer: the first conv and the fc at 2 bits around a 4-bit depthwise and an 8-bit 1x1 conv, and the
+# reverse neighbours.
+MIXED_DTYPES = {"mixed_2_4_8_2": {"conv0": "int2", "dw": "int4", "conv1": "int8", "fc": "int2"},
+                "mixed_8_2_4_2": {"conv0": "int8", "dw": "int2", "conv1": "int4", "fc": "int2"},
+                "all_int2": {"conv0": "int2", "dw": "int2", "conv1": "int2", "fc": "int2"}}
+
+
+def tiny_int4_data(n: int = 30, dtypes: dict | None = None):
+    g = tiny_int4_graph(dtypes)
     x = np.random.default_rng(4).integers(-128, 128, (n, 7, 7, 3)).astype(np.int8)
     return g, x, Simulator(g).run(x)[g.outputs[0]]
 
 
 def as_int8_weights(graph: QGraph) -> QGraph:
-    """The same graph with its int4 filters typed int8 (same values): the s8 kernels' path."""
+    """The same graph with its int4 / int2 filters typed int8 (same values): the s8 kernels' path."""
     g = copy.deepcopy(graph)
     for t in g.tensors:
-        if t.dtype == "int4":
+        if t.dtype in ("int4", "int2"):
             t.dtype = "int8"
     g.validate()
     return g
@@ -437,7 +452,7 @@ def test_int4_memory_report_counts_packed_bytes(tmp_path):
     g_, x, y = tiny_int4_data(3)
     out = export_c_project(g_, tmp_path / "p", x, y)
     text = (out / "memory.txt").read_text()
-    assert text == report.text() and "int4" in text and "half a byte per int4 weight" in text
+    assert text == report.text() and "int4" in text and "a half / a quarter byte per int4 / int2 weight" in text
     assert json.loads((out / "project.json").read_text())["weight_bytes"] == report.weight_bytes
 
 
@@ -448,18 +463,25 @@ def test_int4_export_is_deterministic(tmp_path):
     assert a == b
 
 
-def test_simulator_runs_int4_ops_through_the_s4_twins(monkeypatch):
-    """The runner prepares int4 filters with the s4 twins (on the packed bytes) and gives exactly what the s8
-    path gives on the same values typed int8."""
+@pytest.mark.parametrize("dtypes, want", [
+    (None, [("prepare_packed_depthwise_filter", np.uint8, 45, (1, 3, 3, 10), 4),
+            ("prepare_packed_filter", np.uint8, 11, (3, 7), 4),
+            ("prepare_packed_filter", np.uint8, 68, (5, 3, 3, 3), 4)]),
+    (MIXED_DTYPES["mixed_2_4_8_2"], [("prepare_packed_depthwise_filter", np.uint8, 45, (1, 3, 3, 10), 4),
+                                     ("prepare_packed_filter", np.uint8, 6, (3, 7), 2),
+                                     ("prepare_packed_filter", np.uint8, 34, (5, 3, 3, 3), 2)]),
+], ids=["int4", "mixed"])
+def test_simulator_runs_packed_ops_through_the_s4_s2_twins(monkeypatch, dtypes, want):
+    """The runner prepares int4 / int2 filters with the s4 / s2 twins (on the packed bytes: 2 or 4 values per
+    byte) and gives exactly what the s8 path gives on the same values typed int8."""
     calls = []
-    for fn in ("prepare_filter_s4", "prepare_depthwise_filter_s4"):
+    for fn in ("prepare_packed_filter", "prepare_packed_depthwise_filter"):
         real = getattr(sim_runner, fn)
-        monkeypatch.setattr(sim_runner, fn, lambda packed, shape, *a, _real=real, _fn=fn: (
-            calls.append((_fn, packed.dtype, packed.size, tuple(shape))), _real(packed, shape, *a))[1])
-    g, x, y = tiny_int4_data(40)
-    assert sorted(calls) == [("prepare_depthwise_filter_s4", np.uint8, 45, (1, 3, 3, 10)),
-                             ("prepare_filter_s4", np.uint8, 11, (3, 7)),
-                             ("prepare_filter_s4", np.uint8, 68, (5, 3, 3, 3))]
+        monkeypatch.setattr(sim_runner, fn, lambda packed, shape, bias, off, bits, _real=real, _fn=fn: (
+            calls.append((_fn, packed.dtype, packed.size, tuple(shape), bits)),
+            _real(packed, shape, bias, off, bits))[1])
+    g, x, y = tiny_int4_data(40, dtypes)
+    assert sorted(calls) == want
     g8 = as_int8_weights(g)
     every = Simulator(g).run(x, keep_all=True)
     every8 = Simulator(g8).run(x, keep_all=True)
@@ -475,6 +497,26 @@ def test_tiny_int4_graph_builds_and_matches(tmp_path):
     res = run_host(build_host(project))
     assert (res.inputs, res.mismatches, res.returncode) == (30, 0, 0), res.mismatch_lines[:3]
     bad = run_host(build_host(corrupt_one_weight(project, tmp_path / "bad", "op1_dwconv_filter")))
+    assert bad.inputs == 30 and bad.mismatches > 0 and not bad.ok
+
+
+@needs_gcc
+@pytest.mark.parametrize("mix", sorted(MIXED_DTYPES))
+def test_mixed_2_4_8_bit_graph_builds_and_matches(tmp_path, mix):
+    """2-, 4- and 8-bit filters side by side in one graph (the s2, s4 and s8 kernels next to each other), bit for
+    bit against the simulator; one flipped 2-bit weight must show."""
+    g, x, y = tiny_int4_data(30, MIXED_DTYPES[mix])
+    project = export_c_project(g, tmp_path / mix, x, y)
+    model_c = (project / "model.c").read_text()
+    for dtype, suffix in (("int2", "s2"), ("int4", "s4"), ("int8", "s8")):
+        called = re.search(rf"frk_(convolve|depthwise_conv|fully_connected)_{suffix}\(", model_c) is not None
+        assert (dtype in MIXED_DTYPES[mix].values()) == called, dtype
+    res = run_host(build_host(project))
+    assert (res.inputs, res.mismatches, res.returncode) == (30, 0, 0), res.mismatch_lines[:3]
+    int2_op = next(k for k, op in enumerate(g.ops) if len(op.inputs) == 3
+                   and g.tensors[op.inputs[1]].dtype == "int2")
+    filt = re.search(rf"const uint8_t (op{int2_op}_\w+_filter)\[", (project / "weights.c").read_text()).group(1)
+    bad = run_host(build_host(corrupt_one_weight(project, tmp_path / "bad", filt)))
     assert bad.inputs == 30 and bad.mismatches > 0 and not bad.ok
 
 
@@ -501,11 +543,12 @@ def resnet8_rtn_low_bits(shared_data):
 
 
 @pytest.mark.parametrize("wbits", [4, 3, 2])
-def test_lowering_types_low_bit_weights_int4(resnet8_rtn_low_bits, wbits):
+def test_lowering_types_low_bit_weights_int4_or_int2(resnet8_rtn_low_bits, wbits):
     g = resnet8_rtn_low_bits[wbits]
     weighted = [op for op in g.ops if op.kind in (OpKind.CONV_2D, OpKind.FULLY_CONNECTED)]
     dtypes = [g.tensors[op.inputs[1]].dtype for op in weighted]
-    assert dtypes == ["int8"] + ["int4"] * (len(weighted) - 2) + ["int8"]  # first and last stay 8-bit
+    low = "int2" if wbits == 2 else "int4"  # 3-bit grids sit in int4 containers, ternary ones in int2
+    assert dtypes == ["int8"] + [low] * (len(weighted) - 2) + ["int8"]  # first and last stay 8-bit
     qmax = (1 << (wbits - 1)) - 1  # symmetric grids: [-7, 7], [-3, 3], [-1, 1]
     for op in weighted[1:-1]:
         w = g.tensors[op.inputs[1]].data
@@ -522,17 +565,20 @@ def test_rtn_low_bit_resnet8_on_host_matches_simulator(resnet8_rtn_low_bits, wbi
     y = Simulator(g).run(x)[g.outputs[0]]
     assert len(np.unique(y, axis=0)) > 10  # real data: varied outputs
     project = export_c_project(g, tmp_path / f"w{wbits}", x, y)
-    assert (project / "model.c").read_text().count("frk_convolve_s4(") == 8
+    suffix = "s2" if wbits == 2 else "s4"
+    assert (project / "model.c").read_text().count(f"frk_convolve_{suffix}(") == 8
     res = run_host(build_host(project))
     assert res.lines[-1] == "SUMMARY inputs=50 mismatches=0", res.mismatch_lines[:5]
     assert (res.inputs, res.mismatches, res.returncode) == (50, 0, 0)
     # the dsp kernel set (the Cortex-M default) built for the host, through the C versions of the instructions
     fast = export_c_project(g, tmp_path / f"w{wbits}-dsp", x, y, kernels="dsp")
     model_c = (fast / "model.c").read_text()
-    assert model_c.count("frk_convolve_s4_dsp(") == 8 and model_c.count("frk_elementwise_add_s8_dsp(") == 3
+    # 2-bit layers have portable kernels only: the dsp export calls them (and says why in memory.txt)
+    fast_conv = "frk_convolve_s2(" if wbits == 2 else "frk_convolve_s4_dsp("
+    assert model_c.count(fast_conv) == 8 and model_c.count("frk_elementwise_add_s8_dsp(") == 3
     res = run_host(build_host(fast))
     assert res.lines[-1] == "SUMMARY inputs=50 mismatches=0", res.mismatch_lines[:5]
-    if wbits == 4:  # one corrupted packed weight (in the first int4 layer) must show
+    if wbits in (4, 2):  # one corrupted packed weight (in the first int4 / int2 layer) must show
         bad = run_host(build_host(corrupt_one_weight(project, tmp_path / "bad", "op1_conv_filter")))
         assert bad.inputs == 50 and bad.mismatches > 0 and not bad.ok
 

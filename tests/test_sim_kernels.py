@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from flexround_mcu.fixedpoint import INT32_MAX, INT32_MIN, requantize
 from flexround_mcu.prepare import add_params
 from flexround_mcu.errors import UserError
-from flexround_mcu.int4 import pack_int4
+from flexround_mcu.packing import pack_int4
 from flexround_mcu.sim.convolve import (
     accumulation_dtype,
     convolve_s4,

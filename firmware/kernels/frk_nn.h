@@ -1,6 +1,6 @@
 /*
  * frk_nn.h - flexround-mcu integer kernels: CMSIS-NN-style int8 operators in portable C99, and int4-weight
- * (s4) variants of conv, depthwise conv and fully connected.
+ * (s4) and int2-weight (s2) variants of conv, depthwise conv and fully connected.
  *
  * Each function mirrors the numpy twin of the same name in flexround_mcu/sim/ (without the frk_ prefix), and
  * both follow docs/arithmetic.md: TFLite Micro's int8 arithmetic with double rounding. Activations are NHWC
@@ -15,10 +15,13 @@
  * filter from being passed by mistake): the filter flattened in its natural order, element i in byte i >> 1,
  * the low nibble for even i and the high nibble for odd i, with no padding per row (rows of odd length start
  * mid-byte) and an unused high nibble at the end of an odd count: CMSIS-NN's arm_*_s4 layout. The arithmetic
- * is the s8 one on the unpacked values (docs/arithmetic.md 4.9).
+ * is the s8 one on the unpacked values (docs/arithmetic.md 4.9). The _s2 kernels take int2 values in [-2, 1]
+ * (ternary weights use -1, 0, 1) packed four per byte the same way: element i in bits 2j+1..2j of byte i >> 2,
+ * j = i & 3, no padding per row.
  *
  * Implementation: one op family per file (frk_support.c, frk_convolve_s8.c, frk_convolve_s4.c,
- * frk_depthwise_conv_s8.c, frk_depthwise_conv_s4.c, frk_fully_connected_s8.c, frk_fully_connected_s4.c,
+ * frk_convolve_s2.c, frk_depthwise_conv_s8.c, frk_depthwise_conv_s4.c, frk_depthwise_conv_s2.c,
+ * frk_fully_connected_s8.c, frk_fully_connected_s4.c, frk_fully_connected_s2.c,
  * frk_elementwise_add_s8.c, frk_pooling_s8.c, frk_softmax_s8.c) plus the internal
  * inline helpers in frk_nn_support.h. C99, integer only, no allocation; tests/test_c_kernels.py checks every
  * function against its numpy twin bit for bit.
@@ -94,6 +97,12 @@ void frk_convolve_s4(const frk_conv_params *params, const int32_t *multiplier, c
                      const frk_dims *filter_dims, const uint8_t *filter, const int32_t *bias,
                      const frk_dims *output_dims, int8_t *output);
 
+/* CONV_2D with a packed int2 filter [C_out, KH, KW, C_in]. */
+void frk_convolve_s2(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
+                     int32_t per_channel, const frk_dims *input_dims, const int8_t *input,
+                     const frk_dims *filter_dims, const uint8_t *filter, const int32_t *bias,
+                     const frk_dims *output_dims, int8_t *output);
+
 /* DEPTHWISE_CONV_2D: filter [1, KH, KW, C_out], C_out = C_in * depth_multiplier; output channel
  * c_in * depth_multiplier + m reads input channel c_in. */
 void frk_depthwise_conv_s8(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
@@ -107,6 +116,12 @@ void frk_depthwise_conv_s4(const frk_conv_params *params, const int32_t *multipl
                            const frk_dims *filter_dims, const uint8_t *filter, const int32_t *bias,
                            const frk_dims *output_dims, int8_t *output);
 
+/* DEPTHWISE_CONV_2D with a packed int2 filter [1, KH, KW, C_out]. */
+void frk_depthwise_conv_s2(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
+                           int32_t per_channel, const frk_dims *input_dims, const int8_t *input,
+                           const frk_dims *filter_dims, const uint8_t *filter, const int32_t *bias,
+                           const frk_dims *output_dims, int8_t *output);
+
 /* FULLY_CONNECTED: input [batch, depth], filter [C_out, depth], output [batch, C_out]. */
 void frk_fully_connected_s8(const frk_fc_params *params, const int32_t *multiplier, const int32_t *shift,
                             int32_t per_channel, int32_t batch, int32_t depth, const int8_t *input,
@@ -114,6 +129,11 @@ void frk_fully_connected_s8(const frk_fc_params *params, const int32_t *multipli
 
 /* FULLY_CONNECTED with a packed int4 filter [C_out, depth]. */
 void frk_fully_connected_s4(const frk_fc_params *params, const int32_t *multiplier, const int32_t *shift,
+                            int32_t per_channel, int32_t batch, int32_t depth, const int8_t *input,
+                            const uint8_t *filter, const int32_t *bias, int32_t out_channels, int8_t *output);
+
+/* FULLY_CONNECTED with a packed int2 filter [C_out, depth]. */
+void frk_fully_connected_s2(const frk_fc_params *params, const int32_t *multiplier, const int32_t *shift,
                             int32_t per_channel, int32_t batch, int32_t depth, const int8_t *input,
                             const uint8_t *filter, const int32_t *bias, int32_t out_channels, int8_t *output);
 

@@ -173,4 +173,51 @@ static inline int32_t frk__dot_s4(const uint8_t *packed, int32_t first, const in
     return acc;
 }
 
+/* int2 (s2) filters: two's-complement 2-bit fields ("crumbs") packed densely over the whole tensor, four per
+ * byte (docs/arithmetic.md 1): element i of the flattened filter is bits 2j+1..2j of byte i >> 2, j = i & 3.
+ * Ternary weights use -1, 0 and 1. Crumb j, moved to the top of a word and shifted back arithmetically, is the
+ * sign-extended value: one LSL and one ASR (or one SBFX). */
+static inline int32_t frk__s2_crumb(uint32_t byte, int32_t j)
+{
+    return frk__asr32(frk__from_u32(byte << (30 - 2 * j)), 30);
+}
+
+/* Element i of a packed s2 filter, as an int32 in [-2, 1]. */
+static inline int32_t frk__s2_at(const uint8_t *packed, int32_t i)
+{
+    return frk__s2_crumb(packed[i >> 2], i & 3);
+}
+
+/* sum over k < n of  w[first + k] * (x[k] + input_offset), w a packed s2 filter and x int8 (as frk__dot_s4).
+ * A run that starts mid-byte takes the rest of that byte's crumbs one by one; then each byte holds the next
+ * four weights; a remainder of 1 to 3 ends in the low crumbs of one more byte (never reading past the run's
+ * last crumb). */
+static inline int32_t frk__dot_s2(const uint8_t *packed, int32_t first, const int8_t *x, int32_t n,
+                                  int32_t input_offset)
+{
+    const uint8_t *w = packed + (first >> 2);
+    int32_t j = first & 3;
+    int32_t acc = 0;
+    int32_t quads;
+
+    if (j != 0) {
+        for (; j < 4 && n > 0; ++j, --n) {
+            acc += frk__s2_crumb(*w, j) * ((int32_t)*x++ + input_offset);
+        }
+        ++w;
+    }
+    for (quads = n >> 2; quads > 0; --quads) {
+        const uint32_t byte = *w++;
+        acc += frk__s2_crumb(byte, 0) * ((int32_t)x[0] + input_offset);
+        acc += frk__s2_crumb(byte, 1) * ((int32_t)x[1] + input_offset);
+        acc += frk__s2_crumb(byte, 2) * ((int32_t)x[2] + input_offset);
+        acc += frk__s2_crumb(byte, 3) * ((int32_t)x[3] + input_offset);
+        x += 4;
+    }
+    for (j = 0; j < (n & 3); ++j) {
+        acc += frk__s2_crumb(*w, j) * ((int32_t)x[j] + input_offset);
+    }
+    return acc;
+}
+
 #endif /* FRK_NN_SUPPORT_H */

@@ -41,6 +41,9 @@ PORTABLE = {
     (OpKind.DEPTHWISE_CONV_2D, "int4"): "frk_depthwise_conv_s4",
     (OpKind.FULLY_CONNECTED, "int8"): "frk_fully_connected_s8",
     (OpKind.FULLY_CONNECTED, "int4"): "frk_fully_connected_s4",
+    (OpKind.CONV_2D, "int2"): "frk_convolve_s2",
+    (OpKind.DEPTHWISE_CONV_2D, "int2"): "frk_depthwise_conv_s2",
+    (OpKind.FULLY_CONNECTED, "int2"): "frk_fully_connected_s2",
     OpKind.ADD: "frk_elementwise_add_s8",
 }
 POOLS = {OpKind.AVERAGE_POOL_2D: "frk_avgpool_s8", OpKind.MAX_POOL_2D: "frk_max_pool_s8"}
@@ -186,6 +189,8 @@ def choose_kernel(graph: QGraph, op, kernels: str) -> KernelChoice:
     portable = PORTABLE[(op.kind, w.dtype)]
     if kernels == "portable":
         return KernelChoice(portable, False)
+    if w.dtype == "int2":
+        return KernelChoice(portable, False, "2-bit filters have portable kernels only (no dsp/mve s2 kernel yet)")
     x = graph.tensors[op.inputs[0]]
     cout = w.shape[-1] if op.kind == OpKind.DEPTHWISE_CONV_2D else w.shape[0]
     bias = graph.tensors[op.inputs[2]].data if op.inputs[2] != -1 else np.zeros(cout, np.int32)

@@ -10,9 +10,10 @@ Every project carries the board files (boards/: startup, semihosting, linker scr
 target of flexround_mcu/toolchain/targets.py; `target` only picks the default TARGET (recorded in project.json).
 memory.txt holds the memory report (weight bytes per layer against their floor, the arena plan).
 
-int4 filters (Tensor dtype "int4", values held unpacked in the QGraph) are written packed, two values per byte in
-CMSIS-NN's s4 layout (flexround_mcu/int4.py), as `const uint8_t` arrays of packed_size(count) bytes, and their ops
-call the frk_*_s4 kernels; the memory report counts those packed bytes.
+int4 and int2 filters (Tensor dtypes "int4" / "int2", values held unpacked in the QGraph) are written packed, two or
+four values per byte (CMSIS-NN's s4 layout and our s2 one, flexround_mcu/packing.py), as `const uint8_t` arrays of
+packed_size(count, bits) bytes, and their ops
+call the frk_*_s4 / frk_*_s2 kernels; the memory report counts those packed bytes.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..int4 import pack_int4, packed_size
+from ..packing import PACKED_BITS, pack_filter, packed_size
 from ..ir import OpKind, QGraph
 from ..toolchain import targets as _targets
 from .arena import ArenaPlan, plan_arena
@@ -59,8 +60,8 @@ _KIND_SHORT = {
     OpKind.RESHAPE: "reshape",
     OpKind.SOFTMAX: "softmax",
 }
-# The C element type of each constant dtype; int4 tensors are written packed, two values per byte.
-_CTYPES = {"int8": "int8_t", "int4": "uint8_t", "int32": "int32_t"}
+# The C element type of each constant dtype; int4 / int2 tensors are written packed, two / four values per byte.
+_CTYPES = {"int8": "int8_t", "int4": "uint8_t", "int2": "uint8_t", "int32": "int32_t"}
 _CTYPE_BYTES = {"int8_t": 1, "uint8_t": 1, "int32_t": 4}
 _INT32_MIN = -(1 << 31)
 
@@ -191,15 +192,16 @@ class _Lowering:
         return name
 
     def const_tensor(self, t: int, name: str, role: str = "constant") -> str:
-        """The C array of constant tensor t, emitted once (named after the first op that uses it); int4 values
-        packed two per byte."""
+        """The C array of constant tensor t, emitted once (named after the first op that uses it); int4 / int2
+        values packed two / four per byte."""
         if t not in self.const_names:
             tensor = self.g.tensors[t]
             comment = f"tensor {t}: {tensor.name} {tensor.dtype} [{_shape(tensor.shape)}]"
             values = tensor.data
-            if tensor.dtype == "int4":
-                values = pack_int4(tensor.data)
-                comment += (f", {tensor.size} values packed two per byte (element 2k in the low nibble) in "
+            if tensor.dtype in PACKED_BITS:
+                values = pack_filter(tensor.data, tensor.dtype)
+                per_byte = {"int4": "two", "int2": "four"}[tensor.dtype]
+                comment += (f", {tensor.size} values packed {per_byte} per byte (lowest bits first) in "
                             f"{values.size} bytes")
             self.const_names[t] = self.add_array(name, _CTYPES[tensor.dtype], values, comment, role)
         return self.const_names[t]
@@ -308,7 +310,7 @@ class _Lowering:
             w_idx, b_idx = op.inputs[1], op.inputs[2]
             w = g.tensors[w_idx]
             choice = self.choices[k]
-            kernel = choice.name  # QGraph.validate admits int8 and int4 filters only
+            kernel = choice.name  # QGraph.validate admits int8, int4 and int2 filters only
             if choice.fast:
                 # The fast kernel's own layout of this filter and the bias with the input offset folded in
                 # (docs/arithmetic.md 6): arrays of this op alone, even where the tensor is shared.
@@ -435,11 +437,13 @@ _WEIGHTED = (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED)
 class LayerWeights:
     """The flash one op's constant arrays take (as written to weights.c) and its floor.
 
-    filter_bytes is the filter array as written: 1 byte per int8 weight, or the packed bytes of an int4 filter
-    (packed_size(filter_values) = ceil(filter_values / 2)). floor: the filter at that size, 4 bytes per int32
+    filter_bytes is the filter array as written: 1 byte per int8 weight, or the packed bytes of an int4 / int2
+    filter (packed_size(filter_values, bits) = ceil(filter_values / 2) / ceil(filter_values / 4)). floor: the filter at that size, 4 bytes per int32
     bias, and 8 (an int32 multiplier and an int32 shift) per requantization channel: per output channel for
     per-channel weights, once for per-tensor weights. filter_dtype / filter_values: the op's filter tensor
-    ("int8" or "int4", its element count); "" and 0 for an op without a filter of its own.
+    ("int8", "int4" or "int2", its element count); "" and 0 for an op without a filter of its own. bits: the
+    layer's weight bits (the quantizer's, from the graph's metadata: a 3-bit layer is an int4 filter), 0 without
+    a filter.
     """
 
     op: int
@@ -453,6 +457,7 @@ class LayerWeights:
     arrays: tuple[str, ...]
     filter_dtype: str = ""
     filter_values: int = 0
+    bits: int = 0
 
     @property
     def total_bytes(self) -> int:
@@ -494,7 +499,8 @@ class MemoryReport:
             "arena_without_inplace_bytes": self.arena.arena_without_inplace,
             "shared_memory": self.arena.sharing_lines(),
             "scratch_bytes": self.scratch_bytes,
-            "layers": [{"op": la.op, "kind": la.kind, "name": la.name, "filter_dtype": la.filter_dtype,
+            "layers": [{"op": la.op, "kind": la.kind, "name": la.name, "bits": la.bits or None,
+                        "filter_dtype": la.filter_dtype,
                         "filter_values": la.filter_values, "filter_bytes": la.filter_bytes,
                         "bias_bytes": la.bias_bytes, "table_bytes": la.table_bytes, "other_bytes": la.other_bytes,
                         "total_bytes": la.total_bytes, "floor_bytes": la.floor_bytes} for la in self.layers],
@@ -502,23 +508,25 @@ class MemoryReport:
 
     def text(self) -> str:
         """The report as fixed-width text (memory.txt of an exported project)."""
-        head = (f"{'op':>4}  {'kind':<17}  {'dtype':<5}  {'filter':>8}  {'bias':>7}  {'tables':>7}  {'other':>6}  "
-                f"{'total':>8}  {'floor':>8}  name")
+        head = (f"{'op':>4}  {'kind':<17}  {'bits':>4}  {'dtype':<5}  {'filter':>8}  {'bias':>7}  {'tables':>7}  "
+                f"{'other':>6}  {'total':>8}  {'floor':>8}  name")
         rule = "-" * (len(head) + 44)
         out = [f"Memory report: {self.model}", "",
                "Weights in flash (the const arrays of weights.c), bytes per layer",
                head, rule]
         for la in self.layers:
-            out.append(f"{la.op:>4}  {la.kind:<17}  {la.filter_dtype or '-':<5}  {la.filter_bytes:>8}  "
-                       f"{la.bias_bytes:>7}  {la.table_bytes:>7}  {la.other_bytes:>6}  {la.total_bytes:>8}  "
+            out.append(f"{la.op:>4}  {la.kind:<17}  {la.bits or '-':>4}  {la.filter_dtype or '-':<5}  "
+                       f"{la.filter_bytes:>8}  {la.bias_bytes:>7}  {la.table_bytes:>7}  {la.other_bytes:>6}  {la.total_bytes:>8}  "
                        f"{la.floor_bytes:>8}  {_tail(la.name, 48)}")
         tot = lambda f: sum(getattr(la, f) for la in self.layers)  # noqa: E731
         out += [rule,
-                f"{'':>4}  {'total':<17}  {'':<5}  {tot('filter_bytes'):>8}  {tot('bias_bytes'):>7}  "
+                f"{'':>4}  {'total':<17}  {'':>4}  {'':<5}  {tot('filter_bytes'):>8}  {tot('bias_bytes'):>7}  "
                 f"{tot('table_bytes'):>7}  {tot('other_bytes'):>6}  {self.weight_bytes:>8}  "
                 f"{self.weight_floor_bytes:>8}",
-                "filter: int8 weights one per byte, int4 weights packed two per byte (CMSIS-NN s4 layout);",
-                "floor: 1 byte per int8 weight, half a byte per int4 weight (rounded up per tensor), 4 per int32 "
+                "filter: int8 weights one per byte, int4 (3- and 4-bit) weights packed two per byte (CMSIS-NN s4 "
+                "layout), int2 weights four per byte (docs/arithmetic.md 1);",
+                "floor: 1 byte per int8 weight, a half / a quarter byte per int4 / int2 weight (rounded up per "
+                "tensor), 4 per int32 "
                 "bias, 8 per requantization channel (int32 multiplier and shift);",
                 f"weights / floor = {_ratio(self.weight_bytes, self.weight_floor_bytes)} "
                 f"(the firmware adds up to 3 bytes of alignment per 1-byte array)",
@@ -551,6 +559,9 @@ def _ratio(a: int, b: int) -> str:
     return f"{a / b:.4f}" if b else "n/a"
 
 
+_DTYPE_BITS = {"int8": 8, "int4": 4, "int2": 2}
+
+
 def _memory_report(graph: QGraph, plan: ArenaPlan, low: "_Lowering") -> MemoryReport:
     layers = []
     for k, op in enumerate(graph.ops):
@@ -559,19 +570,20 @@ def _memory_report(graph: QGraph, plan: ArenaPlan, low: "_Lowering") -> MemoryRe
             continue
         by_role = lambda *roles: sum(a.nbytes for a in arrays if a.role in roles)  # noqa: E731
         floor = by_role("constant")
-        filter_dtype, filter_values = "", 0
+        filter_dtype, filter_values, bits = "", 0, 0
         if op.kind in _WEIGHTED:
             w = graph.tensors[op.inputs[1]]
             owned = {a.role for a in arrays}
             if "filter" in owned:
                 filter_dtype, filter_values = w.dtype, int(w.size)
-                floor += packed_size(w.size) if w.dtype == "int4" else int(w.size)
+                bits = int(graph.metadata.get("bits", {}).get(op.name, _DTYPE_BITS[w.dtype]))
+                floor += packed_size(w.size, PACKED_BITS[w.dtype]) if w.dtype in PACKED_BITS else int(w.size)
             if "bias" in owned:
                 floor += 4 * int(graph.tensors[op.inputs[2]].size)
             floor += 8 * max(int(np.size(w.scale)), 1)
         layers.append(LayerWeights(k, op.kind.value, c_comment(op.name or ""), by_role("filter"), by_role("bias"),
                                    by_role("multiplier", "shift"), by_role("constant"), floor,
-                                   tuple(a.name for a in arrays), filter_dtype, filter_values))
+                                   tuple(a.name for a in arrays), filter_dtype, filter_values, bits))
     fused = {f.conv: f for f in plan.fusions}
     rings = {r.op: r for r in plan.rings}
     scratch = []

@@ -20,7 +20,7 @@ import numpy as np
 import tflite
 
 from ..errors import GraphError, UserError
-from ..int4 import pack_int4, unpack_int4
+from ..packing import pack_int4, unpack_int4
 from ..ir import (NUMPY_DTYPES, AddParams, ConvParams, FullyConnectedParams, Op, OpKind, PoolParams, QGraph,
                   ReshapeParams, Tensor)
 from ..prepare import ACTIVATIONS, activation_range, add_params, conv_multipliers, prepare_softmax, same_padding
@@ -315,6 +315,7 @@ _PREPEND = {
     "float32": (flatbuffers.Builder.PrependFloat32Slot, 0.0),
 }
 _TFLITE_TYPES = {name: t for t, name in _DTYPES.items()}
+_TFLITE_TYPES["int2"] = _T.INT4  # TFLite has no INT2: 2-bit filters go out as INT4 (the values fit; see int2_note)
 _BUILTIN_OF = {kind: code for code, kind in _OP_KINDS.items()}
 _OPTIONS_TABLE = {
     OpKind.CONV_2D: "Conv2DOptions",
@@ -330,15 +331,24 @@ _OPTIONS_TABLE = {
 # op_version.cc), keyed by the filter dtype for the weighted ops. TFLite Micro picks kernels by builtin code alone
 # and ignores them, but full TFLite refuses a version it does not register, so the file says what the converter would.
 _OP_VERSIONS = {
-    OpKind.CONV_2D: {"int8": 3, "int4": 7},
-    OpKind.DEPTHWISE_CONV_2D: {"int8": 3, "int4": 7},
-    OpKind.FULLY_CONNECTED: {"int8": 4, "int4": 10},
+    OpKind.CONV_2D: {"int8": 3, "int4": 7, "int2": 7},
+    OpKind.DEPTHWISE_CONV_2D: {"int8": 3, "int4": 7, "int2": 7},
+    OpKind.FULLY_CONNECTED: {"int8": 4, "int4": 10, "int2": 10},
     OpKind.ADD: 2,
     OpKind.AVERAGE_POOL_2D: 2,
     OpKind.MAX_POOL_2D: 2,
     OpKind.RESHAPE: 1,
     OpKind.SOFTMAX: 2,
 }
+
+
+def int2_note(graph: QGraph) -> str:
+    """One line saying which 2-bit filters a .tflite of `graph` holds as INT4 ("" if none)."""
+    names = [op.name for op in graph.ops if len(op.inputs) == 3 and graph.tensors[op.inputs[1]].dtype == "int2"]
+    if not names:
+        return ""
+    return (f"note: model.tflite stores the 2-bit filters of {', '.join(names)} as INT4 (TFLite has no INT2 type; "
+            f"the values and results are the same, the flash is twice the C export's)")
 
 
 def save_tflite(graph: QGraph, path: str | Path) -> Path:
@@ -421,7 +431,7 @@ class _Writer:
 
     @staticmethod
     def tensor_bytes(t: Tensor) -> bytes:
-        if t.dtype == "int4":
+        if t.dtype in ("int4", "int2"):
             return pack_int4(t.data).tobytes()  # element 2k in the low nibble: TFLM's UnpackDenseInt4IntoInt8
         return np.ascontiguousarray(t.data, dtype=np.dtype(NUMPY_DTYPES[t.dtype]).newbyteorder("<")).tobytes()
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..fixedpoint import Requantizer
-from ..int4 import unpack_int4
+from ..packing import unpack_bits
 
 
 def accumulation_dtype(depth: int, max_abs_weight: int):
@@ -183,65 +183,90 @@ def fully_connected_s8(x, w, bias, input_offset, output_offset, act_min, act_max
     return fully_connected_s8_prepared(x, prep, Requantizer(multiplier, shift, output_offset, act_min, act_max))
 
 
-# ------------------------------------------------------------------------------------------------ int4 weights
-def unpack_filter_s4(w_packed: np.ndarray, filter_shape) -> np.ndarray:
-    """Packed s4 filter bytes -> its int8 values in [-8, 7], shaped `filter_shape` (element i of the flattened
-    filter is the low nibble of byte i >> 1 for even i, the high nibble for odd i)."""
+# ----------------------------------------------------------------------------------------- int4 / int2 weights
+def unpack_filter(w_packed: np.ndarray, filter_shape, bits: int) -> np.ndarray:
+    """Packed s4 (bits 4) or s2 (bits 2) filter bytes -> its int8 values, shaped `filter_shape` (element i of the
+    flattened filter in byte i >> 1 / i >> 2, lowest bits first: flexround_mcu/packing.py)."""
     shape = tuple(int(d) for d in filter_shape)
-    return unpack_int4(w_packed, int(np.prod(shape, dtype=np.int64))).reshape(shape)
+    return unpack_bits(w_packed, int(np.prod(shape, dtype=np.int64)), bits).reshape(shape)
 
 
-def prepare_filter_s4(w_packed: np.ndarray, filter_shape, bias: np.ndarray | None,
-                      input_offset: int) -> PreparedFilter:
+def prepare_packed_filter(w_packed: np.ndarray, filter_shape, bias: np.ndarray | None, input_offset: int,
+                          bits: int = 4) -> PreparedFilter:
     """A packed CONV_2D [C_out, KH, KW, C_in] or FULLY_CONNECTED [C_out, depth] filter, prepared as for s8."""
-    w = unpack_filter_s4(w_packed, filter_shape)
+    w = unpack_filter(w_packed, filter_shape, bits)
     return prepare_filter(w.reshape(w.shape[0], -1), bias, input_offset)
 
 
-def prepare_depthwise_filter_s4(w_packed: np.ndarray, filter_shape, bias: np.ndarray | None,
-                                input_offset: int) -> PreparedDepthwise:
+def prepare_packed_depthwise_filter(w_packed: np.ndarray, filter_shape, bias: np.ndarray | None,
+                                    input_offset: int, bits: int = 4) -> PreparedDepthwise:
     """A packed DEPTHWISE_CONV_2D [1, KH, KW, C_out] filter, prepared as for s8."""
-    return prepare_depthwise_filter(unpack_filter_s4(w_packed, filter_shape), bias, input_offset)
+    return prepare_depthwise_filter(unpack_filter(w_packed, filter_shape, bits), bias, input_offset)
 
 
-def convolve_s4_prepared(x, prep: PreparedFilter, requant: Requantizer, kernel_hw, input_offset, stride, dilation,
-                         padding):
-    """CONV_2D on a filter from prepare_filter_s4: from here on, the s8 arithmetic on the unpacked values."""
-    return convolve_s8_prepared(x, prep, requant, kernel_hw, input_offset, stride, dilation, padding)
+# The s4 and s2 invokes are the s8 ones on the unpacked values: the packing is paid once, in the prepare step.
+def _convolve_packed(bits, x, w_packed, filter_shape, bias, input_offset, output_offset, stride, dilation, padding,
+                     act_min, act_max, multiplier, shift):
+    prep = prepare_packed_filter(w_packed, filter_shape, bias, input_offset, bits)
+    requant = Requantizer(multiplier, shift, output_offset, act_min, act_max)
+    return convolve_s8_prepared(x, prep, requant, tuple(filter_shape[1:3]), input_offset, stride, dilation, padding)
 
 
-def depthwise_conv_s4_prepared(x, prep: PreparedDepthwise, requant: Requantizer, input_offset, stride, dilation,
-                               padding, depth_multiplier=1):
-    """DEPTHWISE_CONV_2D on a filter from prepare_depthwise_filter_s4 (the s8 arithmetic from here on)."""
+def _depthwise_conv_packed(bits, x, w_packed, filter_shape, bias, input_offset, output_offset, stride, dilation,
+                           padding, act_min, act_max, multiplier, shift, depth_multiplier=1):
+    prep = prepare_packed_depthwise_filter(w_packed, filter_shape, bias, input_offset, bits)
+    requant = Requantizer(multiplier, shift, output_offset, act_min, act_max)
     return depthwise_conv_s8_prepared(x, prep, requant, input_offset, stride, dilation, padding, depth_multiplier)
 
 
-def fully_connected_s4_prepared(x, prep: PreparedFilter, requant: Requantizer):
-    """FULLY_CONNECTED on a filter from prepare_filter_s4 (the s8 arithmetic from here on)."""
-    return fully_connected_s8_prepared(x, prep, requant)
+def _fully_connected_packed(bits, x, w_packed, filter_shape, bias, input_offset, output_offset, act_min, act_max,
+                            multiplier, shift):
+    prep = prepare_packed_filter(w_packed, filter_shape, bias, input_offset, bits)
+    return fully_connected_s8_prepared(x, prep, Requantizer(multiplier, shift, output_offset, act_min, act_max))
 
 
 def convolve_s4(x, w_packed, filter_shape, bias, input_offset, output_offset, stride, dilation, padding, act_min,
                 act_max, multiplier, shift):
     """CONV_2D with an int4 filter: w_packed holds the [C_out, KH, KW, C_in] values `filter_shape` packed two per
     byte (uint8, packed_size(C_out*KH*KW*C_in) bytes); everything else as convolve_s8."""
-    prep = prepare_filter_s4(w_packed, filter_shape, bias, input_offset)
-    requant = Requantizer(multiplier, shift, output_offset, act_min, act_max)
-    return convolve_s4_prepared(x, prep, requant, tuple(filter_shape[1:3]), input_offset, stride, dilation, padding)
+    return _convolve_packed(4, x, w_packed, filter_shape, bias, input_offset, output_offset, stride, dilation,
+                            padding, act_min, act_max, multiplier, shift)
 
 
 def depthwise_conv_s4(x, w_packed, filter_shape, bias, input_offset, output_offset, stride, dilation, padding,
                       act_min, act_max, multiplier, shift, depth_multiplier=1):
     """DEPTHWISE_CONV_2D with an int4 filter: w_packed holds the [1, KH, KW, C_out] values packed two per byte;
     everything else as depthwise_conv_s8."""
-    prep = prepare_depthwise_filter_s4(w_packed, filter_shape, bias, input_offset)
-    requant = Requantizer(multiplier, shift, output_offset, act_min, act_max)
-    return depthwise_conv_s4_prepared(x, prep, requant, input_offset, stride, dilation, padding, depth_multiplier)
+    return _depthwise_conv_packed(4, x, w_packed, filter_shape, bias, input_offset, output_offset, stride,
+                                  dilation, padding, act_min, act_max, multiplier, shift, depth_multiplier)
 
 
 def fully_connected_s4(x, w_packed, filter_shape, bias, input_offset, output_offset, act_min, act_max, multiplier,
                        shift):
     """FULLY_CONNECTED with an int4 filter: w_packed holds the [C_out, depth] values packed two per byte (with an
     odd depth, every other row starts mid-byte); everything else as fully_connected_s8."""
-    prep = prepare_filter_s4(w_packed, filter_shape, bias, input_offset)
-    return fully_connected_s4_prepared(x, prep, Requantizer(multiplier, shift, output_offset, act_min, act_max))
+    return _fully_connected_packed(4, x, w_packed, filter_shape, bias, input_offset, output_offset, act_min,
+                                   act_max, multiplier, shift)
+
+
+def convolve_s2(x, w_packed, filter_shape, bias, input_offset, output_offset, stride, dilation, padding, act_min,
+                act_max, multiplier, shift):
+    """CONV_2D with an int2 filter: w_packed holds the [C_out, KH, KW, C_in] values packed four per byte
+    (packed_size(count, 2) bytes); everything else as convolve_s8."""
+    return _convolve_packed(2, x, w_packed, filter_shape, bias, input_offset, output_offset, stride, dilation,
+                            padding, act_min, act_max, multiplier, shift)
+
+
+def depthwise_conv_s2(x, w_packed, filter_shape, bias, input_offset, output_offset, stride, dilation, padding,
+                      act_min, act_max, multiplier, shift, depth_multiplier=1):
+    """DEPTHWISE_CONV_2D with an int2 filter [1, KH, KW, C_out] packed four per byte; else as depthwise_conv_s8."""
+    return _depthwise_conv_packed(2, x, w_packed, filter_shape, bias, input_offset, output_offset, stride,
+                                  dilation, padding, act_min, act_max, multiplier, shift, depth_multiplier)
+
+
+def fully_connected_s2(x, w_packed, filter_shape, bias, input_offset, output_offset, act_min, act_max, multiplier,
+                       shift):
+    """FULLY_CONNECTED with an int2 filter [C_out, depth] packed four per byte (rows start mid-byte when depth is
+    not a multiple of 4); everything else as fully_connected_s8."""
+    return _fully_connected_packed(2, x, w_packed, filter_shape, bias, input_offset, output_offset, act_min,
+                                   act_max, multiplier, shift)

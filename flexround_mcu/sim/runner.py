@@ -1,7 +1,8 @@
 """Run a QGraph on a batch of int8 inputs with the numpy kernels.
 
 TFLM's prepare/invoke split: `Simulator(graph)` prepares every op once (weight matrices, offsets, padding;
-int4 filters are packed as the firmware holds them and go through the s4 twins, which unpack them here);
+int4 and int2 filters are packed as the firmware holds them and go through the s4 / s2 twins, which unpack
+them here);
 `run()` then invokes the ops in order on a batch (N, ...) and can keep every intermediate tensor. A large batch is
 cut into chunks that stay in cache and run on a small thread pool (numpy and BLAS release the GIL).
 """
@@ -18,10 +19,10 @@ from threadpoolctl import threadpool_limits
 from ..errors import UserError
 from ..fixedpoint import Requantizer
 from ..ir import OpKind, QGraph
-from ..int4 import pack_int4
-from .convolve import (convolve_s4_prepared, convolve_s8_prepared, depthwise_conv_s4_prepared,
-                       depthwise_conv_s8_prepared, fully_connected_s4_prepared, fully_connected_s8_prepared,
-                       prepare_depthwise_filter, prepare_depthwise_filter_s4, prepare_filter, prepare_filter_s4)
+from ..packing import PACKED_BITS, pack_filter
+from .convolve import (convolve_s8_prepared, depthwise_conv_s8_prepared, fully_connected_s8_prepared,
+                       prepare_depthwise_filter, prepare_filter, prepare_packed_depthwise_filter,
+                       prepare_packed_filter)
 from .elementwise import add_prepared, input_rescale_table
 from .pooling import avgpool_s8, max_pool_s8
 from .softmax import softmax_s8
@@ -44,31 +45,25 @@ class Simulator:
             bias = t[op.inputs[2]].data if op.inputs[2] != -1 else None
             in_offset = -int(x.zero_point[0])
             requant = Requantizer(p.multiplier, p.shift, out_offset, p.act_min, p.act_max)
-            if w.dtype == "int4":
-                # The s4 twins, on the filter packed as the firmware stores it (the QGraph holds int4 values
-                # unpacked); they unpack it here, once.
-                packed = pack_int4(w.data)
-                if op.kind == OpKind.CONV_2D:
-                    prep = prepare_filter_s4(packed, w.shape, bias, in_offset)
-                    fn = lambda a: convolve_s4_prepared(a, prep, requant, w.shape[1:3], in_offset, p.stride,
-                                                        p.dilation, p.padding)
-                elif op.kind == OpKind.DEPTHWISE_CONV_2D:
-                    prep = prepare_depthwise_filter_s4(packed, w.shape, bias, in_offset)
-                    fn = lambda a: depthwise_conv_s4_prepared(a, prep, requant, in_offset, p.stride, p.dilation,
-                                                              p.padding, p.depth_multiplier)
+            if w.dtype in PACKED_BITS:
+                # The s4 / s2 twins, on the filter packed as the firmware stores it (the QGraph holds the values
+                # unpacked): their prepare step unpacks it here, once; their invoke is the s8 one.
+                packed, bits = pack_filter(w.data, w.dtype), PACKED_BITS[w.dtype]
+                if op.kind == OpKind.DEPTHWISE_CONV_2D:
+                    prep = prepare_packed_depthwise_filter(packed, w.shape, bias, in_offset, bits)
                 else:
-                    prep = prepare_filter_s4(packed, w.shape, bias, in_offset)
-                    fn = lambda a: fully_connected_s4_prepared(a, prep, requant)
-            elif op.kind == OpKind.CONV_2D:
+                    prep = prepare_packed_filter(packed, w.shape, bias, in_offset, bits)
+            elif op.kind == OpKind.DEPTHWISE_CONV_2D:
+                prep = prepare_depthwise_filter(w.data, bias, in_offset)
+            else:
                 prep = prepare_filter(w.data.reshape(w.shape[0], -1), bias, in_offset)
+            if op.kind == OpKind.CONV_2D:
                 fn = lambda a: convolve_s8_prepared(a, prep, requant, w.shape[1:3], in_offset, p.stride,
                                                     p.dilation, p.padding)
             elif op.kind == OpKind.DEPTHWISE_CONV_2D:
-                prep = prepare_depthwise_filter(w.data, bias, in_offset)
                 fn = lambda a: depthwise_conv_s8_prepared(a, prep, requant, in_offset, p.stride, p.dilation,
                                                           p.padding, p.depth_multiplier)
             else:
-                prep = prepare_filter(w.data, bias, in_offset)
                 fn = lambda a: fully_connected_s8_prepared(a, prep, requant)
             return out, (op.inputs[0],), fn
         if op.kind == OpKind.ADD:

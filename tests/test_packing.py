@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from flexround_mcu.errors import UserError
-from flexround_mcu.int4 import INT4_MAX, INT4_MIN, pack_int4, packed_size, unpack_int4
+from flexround_mcu.packing import INT4_MAX, INT4_MIN, pack_int4, packed_size, unpack_int4
 
 from helpers import user_error
 
