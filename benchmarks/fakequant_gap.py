@@ -29,6 +29,7 @@ from flexround_mcu.data import load_data  # noqa: E402
 from _common import run, write_results  # noqa: E402
 from flexround_mcu.lower import lower  # noqa: E402
 from flexround_mcu.quant.fakequant import quantize_model  # noqa: E402
+from flexround_mcu.quant.graph import exact_arithmetic  # noqa: E402
 from flexround_mcu.sim.runner import Simulator  # noqa: E402
 from flexround_mcu.workflow import ExportOptions, model_units, resolve_model  # noqa: E402
 from flexround_mcu.zoo import float_input  # noqa: E402
@@ -59,26 +60,35 @@ def main() -> int:
     values = Simulator(qg).run(x8, keep_all=True)
     by_name = {t.name: i for i, t in enumerate(qg.tensors) if not t.is_constant}
     rows = []
+    with torch.no_grad():
+        train_path = qm.module(float_input(ev), keep=True)  # the float path reconstruction trains through
+        with exact_arithmetic(qm.module):
+            exact = qm.module(float_input(ev), keep=True)  # quant/exact.py: the integer arithmetic
     for node in graph.nodes:
         ti = by_name.get(node.name)
         if ti is None or ti not in values:
             continue
         t = qg.tensors[ti]
-        with torch.no_grad():
-            f = qm.module(float_input(ev), upto=node.name).numpy()
         sim = values[ti].astype(np.int64)
-        if f.ndim == 4:
-            f = f.transpose(0, 2, 3, 1)  # NCHW -> the simulator's NHWC
-        q = np.round(f.reshape(sim.shape) / float(t.scale[0])) + int(t.zero_point[0])
-        d = np.abs(q - sim)
-        row = {"node": node.name, "values": int(d.size), "differ": int((d > 0).sum()), "max": int(d.max())}
-        if node.name == graph.logits:
-            row["argmax_differ"] = int((q.reshape(len(x8), -1).argmax(1) != sim.reshape(len(x8), -1).argmax(1)).sum())
+        row = {"node": node.name, "values": int(sim.size)}
+        for key, run_values in (("float_path", train_path), ("exact", exact)):
+            f = run_values[node.name].numpy()
+            if f.ndim == 4:
+                f = f.transpose(0, 2, 3, 1)  # NCHW -> the simulator's NHWC
+            q = np.round(f.reshape(sim.shape) / float(t.scale[0])) + int(t.zero_point[0])
+            d = np.abs(q - sim)
+            row[key] = {"differ": int((d > 0).sum()), "max": int(d.max())}
+            if node.name == graph.logits:
+                row[key]["argmax_differ"] = int((q.reshape(len(x8), -1).argmax(1)
+                                                 != sim.reshape(len(x8), -1).argmax(1)).sum())
         rows.append(row)
     print(f"fake quant against the integer simulator: {a.model} RTN W{a.wbits} {a.granularity}, {len(x8)} images")
-    print(f"{'node':<28} {'values':>10} {'differ':>8} {'max':>4}  argmax differ")
+    print(f"{'node':<28} {'values':>10}  {'float path: differ':>18} {'max':>4} {'argmax':>6}  "
+          f"{'exact: differ':>13} {'max':>4} {'argmax':>6}")
     for r in rows:
-        print(f"{r['node']:<28} {r['values']:>10,} {r['differ']:>8,} {r['max']:>4}  {r.get('argmax_differ', '')}")
+        fp, ex = r["float_path"], r["exact"]
+        print(f"{r['node']:<28} {r['values']:>10,}  {fp['differ']:>18,} {fp['max']:>4} "
+              f"{fp.get('argmax_differ', ''):>6}  {ex['differ']:>13,} {ex['max']:>4} {ex.get('argmax_differ', ''):>6}")
     write_results(a.json, {"model": a.model, "wbits": a.wbits, "granularity": a.granularity, "images": len(x8),
                            "rows": rows})
     return 0

@@ -149,8 +149,13 @@ A model that is not in the zoo needs its data and its declared preprocessing:
               show_default=True, help="Where the C code runs: the host, or a Cortex-M board emulated by QEMU.")
 @click.option("--method", type=click.Choice(["flexround", "adaround", "rtn"]), default="flexround", show_default=True,
               help="Weight rounding: FlexRound, AdaRound (both learned block by block), or round to nearest.")
-@click.option("--wbits", type=click.Choice(["8", "4", "3", "2"]), default="4", show_default=True,
-              help="Weight bits (first and last layers stay at 8 unless --no-first-last-8bit).")
+@click.option("--wbits", type=click.Choice(["8", "4", "3", "2", "mixed"]), default="4", show_default=True,
+              help="Weight bits (first and last layers stay at 8 unless --no-first-last-8bit); mixed: 8, 4 or 2 "
+                   "per layer, chosen under --flash-budget.")
+@click.option("--flash-budget", type=click.IntRange(min=1), default=None, metavar="BYTES",
+              help="With --wbits mixed: the weight bytes the export may take (report.json's memory.weight_bytes: "
+                   "filters, biases and requantization tables for this target). Each layer's bits come from its "
+                   "measured sensitivity and an exact allocation under the budget.")
 @click.option("--abits", type=click.Choice(["8"]), default="8", show_default=True, help="Activation bits.")
 @click.option("--granularity", type=click.Choice(["tensor", "channel"]), default="tensor", show_default=True,
               help="One weight scale per tensor, or one per output channel.")
@@ -179,7 +184,8 @@ A model that is not in the zoo needs its data and its declared preprocessing:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder (default out/MODEL-METHOD-wBITS-GRANULARITY-TARGET, MODEL made folder-safe).")
 @click.option("--iters", type=int, default=None,
-              help="Reconstruction iterations per block (flexround, adaround) [default: 500; 2000 at --wbits 2].")
+              help="Reconstruction iterations per block (flexround, adaround) [default: 500; 2000 when a layer has "
+                   "2-bit weights].")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Reconstruction learning rate [default: flexround 3e-3, adaround 1e-3].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
@@ -198,12 +204,17 @@ A model that is not in the zoo needs its data and its declared preprocessing:
                    "cannot fit fails with the smallest size it can reach.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing output folder that is not a previous export.")
-def export(model, target, method, wbits, abits, granularity, first_last_8bit, weights, dataset, calib_dataset,
+def export(model, target, method, wbits, flash_budget, abits, granularity, first_last_8bit, weights, dataset, calib_dataset,
            input_scale, input_zero_point, input_shape, calib_size, eval_size, test_inputs, out, iters, lr, batch_size,
            act_lr, qdrop, emit_tflite, kernels, ram_budget, seed, force):
     from .workflow import ExportOptions, report_layer_table, run_export, summary_table
 
-    report = run_export(ExportOptions(model=model, target=target, method=method, wbits=int(wbits),
+    if wbits == "mixed" and flash_budget is None:
+        raise UserError("--wbits mixed needs --flash-budget BYTES (the weight bytes the export may take)")
+    if wbits != "mixed" and flash_budget is not None:
+        raise UserError(f"--flash-budget is for --wbits mixed; with --wbits {wbits} every layer's bits are fixed")
+    report = run_export(ExportOptions(model=model, target=target, method=method,
+                                      wbits=wbits if wbits == "mixed" else int(wbits), flash_budget=flash_budget,
                                       abits=int(abits), granularity=granularity, first_last_8bit=first_last_8bit,
                                       weights=str(weights) if weights else None, calib_size=calib_size,
                                       eval_size=eval_size, test_inputs=test_inputs, out=out, seed=seed,

@@ -11,15 +11,8 @@ import numpy as np
 
 from .ir import (AddParams, ConvParams, FullyConnectedParams, Op, OpKind, PoolParams, QGraph, ReshapeParams,
                  Tensor)
-from .prepare import activation_range, add_params, conv_multipliers, prepare_softmax
+from .prepare import activation_range, add_params, conv_multipliers, prepare_softmax, quantize_bias
 from .quant.fakequant import QuantizedModel
-
-
-def quantize_bias(bias: np.ndarray, input_scale: float, weight_scales: np.ndarray) -> np.ndarray:
-    """int32 bias with scale s_in * s_w (float32 product, as the TFLite converter stores it), round half away."""
-    scale = (np.float32(input_scale) * weight_scales.astype(np.float32)).astype(np.float64)
-    q = np.sign(bias) * np.floor(np.abs(bias.astype(np.float64)) / scale + 0.5)
-    return np.clip(q, -(1 << 31) + 1, (1 << 31) - 1).astype(np.int32)
 
 
 def weight_dtype(bits: int) -> str:

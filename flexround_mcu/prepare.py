@@ -65,6 +65,13 @@ def add_params(s1: float, s2: float, s_out: float, left_shift: int = 20) -> dict
                 input2_shift=sh2, output_multiplier=mo, output_shift=sho)
 
 
+def quantize_bias(bias: np.ndarray, input_scale: float, weight_scales: np.ndarray) -> np.ndarray:
+    """int32 bias with scale s_in * s_w (float32 product, as the TFLite converter stores it), round half away."""
+    scale = (np.float32(input_scale) * weight_scales.astype(np.float32)).astype(np.float64)
+    q = np.sign(bias) * np.floor(np.abs(bias.astype(np.float64)) / scale + 0.5)
+    return np.clip(q, -(1 << 31) + 1, (1 << 31) - 1).astype(np.int32)
+
+
 def same_padding(in_size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
     """TensorFlow 'SAME' padding (before, after) for one axis: the odd extra pixel goes after."""
     out = -(-in_size // stride)

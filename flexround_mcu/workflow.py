@@ -30,7 +30,8 @@ class ExportOptions:
     model: str  # a zoo name, a .tflite, a .h5/.keras file, a SavedModel folder, or package.module:factory
     target: str = "host"
     method: str = "flexround"
-    wbits: int = 4
+    wbits: int | str = 4  # 8, 4, 3, 2, or "mixed" (per layer under flash_budget: mixed.py)
+    flash_budget: int | None = None  # wbits "mixed": weight bytes the export may take (memory.weight_bytes)
     abits: int = 8
     granularity: str = "tensor"
     first_last_8bit: bool = True
@@ -105,15 +106,26 @@ def torch_accuracy(fn, x_nchw, labels, desc: str, batch: int = 500) -> float:
     return _accuracy(np.concatenate(outs), labels)
 
 
+def fake_quant_accuracy(qm, x_nchw, labels) -> tuple[float, float]:
+    """(fake quant with the integer arithmetic at every rounding point (quant/exact.py): the integer simulator's
+    accuracy by construction, the float path the reconstruction trains through)."""
+    from .quant.graph import exact_arithmetic
+    logits = qm.graph.logits
+    with exact_arithmetic(qm.module):
+        exact = torch_accuracy(lambda x: qm.module(x, upto=logits), x_nchw, labels, "fake-quant model (exact)")
+    return exact, torch_accuracy(lambda x: qm.module(x, upto=logits), x_nchw, labels, "fake-quant model (float)")
+
+
 def weight_bytes(graph, memory, bits: dict[str, int]) -> dict:
-    """Weight flash as exported (codegen's memory report: int4 filters packed two per byte) and what the same
-    arrays take with every filter in int8 containers, the int8 model's layout (biases and tables unchanged)."""
+    """Weight flash as exported (codegen's memory report: int4 / int2 filters packed two / four per byte) and what
+    the same arrays take with every filter in int8 containers, the int8 model's layout (biases and tables unchanged)."""
     weighted = (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED)
     per_layer = []
     for layer in memory.layers:
         op = graph.ops[layer.op]
         name = op.name
-        as_int8 = layer.total_bytes + (layer.filter_values - layer.filter_bytes if layer.filter_dtype == "int4" else 0)
+        packed = layer.filter_dtype in ("int4", "int2")
+        as_int8 = layer.total_bytes + (layer.filter_values - layer.filter_bytes if packed else 0)
         # bits: of the op's filter; None for an op with constants but no filter (e.g. the dsp export's ADD table)
         per_layer.append({"op": layer.op, "layer": name, "bits": bits.get(name, 8) if op.kind in weighted else None,
                           "filter_dtype": layer.filter_dtype or None,
@@ -349,22 +361,57 @@ def check_data(ds, info: ModelInfo, option: str, classes: int | None = None) -> 
                         f"the data the model was trained for")
 
 
+def quantize_stage(opt: ExportOptions, graph, calib_x):
+    """Calibrate, choose the bits (--wbits mixed: mixed.choose_bits), quantize and reconstruct: (the quantized
+    model, the reconstruction logs, the iterations per block, report.json's `mixed` or None)."""
+    from .quant.fakequant import quantize_model
+
+    bits = mixed = None
+    if opt.wbits == "mixed":
+        from .mixed import choose_bits
+        n_eval = len(graph.weighted()) * 2
+        with _bar(n_eval, "sensitivity per layer and width", unit="run") as bar:
+            bits, mixed = choose_bits(graph, calib_x, opt.flash_budget, opt.granularity, opt.first_last_8bit,
+                                      opt.target, opt.kernels, progress=bar.update)
+        _say("mixed precision: " + ", ".join(f"{k} W{v}" for k, v in bits.items())
+             + f" ({mixed['predicted_weight_bytes']} B of weights for --flash-budget {opt.flash_budget})")
+    lowest = min(bits.values()) if bits else opt.wbits
+    iters = opt.iters if opt.iters is not None else default_iters(lowest)
+    with _bar(len(calib_x), "calibration") as bar:
+        qm = quantize_model(graph, [calib_x[i:i + 128] for i in range(0, len(calib_x), 128)], opt.method,
+                            8 if bits else opt.wbits, opt.granularity, opt.first_last_8bit, progress=bar.update,
+                            bits=bits)
+    recon_logs = []
+    if opt.method in METHOD_LR:
+        from .quant.reconstruct import keep_freed_memory, reconstruct
+        keep_freed_memory()
+        lr = opt.lr or METHOD_LR[opt.method]
+        with _bar(iters, f"{opt.method} reconstruction", unit="it") as bar:
+            def tick(block, it, total):
+                bar.set_description(f"{opt.method}: block {block}")
+                bar.n = it
+                bar.refresh()
+            recon_logs = reconstruct(qm, calib_x, iters=iters, lr=lr, batch_size=opt.batch_size,
+                                     seed=opt.seed, drop_prob=opt.drop_prob, act_lr=opt.act_lr, progress=tick)
+    return qm, recon_logs, iters, mixed
+
+
 def run_export(opt: ExportOptions) -> dict:
     """Run the whole export; returns the report (also written to OUT/report.json)."""
     t_start = time.perf_counter()
     _, label = model_kind(opt.model)
     out = Path(opt.out or f"out/{label}-{opt.method}-w{opt.wbits}-{opt.granularity}-{opt.target}")
     check_output_folder(out, opt.force)  # fail before spending minutes on quantization
-    iters = opt.iters if opt.iters is not None else default_iters(opt.wbits)
-    if iters < 1:
-        raise UserError(f"--iters {iters}: the reconstruction needs at least 1 iteration per block")
+    if opt.iters is not None and opt.iters < 1:
+        raise UserError(f"--iters {opt.iters}: the reconstruction needs at least 1 iteration per block")
+    if (opt.wbits == "mixed") != (opt.flash_budget is not None):
+        raise UserError("--wbits mixed and --flash-budget BYTES go together")
 
     import torch
 
     from .codegen.render import export_c_project, memory_report
     from .data import load_data
     from .lower import lower
-    from .quant.fakequant import quantize_model
     from .quant.graph import GraphModule
     from .sim.runner import Simulator
     from .toolchain.host import build_host, run_host
@@ -400,27 +447,18 @@ def run_export(opt: ExportOptions) -> dict:
     acc_float = torch_accuracy(lambda x: float_module(x, upto=graph.logits), eval_x, eval_set.y, "float model")
 
     t_q = time.perf_counter()
-    with _bar(len(calib_x), "calibration") as bar:
-        qm = quantize_model(graph, [calib_x[i:i + 128] for i in range(0, len(calib_x), 128)], opt.method,
-                            opt.wbits, opt.granularity, opt.first_last_8bit, progress=bar.update)
-    recon_logs = []
-    if opt.method in METHOD_LR:
-        from .quant.reconstruct import keep_freed_memory, reconstruct
-        keep_freed_memory()
-        lr = opt.lr or METHOD_LR[opt.method]
-        with _bar(iters, f"{opt.method} reconstruction", unit="it") as bar:
-            def tick(block, it, total):
-                bar.set_description(f"{opt.method}: block {block}")
-                bar.n = it
-                bar.refresh()
-            recon_logs = reconstruct(qm, calib_x, iters=iters, lr=lr, batch_size=opt.batch_size,
-                                     seed=opt.seed, drop_prob=opt.drop_prob, act_lr=opt.act_lr, progress=tick)
+    qm, recon_logs, iters, mixed = quantize_stage(opt, graph, calib_x)
     quantize_s = time.perf_counter() - t_q
-    acc_fake = torch_accuracy(lambda x: qm.module(x, upto=graph.logits), eval_x, eval_set.y, "fake-quant model")
+    acc_fake, acc_fake_float = fake_quant_accuracy(qm, eval_x, eval_set.y)
 
     qgraph = lower(qm, name=info.label)
     # the layouts and the plan the C will run; a --ram-budget it cannot meet stops the export here
     memory = memory_report(qgraph, opt.target, opt.kernels, opt.ram_budget)
+    if mixed is not None:
+        mixed["weight_bytes"] = memory.weight_bytes
+        if memory.weight_bytes > opt.flash_budget:  # the costs are the same layouts: this would be a bug
+            raise UserError(f"the mixed-precision export takes {memory.weight_bytes} B of weights, over "
+                            f"--flash-budget {opt.flash_budget} (predicted {mixed['predicted_weight_bytes']} B)")
     tin = qgraph.tensors[qgraph.inputs[0]]
     x_int8 = eval_set.quantize_input(float(tin.scale[0]), int(tin.zero_point[0]))
     sim = Simulator(qgraph)
@@ -464,11 +502,12 @@ def run_export(opt: ExportOptions) -> dict:
             "input": {"shape_chw": list(info.input_shape), "scale": info.input_scale,
                       "zero_point": info.input_zero_point},
             "target": opt.target, "kernels": opt.kernels or get_target(opt.target).kernels,
-            "method": opt.method, "wbits": opt.wbits,
+            "method": opt.method, "wbits": opt.wbits, "mixed": mixed,
             "abits": opt.abits, "granularity": opt.granularity, "first_last_8bit": opt.first_last_8bit,
             "seed": opt.seed,
             "accuracy": {"dataset": f"{eval_set.name}" if opt.eval_size is None else f"{eval_set.name}[:{len(eval_set)}]",
                          "n": len(eval_set), "float": round(acc_float, 4), "fake_quant": round(acc_fake, 4),
+                         "fake_quant_float_path": round(acc_fake_float, 4),
                          "int_sim": round(acc_int, 4), "logits": "int8 FULLY_CONNECTED output (before softmax)"},
             "memory": {"weight_bytes": wb["exported"], "weight_bytes_int8_containers": wb["int8_containers"],
                        "flash_bytes": device.flash_bytes if device else None,
@@ -554,11 +593,14 @@ def summary_table(report: dict) -> str:
         ("model / target", f"{report['model']} / {report['target']}"
                            + (f" ({report['kernels']} kernels)" if report.get("kernels") else "")),
         ("method, weight bits", f"{report['method']}, W{report['wbits']}A{report['abits']} {report['granularity']}"
-                                f"{' (first/last 8-bit)' if report['first_last_8bit'] else ''}"),
+                                f"{' (first/last 8-bit)' if report['first_last_8bit'] else ''}"
+                                + (f": " + " ".join(f"{la['layer']}:{la['bits']}" for la in mx["layers"])
+                                   + f" under --flash-budget {mx['flash_budget']}"
+                                   if (mx := report.get("mixed")) else "")),
         (f"accuracy on {a['dataset']} (n={a['n']})",
          f"float {a['float']:.2%}  fake-quant {a['fake_quant']:.2%}  int8 sim {a['int_sim']:.2%}"),
         ("weights", f"{m['weight_bytes']} B" if m["weight_bytes"] == m["weight_bytes_int8_containers"] else
-         f"{m['weight_bytes']} B with int4 filters packed, {m['weight_bytes_int8_containers']} B with int8 filters "
+         f"{m['weight_bytes']} B with low-bit filters packed, {m['weight_bytes_int8_containers']} B with int8 filters "
          f"({m['weight_bytes'] / m['weight_bytes_int8_containers']:.3f}x)"),
         ("activation arena", f"{m['arena_bytes']} B (without in-place {m.get('arena_without_inplace_bytes') or '-'} B"
                              f", floor {m['arena_floor_bytes']} B)"

@@ -211,13 +211,20 @@ def _quantizer_of(module: GraphModule, graph: FloatGraph, name: str) -> ActFakeQ
 
 def quantize_model(graph: FloatGraph, calib_batches, method: str = "rtn", wbits: int = 8,
                    granularity: str = "tensor", first_last_8bit: bool = True, act_range: str = "minmax",
-                   weight_grid: str = "mse", progress: Callable[[int], None] | None = None) -> QuantizedModel:
-    """Calibrate activations on the float model, then attach weight and activation quantizers."""
+                   weight_grid: str = "mse", progress: Callable[[int], None] | None = None,
+                   bits: dict[str, int] | None = None) -> QuantizedModel:
+    """Calibrate activations on the float model, then attach weight and activation quantizers. `bits` (mixed
+    precision: every weighted layer's bits) replaces the uniform wbits; the first and last layers are still
+    rounded to nearest and not reconstructed when first_last_8bit is set (they must be at 8 bits then)."""
     if method not in METHODS:
         raise ValueError(f"unknown rounding method {method!r}; known: {sorted(METHODS)}")
     module = GraphModule(graph).eval()
     qparams = calibrate(module, calib_batches, act_range, progress)
-    bits = layer_bits(graph, wbits, first_last_8bit)
+    if bits is None:
+        bits = layer_bits(graph, wbits, first_last_8bit)
+    else:
+        bits = {n.name: int(bits[n.name]) for n in graph.weighted()}
+        assert all(bits[k] == 8 for k in kept_at_8bit(graph, first_last_8bit)), "first/last layers must be 8-bit"
     per_channel = granularity == "channel"
     fixed = kept_at_8bit(graph, first_last_8bit)
     module.input_quant = ActFakeQuant(qparams["input"])
@@ -227,9 +234,25 @@ def quantize_model(graph: FloatGraph, calib_batches, method: str = "rtn", wbits:
     for n in graph.weighted():
         cls = RoundToNearest if n.name in fixed else METHODS[method]
         wq = cls(module.weights[n.name], bits[n.name], per_channel, weight_grid, depthwise=n.is_depthwise)
-        module.weight_fns[n.name] = wq
-        if n.name in module.biases:
-            module.bias_fns[n.name] = BiasFakeQuant(_quantizer_of(module, graph, n.inputs[0]), wq)
-    qm = QuantizedModel(graph, module, qparams, bits, method, granularity)
+        _attach_weight_quantizer(module, graph, n.name, wq)
+    qm = QuantizedModel(graph, module, qparams, bits, method, granularity,
+                        info={"weight_grid": weight_grid})
     set_double_rounding(qm)
     return qm
+
+
+def _attach_weight_quantizer(module: GraphModule, graph: FloatGraph, name: str, wq: nn.Module) -> None:
+    module.weight_fns[name] = wq
+    if name in module.biases:  # the bias grid s_in * s_w follows the weight quantizer's scale
+        module.bias_fns[name] = BiasFakeQuant(_quantizer_of(module, graph, graph.node(name).inputs[0]), wq)
+
+
+def set_layer_bits(qm: QuantizedModel, name: str, bits: int) -> None:
+    """Re-quantize layer `name` alone by round to nearest at `bits` (its grid searched again), as the sensitivity
+    measure does; the bias grid and the double-rounding shifts follow."""
+    n = qm.graph.node(name)
+    wq = RoundToNearest(qm.module.weights[name], bits, qm.granularity == "channel",
+                        qm.info.get("weight_grid", "mse"), depthwise=n.is_depthwise)
+    _attach_weight_quantizer(qm.module, qm.graph, name, wq)
+    qm.bits[name] = bits
+    set_double_rounding(qm)

@@ -7,11 +7,14 @@ Activations are NCHW in torch; padding is explicit (top, left, bottom, right), a
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .exact import EXACT_KINDS, exact_node
 
 WEIGHTED = ("conv", "linear")
 KINDS = ("conv", "linear", "add", "avgpool", "maxpool", "flatten", "softmax")
@@ -81,6 +84,18 @@ class FloatGraph:
         return last.inputs[0] if last.kind == "softmax" else last.name
 
 
+@contextmanager
+def exact_arithmetic(module: "GraphModule"):
+    """Evaluate `module` (a quantized GraphModule) with the integer graph's arithmetic, without gradients."""
+    before = module.exact
+    module.exact = True
+    try:
+        with torch.no_grad():
+            yield module
+    finally:
+        module.exact = before
+
+
 def _activation(y: torch.Tensor, act: str) -> torch.Tensor:
     if act == "RELU":
         return F.relu(y)
@@ -107,6 +122,9 @@ class GraphModule(nn.Module):
         self.bias_fns = nn.ModuleDict()
         self.act_quant = nn.ModuleDict()
         self.input_quant: nn.Module | None = None
+        # Evaluation with the integer kernels' arithmetic at the conv, linear, ADD and average-pool outputs
+        # (quant/exact.py): fake quant then equals the integer graph value for value. Set by exact_arithmetic().
+        self.exact = False
 
     def weight(self, name: str) -> torch.Tensor:
         w = self.weights[name]
@@ -155,9 +173,13 @@ class GraphModule(nn.Module):
         """x: NCHW float. Returns the output node's value (or node `upto`'s); with keep, every node's value."""
         values = {"input": self.input_quant(x) if self.input_quant is not None else x}
         for n in self.graph.nodes:
-            y = self.run_node(n, [values[i] for i in n.inputs])
-            if n.name in self.act_quant:
-                y = self.act_quant[n.name](y)
+            xs = [values[i] for i in n.inputs]
+            if self.exact and n.kind in EXACT_KINDS and n.name in self.act_quant:
+                y = exact_node(self, n, xs)
+            else:
+                y = self.run_node(n, xs)
+                if n.name in self.act_quant:
+                    y = self.act_quant[n.name](y)
             values[n.name] = y
             if n.name == upto:
                 break

@@ -1,0 +1,123 @@
+"""Mixed precision under a flash budget: each weighted layer at 8, 4 or 2 bits, chosen exactly.
+
+Two measured inputs per layer and width:
+- its weight bytes as the export writes them for the chosen target and kernel set (the memory report's bytes of
+  the layer's filter, bias and requantization arrays, from the model lowered once per width: packing, the fast
+  kernels' padded layouts and per-channel tables included), so the budget is the one report.json counts;
+- its sensitivity (quant/sensitivity.py: the KL divergence at the output with that layer alone at that width).
+`allocate_bits` then minimises the summed sensitivity under the budget by dynamic programming over bytes (a
+multiple-choice knapsack: exact, O(layers x widths x budget)). FlexRound then reconstructs at those widths.
+No torch at import; `choose_bits` imports the quantizer.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .errors import UserError
+from .ir import OpKind
+
+WIDTHS = (8, 4, 2)  # 3 bits would take 4-bit containers: never cheaper than 4, never better
+MEASURE = ("mean KL divergence of the class probabilities from the all-8-bit model's, with the layer alone rounded "
+           "to nearest at that width, on the calibration inputs")
+_WEIGHTED = (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED)
+
+
+class BudgetTooSmall(UserError):
+    def __init__(self, budget: int, smallest: int, how: str):
+        super().__init__(f"--flash-budget {budget} cannot be met: the smallest weight size reachable is {smallest} B "
+                         f"({how}); pass --flash-budget {smallest} or more")
+        self.smallest = smallest
+
+
+def allocate_bits(costs: dict[str, dict[int, int]], sensitivity: dict[str, dict[int, float]], budget: int,
+                  fixed_bytes: int = 0) -> dict[str, int]:
+    """The widths (one of costs[layer]'s keys per layer) with the least summed sensitivity whose bytes,
+    fixed_bytes included, are at most `budget`; among equally sensitive choices, the fewest bytes. Raises
+    BudgetTooSmall with the smallest reachable size."""
+    names = list(costs)
+    low = {n: min(costs[n].values()) for n in names}
+    smallest = fixed_bytes + sum(low.values())
+    if budget < smallest:
+        raise BudgetTooSmall(budget, smallest, "every layer at its fewest bits")
+    cap = min(budget - smallest, sum(max(costs[n].values()) - low[n] for n in names))
+    best = np.full(cap + 1, np.inf)  # best[c]: least summed sensitivity of the layers so far at c extra bytes
+    best[0] = 0.0
+    picks = []
+    for n in names:
+        widths = sorted(costs[n])
+        new = np.full(cap + 1, np.inf)
+        pick = np.zeros(cap + 1, np.int8)
+        for j, b in enumerate(widths):
+            d = costs[n][b] - low[n]
+            if d > cap:
+                continue
+            cand = np.full(cap + 1, np.inf)
+            cand[d:] = best[:cap + 1 - d] + sensitivity[n][b]
+            better = cand < new
+            new[better], pick[better] = cand[better], j
+        best = new
+        picks.append((widths, pick))
+    c = int(np.argmin(best))  # the first minimum: the fewest bytes among the least sensitive
+    out = {}
+    for n, (widths, pick) in zip(reversed(names), reversed(picks)):
+        b = widths[pick[c]]
+        out[n] = b
+        c -= costs[n][b] - low[n]
+    assert c == 0
+    return {n: out[n] for n in names}
+
+
+def layer_costs(graph, calib_batches, granularity: str, target: str, kernels: str | None,
+                widths=WIDTHS) -> tuple[dict[str, dict[int, int]], int]:
+    """({layer: {bits: weight bytes}}, bytes of the other constants) as the export for `target` writes them:
+    the model rounded to nearest at each uniform width, lowered, through codegen's memory report."""
+    from .codegen.render import memory_report
+    from .lower import lower
+    from .quant.fakequant import quantize_model
+
+    costs: dict[str, dict[int, int]] = {}
+    fixed = None
+    for b in widths:
+        qg = lower(quantize_model(graph, calib_batches, "rtn", b, granularity, first_last_8bit=False))
+        mem = memory_report(qg, target, kernels)
+        weighted = {qg.ops[la.op].name: la.total_bytes for la in mem.layers if qg.ops[la.op].kind in _WEIGHTED}
+        for name, nbytes in weighted.items():
+            costs.setdefault(name, {})[b] = nbytes
+        fixed = mem.weight_bytes - sum(weighted.values()) if fixed is None else fixed
+    return costs, int(fixed)
+
+
+def choose_bits(graph, calib_x, budget: int, granularity: str, first_last_8bit: bool, target: str,
+                kernels: str | None, progress: Callable[[int], None] | None = None) -> tuple[dict[str, int], dict]:
+    """Every weighted layer's bits under `budget` weight bytes, and what the choice rests on (report.json's
+    `mixed`). With first_last_8bit the first and last layers stay at 8 bits and the rest is allocated."""
+    from .quant.fakequant import kept_at_8bit
+    from .quant.sensitivity import layer_sensitivity
+
+    kept = kept_at_8bit(graph, first_last_8bit)
+    batches = [calib_x[i:i + 128] for i in range(0, len(calib_x), 128)]
+    costs, fixed = layer_costs(graph, batches, granularity, target, kernels)
+    sens = layer_sensitivity(graph, calib_x[:256], WIDTHS, granularity, skip=kept, progress=progress)
+    for name in kept:
+        sens[name] = {8: 0.0}
+        costs[name] = {8: costs[name][8]}
+    order = [n.name for n in graph.weighted()]
+    try:
+        bits = allocate_bits({n: costs[n] for n in order}, {n: sens[n] for n in order}, budget, fixed)
+    except BudgetTooSmall as e:
+        how = ("every layer at 2 bits, the first and last at 8 (--no-first-last-8bit allocates them too)" if kept
+               else "every layer at 2 bits")
+        raise BudgetTooSmall(budget, e.smallest, how) from None
+    info = {
+        "flash_budget": budget,
+        "widths": list(WIDTHS),
+        "measure": MEASURE,
+        "allocation": "dynamic programming over weight bytes (exact): least summed sensitivity within the budget",
+        "predicted_weight_bytes": fixed + sum(costs[n][bits[n]] for n in order),
+        "predicted_loss": round(sum(sens[n][bits[n]] for n in order), 6),
+        "layers": [{"layer": n, "bits": bits[n], "bytes": {str(b): costs[n][b] for b in sorted(costs[n])},
+                    "sensitivity": {str(b): round(sens[n][b], 6) for b in sorted(sens[n])}} for n in order],
+    }
+    return bits, info
