@@ -67,6 +67,17 @@ def partition(graph: FloatGraph) -> list[Block]:
     return blocks
 
 
+def merge_tail(blocks: list[Block], learnable: Callable[[Block], bool]) -> list[Block]:
+    """The blocks with those after the last learnable one folded into it: that block then learns to match the
+    float model at the graph's output (through the fixed layers after it, e.g. pooling and an 8-bit classifier)
+    instead of at its own output."""
+    last = max((i for i, b in enumerate(blocks) if learnable(b)), default=None)
+    if last is None or last == len(blocks) - 1:
+        return blocks
+    tail = Block([n for b in blocks[last:] for n in b.nodes], blocks[last].input)
+    return blocks[:last] + [tail]
+
+
 def run_block(module: GraphModule, block: Block, x: torch.Tensor) -> torch.Tensor:
     values = {block.input: x}
     for name in block.nodes:
@@ -92,13 +103,15 @@ class ReconstructionLog:
 
 def reconstruct(qm: QuantizedModel, calib: torch.Tensor, iters: int = 500, lr: float = 1e-3,
                 batch_size: int = 32, seed: int = 0, drop_prob: float = 0.0, act_lr: float | None = None,
-                progress: Callable[[str, int, int], None] | None = None) -> list[ReconstructionLog]:
+                progress: Callable[[str, int, int], None] | None = None, to_output: bool = False
+                ) -> list[ReconstructionLog]:
     """Train every learnable weight quantizer of `qm` block by block on the calibration images `calib` (NCHW).
 
     drop_prob > 0 is QDrop: while a block learns, each of its activation quantizers passes every element
     unquantized with that probability (the block's inputs are left as the quantized model computes them).
     act_lr set is LSQ: the steps of the block's conv, linear and add outputs are learned too (in log space, zero
     points fixed, Adam at act_lr with the same cosine decay), then written into qm.qparams.
+    to_output: the last learned block matches the float model at the graph's output instead (merge_tail).
     progress(block_name, iteration, iters) is called every 25 iterations."""
     import time
 
@@ -112,7 +125,11 @@ def reconstruct(qm: QuantizedModel, calib: torch.Tensor, iters: int = 500, lr: f
     with torch.no_grad():
         x_q = module.input_quant(calib) if module.input_quant is not None else calib
         fp_values = float_module(calib, keep=True)
-    for block in partition(graph):
+    blocks = partition(graph)
+    if to_output:
+        blocks = merge_tail(blocks, lambda b: any(n in module.weight_fns and module.weight_fns[n].learnable
+                                                  for n in b.nodes))
+    for block in blocks:
         quantizers = [module.weight_fns[n] for n in block.nodes
                       if n in module.weight_fns and module.weight_fns[n].learnable]
         target = fp_values[block.output]
