@@ -67,15 +67,17 @@ def partition(graph: FloatGraph) -> list[Block]:
     return blocks
 
 
-def merge_tail(blocks: list[Block], learnable: Callable[[Block], bool]) -> list[Block]:
-    """The blocks with those after the last learnable one folded into it: that block then learns to match the
-    float model at the graph's output (through the fixed layers after it, e.g. pooling and an 8-bit classifier)
-    instead of at its own output."""
+def merge_tail(blocks: list[Block], learnable: Callable[[Block], bool], logits: str) -> list[Block]:
+    """The blocks with those after the last learnable one, up to the `logits` node, folded into it: that block
+    then learns to match the float model's logits (through the fixed layers after it, e.g. pooling and an 8-bit
+    classifier) instead of its own output. What follows the logits (a softmax) stays on its own."""
     last = max((i for i, b in enumerate(blocks) if learnable(b)), default=None)
-    if last is None or last == len(blocks) - 1:
+    nodes = [n for b in blocks[last:] for n in b.nodes] if last is not None else []
+    if logits not in nodes or nodes.index(logits) < len(blocks[last].nodes):
         return blocks
-    tail = Block([n for b in blocks[last:] for n in b.nodes], blocks[last].input)
-    return blocks[:last] + [tail]
+    cut = nodes.index(logits) + 1
+    rest = [Block(nodes[cut:], logits)] if nodes[cut:] else []
+    return blocks[:last] + [Block(nodes[:cut], blocks[last].input)] + rest
 
 
 def run_block(module: GraphModule, block: Block, x: torch.Tensor) -> torch.Tensor:
@@ -128,7 +130,7 @@ def reconstruct(qm: QuantizedModel, calib: torch.Tensor, iters: int = 500, lr: f
     blocks = partition(graph)
     if to_output:
         blocks = merge_tail(blocks, lambda b: any(n in module.weight_fns and module.weight_fns[n].learnable
-                                                  for n in b.nodes))
+                                                  for n in b.nodes), graph.logits)
     for block in blocks:
         quantizers = [module.weight_fns[n] for n in block.nodes
                       if n in module.weight_fns and module.weight_fns[n].learnable]
