@@ -461,6 +461,10 @@ DSP_SIGNATURES = {
                                           P_I8]),
     "frk_fully_connected_s4_dsp": (None, [P(FrkFcParams), P_I32, P_I32, I32, I32, I32, P_I8, P_U8, P_I32, I32, P_I8,
                                           P_I8]),
+    "frk_convolve_s2_dsp": (None, [P(FrkConvParams), P_I32, P_I32, I32, P(FrkDims), P_I8, P(FrkDims), P_U8, P_I32,
+                                   P(FrkDims), P_I8, P_I8]),
+    "frk_fully_connected_s2_dsp": (None, [P(FrkFcParams), P_I32, P_I32, I32, I32, I32, P_I8, P_U8, P_I32, I32, P_I8,
+                                          P_I8]),
     "frk_elementwise_add_s8_dsp": (None, [P(FrkAddParams), P_I8, P_I8, I32, P_I8, P_I32]),
     "frk_avgpool_s8_dsp": (None, [P(FrkPoolParams), P(FrkDims), P_I8, I32, I32, P(FrkDims), P_I8]),
     "frk_max_pool_s8_dsp": (None, [P(FrkPoolParams), P(FrkDims), P_I8, I32, I32, P(FrkDims), P_I8]),
@@ -468,7 +472,8 @@ DSP_SIGNATURES = {
 SIGNATURES.update(DSP_SIGNATURES)
 # The Helium kernels (frk_*_mve.c) take the same arguments as their _dsp twins; on the host, C versions.
 MVE_SIGNATURES = {name.replace("_dsp", "_mve"): sig for name, sig in DSP_SIGNATURES.items()
-                  if name.startswith(("frk_convolve_", "frk_fully_connected_", "frk_depthwise_conv_"))}
+                  if name.startswith(("frk_convolve_", "frk_fully_connected_", "frk_depthwise_conv_"))
+                  and "_s2_" not in name}  # 2-bit layers run the dsp core on the M55 too
 MVE_SIGNATURES["frk_elementwise_add_s8_mve"] = (None, [P(FrkAddParams), P_I8, P_I8, I32, P_I8])
 for _pool in ("frk_avgpool_s8_mve", "frk_max_pool_s8_mve"):
     MVE_SIGNATURES[_pool] = DSP_SIGNATURES[_pool.replace("_mve", "_dsp")]

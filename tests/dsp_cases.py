@@ -42,19 +42,23 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from flexround_mcu.codegen.kernels import KernelChoice, choose_kernel
-from flexround_mcu.packing import pack_int4
+from flexround_mcu.packing import pack_bits
 from flexround_mcu.ir import AddParams, ConvParams, FullyConnectedParams, Op, OpKind, PoolParams, QGraph, Tensor
 from flexround_mcu.prepare import add_params
-from flexround_mcu.sim.convolve import (convolve_s4, convolve_s8, depthwise_conv_s4, depthwise_conv_s8,
-                                        fully_connected_s4, fully_connected_s8)
+from flexround_mcu.sim.convolve import (convolve_s2, convolve_s4, convolve_s8, depthwise_conv_s4, depthwise_conv_s8,
+                                        fully_connected_s2, fully_connected_s4, fully_connected_s8)
 from flexround_mcu.sim.elementwise import elementwise_add_s8
 from flexround_mcu.sim.pooling import avgpool_s8, max_pool_s8
 
-KINDS = ("conv_s8", "conv_s4", "dw_s8", "dw_s4", "fc_s8", "fc_s4", "add", "avgpool", "maxpool")
+KINDS = ("conv_s8", "conv_s4", "dw_s8", "dw_s4", "fc_s8", "fc_s4", "add", "avgpool", "maxpool", "conv_s2", "fc_s2")
+S2_KINDS = ("conv_s2", "fc_s2")  # dsp cores only: the mve set runs 2-bit conv / FC on these too
+BITS = {"s8": 8, "s4": 4, "s2": 2}
+WEIGHT_LIMITS = {8: (-127, 127), 4: (-8, 7), 2: (-2, 1)}
+GROUP = {8: 4, 4: 8, 2: 16}  # values per weight word of the dsp conv / FC cores
 POOL_KINDS = ("avgpool", "maxpool")
 STRIDES = ((1, 1), (1, 2), (2, 1), (2, 2))
 PAD_PATTERNS = tuple(itertools.product((False, True), repeat=4))  # (top, left, bottom, right) non-zero?
-EPILOGUE_KINDS = KINDS[:6]  # the kernels whose requantization is frk__output_stage_dsp
+EPILOGUE_KINDS = KINDS[:6] + S2_KINDS  # the kernels whose requantization is frk__output_stage_dsp
 
 # The categories of each kernel and how many cases each gets (the "general" ones enumerate stride x padding).
 SCHEDULE = {
@@ -98,7 +102,7 @@ class DspCase:
 
     @property
     def bits(self) -> int:
-        return 4 if self.kind.endswith("s4") else 8
+        return BITS.get(self.kind.split("_")[-1], 8)
 
     @property
     def name(self) -> str:
@@ -109,21 +113,22 @@ class DspCase:
         return self.kind in POOL_KINDS
 
     def portable_filter(self) -> np.ndarray:
-        """The filter as the portable kernel takes it: int8 values, or int4 packed two per byte."""
+        """The filter as the portable kernel takes it: int8 values, or int4 / int2 packed two / four per byte."""
         w = self.args["w"]
-        return pack_int4(w) if self.bits == 4 else w
+        return pack_bits(w, self.bits) if self.bits < 8 else w
 
     def twin_args(self) -> dict:
         """The numpy twin's (and tests/c_kernels.Kernels') keyword arguments: s4 kinds get w_packed."""
         if self.bits == 8 or self.kind == "add" or self.is_pool:
             return dict(self.args)
         out = {k: v for k, v in self.args.items() if k != "w"}
-        return dict(out, w_packed=pack_int4(self.args["w"]), filter_shape=self.args["w"].shape)
+        return dict(out, w_packed=pack_bits(self.args["w"], self.bits), filter_shape=self.args["w"].shape)
 
 
 def twin(kind: str):
     return {"conv_s8": convolve_s8, "conv_s4": convolve_s4, "dw_s8": depthwise_conv_s8, "dw_s4": depthwise_conv_s4,
             "fc_s8": fully_connected_s8, "fc_s4": fully_connected_s4, "add": elementwise_add_s8,
+            "conv_s2": convolve_s2, "fc_s2": fully_connected_s2,
             "avgpool": avgpool_s8, "maxpool": max_pool_s8}[kind]
 
 
@@ -187,8 +192,10 @@ class Draw:
         return np.clip(v, lo, hi).astype(np.int8)
 
     def weights(self, shape, bits: int) -> np.ndarray:
-        hi = 127 if bits == 8 else 7
-        lo = -127 if bits == 8 else -8
+        lo, hi = WEIGHT_LIMITS[bits]
+        if bits == 2:  # every draw is already a low width: all of [-2, 1], or the ternary [-1, 1]
+            m = self.pick([1, 2])
+            return self.rng.integers(-m, min(m, hi) + 1, size=shape).astype(np.int8)
         r = self.rng.random()
         if r < 0.1:  # a lower bit width (3- or 2-bit layers use [-3, 3] / [-1, 1])
             m = self.pick([1, 3])
@@ -258,7 +265,7 @@ def _tensor(name, shape, dtype, zp=0, data=None, channels=1, axis=0):
 def one_op_graph(kind: str, args: dict, y_shape) -> tuple[QGraph, Op]:
     """The one-op QGraph an export of this case would hold (validated by QGraph's constructor)."""
     family, bits = kind.split("_")
-    dtype = "int4" if bits == "s4" else "int8"
+    dtype = {"s4": "int4", "s2": "int2"}.get(bits, "int8")
     w = args["w"]
     depthwise = family == "dw"
     cout = w.shape[-1] if depthwise else w.shape[0]
@@ -304,7 +311,7 @@ def _window_sizes(d: Draw, k: int, dilation: int, before: int, after: int, max_s
 
 def _conv_shape(d: Draw, family: str, bits: int, label: str, j: int) -> dict:
     """Shapes, stride, dilation and padding of one conv (family "conv") or depthwise ("dw") case."""
-    group = 4 if bits == 8 else 8
+    group = GROUP[bits]
     n = 2 if d.chance(0.25) else 1
     dil = (1, 1)
     if family == "conv":
@@ -406,7 +413,7 @@ def _conv_shape(d: Draw, family: str, bits: int, label: str, j: int) -> dict:
 
 
 def _conv_case(d: Draw, kind: str, label: str, j: int) -> dict:
-    family, bits = kind.split("_")[0], 4 if kind.endswith("s4") else 8
+    family, bits = kind.split("_")[0], BITS[kind.split("_")[1]]
     sh = _conv_shape(d, family, bits, label, j)
     ties = label == "ties"
     zp_in = d.zero_point()
@@ -415,7 +422,7 @@ def _conv_case(d: Draw, kind: str, label: str, j: int) -> dict:
     wshape = (1, sh["kh"], sh["kw"], sh["cout"]) if family == "dw" else (sh["cout"], sh["kh"], sh["kw"], sh["cin"])
     if ties:
         x = np.clip(zp_in + d.rng.integers(-3, 4, size=x.shape), -128, 127).astype(np.int8)
-        w = d.rng.integers(-2, 3, size=wshape).astype(np.int8)
+        w = np.clip(d.rng.integers(-2, 3, size=wshape), *WEIGHT_LIMITS[bits]).astype(np.int8)
         bias = d.rng.integers(-40, 41, size=sh["cout"]).astype(np.int32) if d.chance(0.7) else None
     else:
         w = d.weights(wshape, bits)
@@ -433,7 +440,7 @@ def _conv_case(d: Draw, kind: str, label: str, j: int) -> dict:
 
 
 def _fc_case(d: Draw, kind: str, label: str, j: int) -> dict:
-    bits = 4 if kind.endswith("s4") else 8
+    bits = BITS[kind.split("_")[1]]
     batch = d.pick([1, 1, 2, 3])
     cout = d.pick([1, 2, 3, 5, 7, 8, 10, 12, 13])
     if label == "depth%8":
@@ -454,7 +461,7 @@ def _fc_case(d: Draw, kind: str, label: str, j: int) -> dict:
     input_offset = -zp_in
     if ties:
         x = np.clip(zp_in + d.rng.integers(-3, 4, size=(batch, depth)), -128, 127).astype(np.int8)
-        w = d.rng.integers(-2, 3, size=(cout, depth)).astype(np.int8)
+        w = np.clip(d.rng.integers(-2, 3, size=(cout, depth)), *WEIGHT_LIMITS[bits]).astype(np.int8)
         bias = d.rng.integers(-40, 41, size=cout).astype(np.int32) if d.chance(0.7) else None
     else:
         x = d.values((batch, depth), -128, 127, near=zp_in)
@@ -777,15 +784,17 @@ def coverage_problems(cases) -> list[str]:
             problems.append(what)
 
     by_kind = {k: [c for c in cases if c.kind == k] for k in KINDS}
-    for kind in ("conv_s8", "conv_s4", "dw_s8", "dw_s4"):
+    for kind in ("conv_s8", "conv_s4", "dw_s8", "dw_s4", "conv_s2"):
         cs = by_kind[kind]
+        if not cs:  # a case set without this kind (the mve images)
+            continue
         combos = {(tuple(c.args["stride"]), tuple(p > 0 for p in c.args["padding"])) for c in cs}
         need(len(combos) == 64, f"{kind}: {len(combos)} of the 4 strides x 16 padding patterns")
         shapes = {c.args["w"].shape[1:3] for c in cs}
         need({(1, 1), (3, 3)} <= shapes, f"{kind}: 1x1 and 3x3 filters")
         if kind.startswith("conv"):
             need((10, 4) in shapes, f"{kind}: a 10x4 filter")
-            group = 8 if kind.endswith("s4") else 4
+            group = GROUP[BITS[kind.split("_")[1]]]
             ones = [c for c in cs if c.args["w"].shape[1:3] == (1, 1)]
             need(any(c.args["x"].shape[3] % group == 0 and c.args["padding"] == (0, 0, 0, 0) and
                      max(c.args["stride"]) == 2 for c in ones), f"{kind}: 1x1, C_in % {group} == 0, stride 2")
@@ -798,7 +807,9 @@ def coverage_problems(cases) -> list[str]:
         need(any(max(c.args["dilation"]) > 1 for c in cs), f"{kind}: dilation")
         need(any(c.expected.shape[1] * c.expected.shape[2] % 2 for c in cs), f"{kind}: an odd pixel count")
         need(any(c.args["x"].shape[0] > 1 for c in cs), f"{kind}: batch > 1")
-    for kind in ("fc_s8", "fc_s4"):
+    for kind in ("fc_s8", "fc_s4", "fc_s2"):
+        if not by_kind[kind]:
+            continue
         depths = {c.args["w"].shape[1] for c in by_kind[kind]}
         need(any(d % 8 == 0 for d in depths) and any(d % 8 == 4 for d in depths), f"{kind}: depth % 8 == 0, 4")
         need(any(d % 4 for d in depths), f"{kind}: depth not a multiple of 4")

@@ -134,6 +134,14 @@ static void frk_t_run_portable(const frk_case *c, int8_t *out)
         frk_fully_connected_s4(&c->fc, c->mult, c->shift, c->per_channel, c->batch, c->depth, c->x,
                                (const uint8_t *)c->w_portable, c->bias, c->cout, out);
         break;
+    case FRK_T_CONV_S2:
+        frk_convolve_s2(&c->conv, c->mult, c->shift, c->per_channel, &c->in, c->x, &c->filt,
+                        (const uint8_t *)c->w_portable, c->bias, &c->out, out);
+        break;
+    case FRK_T_FC_S2:
+        frk_fully_connected_s2(&c->fc, c->mult, c->shift, c->per_channel, c->batch, c->depth, c->x,
+                               (const uint8_t *)c->w_portable, c->bias, c->cout, out);
+        break;
     case FRK_T_AVGPOOL:
         frk_avgpool_s8(&c->pool, &c->in, c->x, c->filter_h, c->filter_w, &c->out, out);
         break;
@@ -171,6 +179,14 @@ static void frk_t_run_fast(const frk_case *c, int8_t *out, int8_t *scratch)
         break;
     case FRK_T_FC_S4:
         FRK_T_FC_S4_FAST(&c->fc, c->mult, c->shift, c->per_channel, c->batch, c->depth, c->x,
+                                   (const uint8_t *)c->w_fast, c->kernel_bias, c->cout, out, scratch);
+        break;
+    case FRK_T_CONV_S2:
+        FRK_T_CONV_S2_FAST(&c->conv, c->mult, c->shift, c->per_channel, &c->in, c->x, &c->filt,
+                            (const uint8_t *)c->w_fast, c->kernel_bias, &c->out, out, scratch);
+        break;
+    case FRK_T_FC_S2:
+        FRK_T_FC_S2_FAST(&c->fc, c->mult, c->shift, c->per_channel, c->batch, c->depth, c->x,
                                    (const uint8_t *)c->w_fast, c->kernel_bias, c->cout, out, scratch);
         break;
     case FRK_T_AVGPOOL:
@@ -433,7 +449,7 @@ def write_image(cases: list[dc.DspCase], folder, seed: int | str = "?") -> Image
             w = a["w"]
             cout = w.shape[-1] if case.family == "dw" else w.shape[0]
             m, s, per_channel = ck.quant_tables(a["multiplier"], a["shift"], cout, case.decoy_seed)
-            wtype = "uint8_t" if case.bits == 4 else "int8_t"
+            wtype = "uint8_t" if case.bits < 8 else "int8_t"
             fields += [f".x = {put(tag + '_x', 'int8_t', a['x'], mis)}",
                        f".w_portable = {put(tag + '_wp', wtype, case.portable_filter())}",
                        f".w_fast = {put(tag + '_wf', wtype, ch.filter_values)}",
@@ -473,12 +489,13 @@ def write_image(cases: list[dc.DspCase], folder, seed: int | str = "?") -> Image
 
 
 def fast_names(cases) -> dict[str, str]:
-    """The fast kernel the image calls for conv_s8 / conv_s4 / dw_s4 / fc_s8 / fc_s4 / the pools: the cases' choice (_dsp or
+    """The fast kernel the image calls for conv / dw / fc at each width and the pools: the cases' choice (_dsp or
     the _mve kernel, one per kind), the _dsp one for a kind without cases."""
     names = {}
     for kind, base in (("conv_s8", "frk_convolve_s8"), ("conv_s4", "frk_convolve_s4"),
                        ("dw_s8", "frk_depthwise_conv_s8"), ("dw_s4", "frk_depthwise_conv_s4"),
                        ("fc_s8", "frk_fully_connected_s8"), ("fc_s4", "frk_fully_connected_s4"),
+                       ("conv_s2", "frk_convolve_s2"), ("fc_s2", "frk_fully_connected_s2"),
                        ("avgpool", "frk_avgpool_s8"), ("maxpool", "frk_max_pool_s8")):
         chosen = {c.choice.name for c in cases if c.kind == kind}
         assert len(chosen) <= 1, (kind, chosen)

@@ -573,8 +573,7 @@ def test_rtn_low_bit_resnet8_on_host_matches_simulator(resnet8_rtn_low_bits, wbi
     # the dsp kernel set (the Cortex-M default) built for the host, through the C versions of the instructions
     fast = export_c_project(g, tmp_path / f"w{wbits}-dsp", x, y, kernels="dsp")
     model_c = (fast / "model.c").read_text()
-    # 2-bit layers have portable kernels only: the dsp export calls them (and says why in memory.txt)
-    fast_conv = "frk_convolve_s2(" if wbits == 2 else "frk_convolve_s4_dsp("
+    fast_conv = f"frk_convolve_{suffix}_dsp("
     assert model_c.count(fast_conv) == 8 and model_c.count("frk_elementwise_add_s8_dsp(") == 3
     res = run_host(build_host(fast))
     assert res.lines[-1] == "SUMMARY inputs=50 mismatches=0", res.mismatch_lines[:5]

@@ -99,8 +99,8 @@ def test_mixed_export_under_a_budget(shared_data, capsys, tmp_path):
 
 
 def test_w2_resnet8_on_cortex_m7_is_bit_exact_and_packed(shared_data, capsys, tmp_path, arm_tools):
-    """W2 ResNet-8 (RTN, for speed) on the Cortex-M7 under QEMU: 2-bit layers packed four per byte through the s2
-    kernels next to the dsp ones, bit for bit on the host and on the board. The weighted layers take under 22,000
+    """W2 ResNet-8 (RTN, for speed) on the Cortex-M7 under QEMU: 2-bit layers packed four per byte through the dsp
+    s2 kernel (lane-crumbed rows, padded to 16 values), bit for bit on the host and on the board. The weighted layers take under 22,000
     bytes; the dsp ADD kernel's rescale tables (256 int32 per ADD) come on top on this board."""
     out = tmp_path / "w2"
     code = main(["export", "resnet8", "--method", "rtn", "--wbits", "2", "--target", "cortex-m7",
@@ -115,9 +115,8 @@ def test_w2_resnet8_on_cortex_m7_is_bit_exact_and_packed(shared_data, capsys, tm
     assert weighted <= 22000 and [la["kind"] for la in tables] == ["ADD"] * 3
     assert r["memory"]["weight_bytes"] == weighted + sum(la["bytes"] for la in tables) == weighted + 3 * 1024
     model_c = (out / "model.c").read_text()
-    assert model_c.count("frk_convolve_s2(") == 8 and "frk_fully_connected_s8_dsp(" in model_c
+    assert model_c.count("frk_convolve_s2_dsp(") == 8 and "frk_fully_connected_s8_dsp(" in model_c
     assert "as INT4 (TFLite has no INT2 type" in err
     low = [la for la in r["layers"] if la.get("bits") == 2]
-    # four weights per byte: the int8 containers hold 3/4 of each filter more
-    assert len(low) == 8 and all(la["bytes_int8_containers"] - la["bytes"] == la["weights"] - -(-la["weights"] // 4)
-                                 for la in low)
+    # four weights per byte (rows padded to 16 values, so at most 4 bytes more per row)
+    assert len(low) == 8 and all(la["bytes"] < la["bytes_int8_containers"] / 3 + 4 * 64 for la in low)

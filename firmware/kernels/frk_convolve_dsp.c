@@ -1,7 +1,7 @@
 /*
- * frk_convolve_dsp.c - CONV_2D for the Cortex-M4/M7 (Armv7E-M DSP extension: SXTB16, SMLAD, SMMULR), int8 and
- * int4 filters. The fast twins of frk_convolve_s8 / frk_convolve_s4: the same outputs bit for bit, from
- * export-time data (docs/arithmetic.md 6). Twin: flexround_mcu/sim/convolve.py convolve_s8 / convolve_s4.
+ * frk_convolve_dsp.c - CONV_2D for the Cortex-M4/M7 (Armv7E-M DSP extension: SXTB16, SMLAD, SMMULR), int8, int4
+ * and int2 filters. The fast twins of frk_convolve_s8 / _s4 / _s2: the same outputs bit for bit, from export-time
+ * data (docs/arithmetic.md 6). Twin: flexround_mcu/sim/convolve.py convolve_s8 / convolve_s4 / convolve_s2.
  */
 #include "frk_dsp_support.h"
 #include "frk_nn.h"
@@ -113,8 +113,8 @@ static FRK_ALWAYS_INLINE void frk__store_channel(int8_t *out0, int8_t *out1, int
 }
 
 /*
- * Shared body of frk_convolve_s8_dsp (wbits 8) and frk_convolve_s4_dsp (wbits 4); wbits is a constant at both
- * call sites. Output pixels are taken two at a time and output channels two at a time: a 2x2 block of
+ * Shared body of frk_convolve_s8_dsp (wbits 8), frk_convolve_s4_dsp (wbits 4) and frk_convolve_s2_dsp (wbits 2);
+ * wbits is a constant at each call site. Output pixels are taken two at a time and output channels two at a time: a 2x2 block of
  * accumulators per pass over the filter rows (frk__block2_s8 / frk__block2_s4), an odd last channel with the
  * one-row form. The two pixels' columns are gathered into scratch by frk__im2col_s8, interleaved a word at a time
  * (2 * k_pad bytes).
@@ -130,10 +130,10 @@ static FRK_ALWAYS_INLINE void frk__convolve_dsp(const frk_conv_params *params, c
     const int32_t k_h = filter_dims->h, k_w = filter_dims->w;
     const int32_t out_w = output_dims->w, out_c = output_dims->c;
     const int32_t pixels = output_dims->h * out_w;
-    const int32_t group = wbits == 8 ? 4 : 8;                 /* weights per word group of the core */
+    const int32_t group = wbits == 8 ? 4 : wbits == 4 ? 8 : 16; /* weights per word group of the core */
     const int32_t k_pad = (k_h * k_w * in_c + group - 1) / group * group;
     const int32_t groups = k_pad / group;
-    const int32_t row_bytes = wbits == 8 ? k_pad : k_pad / 2; /* filter bytes per output channel */
+    const int32_t row_bytes = k_pad * wbits / 8;                /* filter bytes per output channel */
     const int32_t output_offset = params->output_offset;
     const int32_t lo = params->act_min - output_offset;
     const int32_t hi = params->act_max - output_offset;
@@ -168,16 +168,22 @@ static FRK_ALWAYS_INLINE void frk__convolve_dsp(const frk_conv_params *params, c
                         frk__block1_s8(w, scratch, groups, acc);
                     }
                 } else {
+                    /* int4: 4096 * sum(w*x), int2: 16384 * sum(w*x); it fits int32 (checked at export), so the
+                     * shift back is exact. */
                     const uint8_t *w = (const uint8_t *)filter + c * row_bytes;
+                    const int32_t back = wbits == 4 ? 12 : 14;
                     acc[0] = 0, acc[1] = 0, acc[2] = 0, acc[3] = 0;
-                    if (pair) {
+                    if (wbits == 4 && pair) {
                         frk__block2_s4(w, scratch, groups, acc);
-                    } else {
+                    } else if (wbits == 4) {
                         frk__block1_s4(w, scratch, groups, acc);
+                    } else if (pair) {
+                        frk__block2_s2(w, scratch, groups, acc);
+                    } else {
+                        frk__block1_s2(w, scratch, groups, acc);
                     }
-                    /* 4096 * sum(w*x) fits int32 (checked at export), so the shift back is exact. */
-                    acc[0] = frk__asr32(acc[0], 12) + bias0, acc[1] = frk__asr32(acc[1], 12) + bias0;
-                    acc[2] = frk__asr32(acc[2], 12) + bias1, acc[3] = frk__asr32(acc[3], 12) + bias1;
+                    acc[0] = frk__asr32(acc[0], back) + bias0, acc[1] = frk__asr32(acc[1], back) + bias0;
+                    acc[2] = frk__asr32(acc[2], back) + bias1, acc[3] = frk__asr32(acc[3], back) + bias1;
                 }
                 if (fast_epilogue) {
                     out0[c] = frk__output_stage_tensor(acc[0], &fast);
@@ -237,4 +243,19 @@ void frk_convolve_s4_dsp(const frk_conv_params *params, const int32_t *multiplie
 {
     frk__convolve_dsp(params, multiplier, shift, per_channel, input_dims, input, filter_dims, filter, kernel_bias,
                       output_dims, output, scratch, 4);
+}
+
+/*
+ * frk_convolve_s2_dsp: frk_convolve_s2's outputs, with the filter rows padded to k_pad = roundup(KH*KW*C_in, 16),
+ * lane-crumbed 16 values per word and interleaved in pairs a word at a time (6.2), kernel_bias as for s8, and
+ * scratch 2 * k_pad bytes. The core accumulates 16384 * sum(w * x) (|.| <= 16384 * 128 * sum|w| < 2^31, checked
+ * at export) and shifts it back before the bias.
+ */
+void frk_convolve_s2_dsp(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
+                         int32_t per_channel, const frk_dims *input_dims, const int8_t *input,
+                         const frk_dims *filter_dims, const uint8_t *filter, const int32_t *kernel_bias,
+                         const frk_dims *output_dims, int8_t *output, int8_t *scratch)
+{
+    frk__convolve_dsp(params, multiplier, shift, per_channel, input_dims, input, filter_dims, filter, kernel_bias,
+                      output_dims, output, scratch, 2);
 }

@@ -490,6 +490,50 @@ static FRK_ALWAYS_INLINE void frk__block1_s4(const uint8_t *w, const int8_t *col
     acc[0] = a00, acc[1] = a01;
 }
 
+/* int2 ("lane-crumbed", docs/arithmetic.md 6.2): crumb c (bits 2c+1..2c) of a 16-value word holds value
+ * S2_LANE_ORDER[c] = 13, 12, 9, 8, 5, 4, 1, 0, 15, 14, 11, 10, 7, 6, 3, 2 of its group, so that
+ * (word << 2s) & 0xC000C000 has, for s = 2j and 2j + 1, values (4j, 4j+2) and (4j+1, 4j+3) as int16 lanes times
+ * 16384: the lanes SXTB16 / SXTB16-ROR8 make of activation word j. The cores accumulate 16384 * sum(w * x). */
+static inline uint32_t frk__s2_lanes(uint32_t word, int32_t s)
+{
+    return (word << (2 * s)) & 0xC000C000u;
+}
+
+/* Two rows' lane-crumbed words against the two pixels' columns, `groups` groups of 16 values (C: GCC keeps the
+ * four accumulators and the two weight words in registers here). */
+static FRK_ALWAYS_INLINE void frk__block2_s2(const uint8_t *w, const int8_t *cols, int32_t groups, int32_t acc[4])
+{
+    int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
+    for (; groups > 0; --groups) {
+        int32_t j;
+        const uint32_t wr0 = frk__read_u32(w), wr1 = frk__read_u32(w + 4);
+        for (j = 0; j < 4; ++j) {
+            const uint32_t x0 = frk__read_u32(cols), x1 = frk__read_u32(cols + 4);
+            frk__mac_lanes(&a00, &a01, frk__s2_lanes(wr0, 2 * j), frk__s2_lanes(wr0, 2 * j + 1), x0, x1);
+            frk__mac_lanes(&a10, &a11, frk__s2_lanes(wr1, 2 * j), frk__s2_lanes(wr1, 2 * j + 1), x0, x1);
+            cols += 8;
+        }
+        w += 8;
+    }
+    acc[0] = a00, acc[1] = a01, acc[2] = a10, acc[3] = a11;
+}
+
+static FRK_ALWAYS_INLINE void frk__block1_s2(const uint8_t *w, const int8_t *cols, int32_t groups, int32_t acc[2])
+{
+    int32_t a00 = acc[0], a01 = acc[1];
+    for (; groups > 0; --groups) {
+        int32_t j;
+        const uint32_t wr0 = frk__read_u32(w);
+        for (j = 0; j < 4; ++j) {
+            frk__mac_lanes(&a00, &a01, frk__s2_lanes(wr0, 2 * j), frk__s2_lanes(wr0, 2 * j + 1),
+                           frk__read_u32(cols), frk__read_u32(cols + 4));
+            cols += 8;
+        }
+        w += 4;
+    }
+    acc[0] = a00, acc[1] = a01;
+}
+
 /* ---- im2col helpers ------------------------------------------------------------------------------------- */
 /* n bytes from src to dst, a word at a time (the board's memcpy is a byte loop). */
 static inline void frk__copy_s8(int8_t *dst, const int8_t *src, int32_t n)

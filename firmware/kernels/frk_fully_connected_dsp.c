@@ -1,6 +1,6 @@
 /*
- * frk_fully_connected_dsp.c - FULLY_CONNECTED for the Cortex-M4/M7, int8 and int4 filters: the fast twins of
- * frk_fully_connected_s8 / _s4. Twin: flexround_mcu/sim/convolve.py fully_connected_s8 / fully_connected_s4.
+ * frk_fully_connected_dsp.c - FULLY_CONNECTED for the Cortex-M4/M7, int8, int4 and int2 filters: the fast twins
+ * of frk_fully_connected_s8 / _s4 / _s2. Twin: flexround_mcu/sim/convolve.py fully_connected_s8 / _s4 / _s2.
  */
 #include "frk_layer_support.h"
 #include "frk_nn.h"
@@ -30,5 +30,19 @@ void frk_fully_connected_s4_dsp(const frk_fc_params *params, const int32_t *mult
     frk_dims in_dims, f_dims, out_dims;
     frk__fc_as_conv(params, batch, depth, out_channels, &conv, &in_dims, &f_dims, &out_dims);
     frk_convolve_s4_dsp(&conv, multiplier, shift, per_channel, &in_dims, input, &f_dims, filter, kernel_bias,
+                        &out_dims, output, scratch);
+}
+
+/* frk_fully_connected_s2's outputs; rows padded to a multiple of 16, lane-crumbed and interleaved in pairs;
+ * scratch 2 * roundup(depth, 16) bytes. */
+void frk_fully_connected_s2_dsp(const frk_fc_params *params, const int32_t *multiplier, const int32_t *shift,
+                                int32_t per_channel, int32_t batch, int32_t depth, const int8_t *input,
+                                const uint8_t *filter, const int32_t *kernel_bias, int32_t out_channels,
+                                int8_t *output, int8_t *scratch)
+{
+    frk_conv_params conv;
+    frk_dims in_dims, f_dims, out_dims;
+    frk__fc_as_conv(params, batch, depth, out_channels, &conv, &in_dims, &f_dims, &out_dims);
+    frk_convolve_s2_dsp(&conv, multiplier, shift, per_channel, &in_dims, input, &f_dims, filter, kernel_bias,
                         &out_dims, output, scratch);
 }

@@ -182,6 +182,10 @@ void frk_convolve_s4_dsp(const frk_conv_params *params, const int32_t *multiplie
                          int32_t per_channel, const frk_dims *input_dims, const int8_t *input,
                          const frk_dims *filter_dims, const uint8_t *filter, const int32_t *kernel_bias,
                          const frk_dims *output_dims, int8_t *output, int8_t *scratch);
+void frk_convolve_s2_dsp(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
+                         int32_t per_channel, const frk_dims *input_dims, const int8_t *input,
+                         const frk_dims *filter_dims, const uint8_t *filter, const int32_t *kernel_bias,
+                         const frk_dims *output_dims, int8_t *output, int8_t *scratch);
 /* Depth multiplier 1, C % 4 == 0, KH*KW <= FRK_DEPTHWISE_DSP_MAX_TAPS. */
 void frk_depthwise_conv_s8_dsp(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
                                int32_t per_channel, const frk_dims *input_dims, const int8_t *input,
@@ -196,6 +200,10 @@ void frk_fully_connected_s8_dsp(const frk_fc_params *params, const int32_t *mult
                                 const int8_t *filter, const int32_t *kernel_bias, int32_t out_channels,
                                 int8_t *output, int8_t *scratch);
 void frk_fully_connected_s4_dsp(const frk_fc_params *params, const int32_t *multiplier, const int32_t *shift,
+                                int32_t per_channel, int32_t batch, int32_t depth, const int8_t *input,
+                                const uint8_t *filter, const int32_t *kernel_bias, int32_t out_channels,
+                                int8_t *output, int8_t *scratch);
+void frk_fully_connected_s2_dsp(const frk_fc_params *params, const int32_t *multiplier, const int32_t *shift,
                                 int32_t per_channel, int32_t batch, int32_t depth, const int8_t *input,
                                 const uint8_t *filter, const int32_t *kernel_bias, int32_t out_channels,
                                 int8_t *output, int8_t *scratch);

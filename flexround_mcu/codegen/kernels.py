@@ -74,12 +74,22 @@ def _round_up(n: int, m: int) -> int:
 # times 4096, the lanes SXTB16 / SXTB16-ROR8 make of the activations k..k+3 and k+4..k+7.
 LANE_ORDER = (5, 4, 1, 0, 7, 6, 3, 2)
 INT4_LANE_SCALE = 4096  # the int4 cores accumulate 4096 * sum(w * x)
+# Crumb c (bits 2c+1..2c) of an int2 word holds value S2_LANE_ORDER[c] of its 16: (word << 2s) & 0xC000C000 then has
+# values (4j, 4j+2) for s = 2j and (4j+1, 4j+3) for s = 2j+1 as int16 lanes times 16384 (frk__s2_lanes).
+S2_LANE_ORDER = (13, 12, 9, 8, 5, 4, 1, 0, 15, 14, 11, 10, 7, 6, 3, 2)
+INT2_LANE_SCALE = 16384  # the int2 cores accumulate 16384 * sum(w * x)
 
 
 def lane_nibbles(values: np.ndarray) -> np.ndarray:
     """int4 values [..., 8] -> uint8 [..., 4]: the little-endian word whose nibble n holds value LANE_ORDER[n]."""
     v = (values.astype(np.int16) & 0x0F).astype(np.uint8)[..., list(LANE_ORDER)]
     return v[..., 0::2] | (v[..., 1::2] << 4)
+
+
+def lane_crumbs(values: np.ndarray) -> np.ndarray:
+    """int2 values [..., 16] -> uint8 [..., 4]: the little-endian word whose crumb c holds value S2_LANE_ORDER[c]."""
+    v = (values.astype(np.int16) & 0x03).astype(np.uint8)[..., list(S2_LANE_ORDER)]
+    return v[..., 0::4] | (v[..., 1::4] << 2) | (v[..., 2::4] << 4) | (v[..., 3::4] << 6)
 
 
 def interleave_pairs(rows: np.ndarray, chunk: int) -> np.ndarray:
@@ -91,14 +101,19 @@ def interleave_pairs(rows: np.ndarray, chunk: int) -> np.ndarray:
     return np.concatenate([head, rows[2 * pairs:].reshape(-1)])
 
 
+GEMM_GROUP = {"int8": 4, "int4": 8, "int2": 16}  # values per weight word of the dsp conv / FC cores
+
+
 def gemm_filter_layout(w2d: np.ndarray, dtype: str) -> np.ndarray:
     """A conv / FC filter as rows [C_out, K] -> the bytes frk_convolve_s8_dsp / _s4_dsp load (6.2)."""
-    group = 4 if dtype == "int8" else 8
+    group = GEMM_GROUP[dtype]
     cout, k = w2d.shape
     padded = np.zeros((cout, _round_up(k, group)), np.int8)
     padded[:, :k] = w2d
     if dtype == "int8":
         return interleave_pairs(padded.view(np.uint8), 4).view(np.int8)
+    if dtype == "int2":
+        return interleave_pairs(lane_crumbs(padded.reshape(cout, -1, 16)).reshape(cout, -1), 4)
     return interleave_pairs(lane_nibbles(padded.reshape(cout, -1, 8)).reshape(cout, -1), 4)
 
 
@@ -158,6 +173,8 @@ def _bounds_reason(w2d: np.ndarray, bias: np.ndarray, input_offset: int, shift: 
     if dtype == "int4" and np.any(int4_scale * (seed + 128 * abs_w) >= _LIMIT_2_31):
         return (f"{int4_scale} * (|bias + input_offset*sum(w)| + 128*sum|w|) reaches 2^31 (the int4 core's scaled "
                 f"sum)" if int4_seeded else f"{int4_scale}*128*sum|w| reaches 2^31 (the int4 core's scaled sum)")
+    if dtype == "int2" and np.any(INT2_LANE_SCALE * 128 * abs_w >= _LIMIT_2_31):
+        return f"{INT2_LANE_SCALE}*128*sum|w| reaches 2^31 (the int2 core's scaled sum)"
     return ""
 
 
@@ -189,8 +206,8 @@ def choose_kernel(graph: QGraph, op, kernels: str) -> KernelChoice:
     portable = PORTABLE[(op.kind, w.dtype)]
     if kernels == "portable":
         return KernelChoice(portable, False)
-    if w.dtype == "int2":
-        return KernelChoice(portable, False, "2-bit filters have portable kernels only (no dsp/mve s2 kernel yet)")
+    if w.dtype == "int2" and op.kind == OpKind.DEPTHWISE_CONV_2D:
+        return KernelChoice(portable, False, "2-bit depthwise filters have the portable kernel only")
     x = graph.tensors[op.inputs[0]]
     cout = w.shape[-1] if op.kind == OpKind.DEPTHWISE_CONV_2D else w.shape[0]
     bias = graph.tensors[op.inputs[2]].data if op.inputs[2] != -1 else np.zeros(cout, np.int32)
@@ -224,12 +241,12 @@ def choose_kernel(graph: QGraph, op, kernels: str) -> KernelChoice:
                             kernel_bias=_kernel_bias(rows, bias, input_offset, scale), scratch_bytes=c)
 
     rows = w.data.reshape(cout, -1)
-    if kernels == "mve":
+    if kernels == "mve" and w.dtype != "int2":  # 2-bit conv / FC: the dsp core, as for layers Helium lacks
         return _mve_gemm_choice(portable, rows, bias, input_offset, shift, w.dtype)
     why = _bounds_reason(rows, bias, input_offset, shift, w.dtype)
     if why:
         return KernelChoice(portable, False, why)
-    k_pad = _round_up(rows.shape[1], 4 if w.dtype == "int8" else 8)
+    k_pad = _round_up(rows.shape[1], GEMM_GROUP[w.dtype])
     return KernelChoice(portable + "_dsp", True, filter_values=gemm_filter_layout(rows, w.dtype),
                         kernel_bias=_kernel_bias(rows, bias, input_offset),
                         scratch_bytes=2 * k_pad)  # two im2col columns, interleaved

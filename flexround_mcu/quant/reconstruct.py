@@ -105,8 +105,8 @@ class ReconstructionLog:
 
 def reconstruct(qm: QuantizedModel, calib: torch.Tensor, iters: int = 500, lr: float = 1e-3,
                 batch_size: int = 32, seed: int = 0, drop_prob: float = 0.0, act_lr: float | None = None,
-                progress: Callable[[str, int, int], None] | None = None, to_output: bool = False
-                ) -> list[ReconstructionLog]:
+                progress: Callable[[str, int, int], None] | None = None, to_output: bool = False,
+                learn_bias: bool = False) -> list[ReconstructionLog]:
     """Train every learnable weight quantizer of `qm` block by block on the calibration images `calib` (NCHW).
 
     drop_prob > 0 is QDrop: while a block learns, each of its activation quantizers passes every element
@@ -114,6 +114,8 @@ def reconstruct(qm: QuantizedModel, calib: torch.Tensor, iters: int = 500, lr: f
     act_lr set is LSQ: the steps of the block's conv, linear and add outputs are learned too (in log space, zero
     points fixed, Adam at act_lr with the same cosine decay), then written into qm.qparams.
     to_output: the last learned block matches the float model at the graph's output instead (merge_tail).
+    learn_bias: the biases of the block's learned layers are learned too (at lr; rounded to their int32 grid
+    straight through), as a correction of the output shift the rounding leaves.
     progress(block_name, iteration, iters) is called every 25 iterations."""
     import time
 
@@ -141,6 +143,12 @@ def reconstruct(qm: QuantizedModel, calib: torch.Tensor, iters: int = 500, lr: f
                       for g in q.param_groups() if g["params"]]
             act_learned = [n for n in block.nodes if act_lr is not None and n in module.act_quant
                            and graph.node(n).kind in ("conv", "linear", "add")]
+            biases = [module.biases[n] for n in block.nodes if learn_bias and n in module.biases
+                      and n in module.weight_fns and module.weight_fns[n].learnable]
+            for b in biases:
+                b.requires_grad_(True)
+            if biases:
+                groups.append({"params": biases, "lr": lr})
             if act_learned:
                 groups.append({"params": [module.act_quant[n].learn_scale() for n in act_learned], "lr": act_lr})
             opt = torch.optim.Adam(groups, lr=lr)
@@ -163,6 +171,8 @@ def reconstruct(qm: QuantizedModel, calib: torch.Tensor, iters: int = 500, lr: f
                     progress(block.output, it + 1, iters)
             for a in droppers:
                 a.drop_prob = 0.0
+            for b in biases:
+                b.requires_grad_(False)
             for q in quantizers:
                 q.harden()
                 for p in q.parameters():
