@@ -103,7 +103,7 @@ class BiasFakeQuant(nn.Module):
         s_in = self.input_quant[0].current_scale()
         s_in = s_in.detach() if isinstance(s_in, torch.Tensor) else s_in
         s = (s_in * self.weight_quantizer[0].scale.detach()).float()
-        return b + (round_half_away(b / s) * s - b).detach()  # straight through, for a bias that learns
+        return round_half_away(b / s) * s
 
 
 @dataclass

@@ -67,19 +67,6 @@ def partition(graph: FloatGraph) -> list[Block]:
     return blocks
 
 
-def merge_tail(blocks: list[Block], learnable: Callable[[Block], bool], logits: str) -> list[Block]:
-    """The blocks with those after the last learnable one, up to the `logits` node, folded into it: that block
-    then learns to match the float model's logits (through the fixed layers after it, e.g. pooling and an 8-bit
-    classifier) instead of its own output. What follows the logits (a softmax) stays on its own."""
-    last = max((i for i, b in enumerate(blocks) if learnable(b)), default=None)
-    nodes = [n for b in blocks[last:] for n in b.nodes] if last is not None else []
-    if logits not in nodes or nodes.index(logits) < len(blocks[last].nodes):
-        return blocks
-    cut = nodes.index(logits) + 1
-    rest = [Block(nodes[cut:], logits)] if nodes[cut:] else []
-    return blocks[:last] + [Block(nodes[:cut], blocks[last].input)] + rest
-
-
 def run_block(module: GraphModule, block: Block, x: torch.Tensor) -> torch.Tensor:
     values = {block.input: x}
     for name in block.nodes:
@@ -105,17 +92,13 @@ class ReconstructionLog:
 
 def reconstruct(qm: QuantizedModel, calib: torch.Tensor, iters: int = 500, lr: float = 1e-3,
                 batch_size: int = 32, seed: int = 0, drop_prob: float = 0.0, act_lr: float | None = None,
-                progress: Callable[[str, int, int], None] | None = None, to_output: bool = False,
-                learn_bias: bool = False) -> list[ReconstructionLog]:
+                progress: Callable[[str, int, int], None] | None = None) -> list[ReconstructionLog]:
     """Train every learnable weight quantizer of `qm` block by block on the calibration images `calib` (NCHW).
 
     drop_prob > 0 is QDrop: while a block learns, each of its activation quantizers passes every element
     unquantized with that probability (the block's inputs are left as the quantized model computes them).
     act_lr set is LSQ: the steps of the block's conv, linear and add outputs are learned too (in log space, zero
     points fixed, Adam at act_lr with the same cosine decay), then written into qm.qparams.
-    to_output: the last learned block matches the float model at the graph's output instead (merge_tail).
-    learn_bias: the biases of the block's learned layers are learned too (at lr; rounded to their int32 grid
-    straight through), as a correction of the output shift the rounding leaves.
     progress(block_name, iteration, iters) is called every 25 iterations."""
     import time
 
@@ -129,11 +112,7 @@ def reconstruct(qm: QuantizedModel, calib: torch.Tensor, iters: int = 500, lr: f
     with torch.no_grad():
         x_q = module.input_quant(calib) if module.input_quant is not None else calib
         fp_values = float_module(calib, keep=True)
-    blocks = partition(graph)
-    if to_output:
-        blocks = merge_tail(blocks, lambda b: any(n in module.weight_fns and module.weight_fns[n].learnable
-                                                  for n in b.nodes), graph.logits)
-    for block in blocks:
+    for block in partition(graph):
         quantizers = [module.weight_fns[n] for n in block.nodes
                       if n in module.weight_fns and module.weight_fns[n].learnable]
         target = fp_values[block.output]
@@ -143,12 +122,6 @@ def reconstruct(qm: QuantizedModel, calib: torch.Tensor, iters: int = 500, lr: f
                       for g in q.param_groups() if g["params"]]
             act_learned = [n for n in block.nodes if act_lr is not None and n in module.act_quant
                            and graph.node(n).kind in ("conv", "linear", "add")]
-            biases = [module.biases[n] for n in block.nodes if learn_bias and n in module.biases
-                      and n in module.weight_fns and module.weight_fns[n].learnable]
-            for b in biases:
-                b.requires_grad_(True)
-            if biases:
-                groups.append({"params": biases, "lr": lr})
             if act_learned:
                 groups.append({"params": [module.act_quant[n].learn_scale() for n in act_learned], "lr": act_lr})
             opt = torch.optim.Adam(groups, lr=lr)
@@ -171,8 +144,6 @@ def reconstruct(qm: QuantizedModel, calib: torch.Tensor, iters: int = 500, lr: f
                     progress(block.output, it + 1, iters)
             for a in droppers:
                 a.drop_prob = 0.0
-            for b in biases:
-                b.requires_grad_(False)
             for q in quantizers:
                 q.harden()
                 for p in q.parameters():
