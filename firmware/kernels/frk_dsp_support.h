@@ -499,11 +499,30 @@ static inline uint32_t frk__s2_lanes(uint32_t word, int32_t s)
     return (word << (2 * s)) & 0xC000C000u;
 }
 
-/* Two rows' lane-crumbed words against the two pixels' columns, `groups` groups of 16 values (C: GCC keeps the
- * four accumulators and the two weight words in registers here). */
+/* Two rows' lane-crumbed words against the two pixels' columns, `groups` groups of 16 values (inline asm on Arm
+ * as for s4; the C loop elsewhere). */
 static FRK_ALWAYS_INLINE void frk__block2_s2(const uint8_t *w, const int8_t *cols, int32_t groups, int32_t acc[4])
 {
     int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
+#if FRK_DSP_ASM_LOOPS
+    uint32_t xa, xb, t0, t1, t2, t3;
+    const uint32_t mask = 0xC000C000u;
+    /* The s4 loop's step with the crumb mask: activation word j against shifts 4j and 4j + 2 (lanes (4j, 4j+2) and
+     * (4j+1, 4j+3)), four steps per weight word: 19 instructions per 16 MACs, 14 registers. */
+    __asm__ volatile(
+        "1:\n\t"
+        FRK_S4_HALF(0, 2, "[%[w]]", "[%[w], #4]")
+        FRK_S4_HALF(4, 6, "[%[w]]", "[%[w], #4]")
+        FRK_S4_HALF(8, 10, "[%[w]]", "[%[w], #4]")
+        FRK_S4_HALF(12, 14, "[%[w]], #8", "[%[w], #-4]")
+        "subs   %[n], %[n], #1\n\t"
+        "bne    1b\n\t"
+        : [a00] "+r"(a00), [a01] "+r"(a01), [a10] "+r"(a10), [a11] "+r"(a11), [c] "+r"(cols), [w] "+r"(w),
+          [n] "+r"(groups), [xa] "=&r"(xa), [xb] "=&r"(xb), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2),
+          [t3] "=&r"(t3)
+        : [m] "r"(mask)
+        : "cc", "memory");
+#else
     for (; groups > 0; --groups) {
         int32_t j;
         const uint32_t wr0 = frk__read_u32(w), wr1 = frk__read_u32(w + 4);
@@ -515,6 +534,7 @@ static FRK_ALWAYS_INLINE void frk__block2_s2(const uint8_t *w, const int8_t *col
         }
         w += 8;
     }
+#endif
     acc[0] = a00, acc[1] = a01, acc[2] = a10, acc[3] = a11;
 }
 
