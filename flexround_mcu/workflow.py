@@ -586,17 +586,25 @@ def _ram_budget_cost(qgraph, plan, opt: ExportOptions, device, x, expected, out:
             "arena_bytes_without_budget": free.arena_bytes, "scratch_bytes_without_budget": free.scratch_bytes}
 
 
+def _bits_text(report: dict) -> str:
+    """'flexround, W4A8 tensor (first/last 8-bit)'; a mixed export lists every layer's bits and the budget."""
+    mixed = report.get("mixed")
+    wbits = "W8/4/2 mixed " if mixed else f"W{report['wbits']}"
+    text = (f"{report['method']}, {wbits}A{report['abits']} {report['granularity']}"
+            f"{' (first/last 8-bit)' if report['first_last_8bit'] else ''}")
+    if mixed:
+        text += (": " + " ".join(f"{la['layer']}:{la['bits']}" for la in mixed["layers"])
+                 + f" under --flash-budget {mixed['flash_budget']}")
+    return text
+
+
 def summary_table(report: dict) -> str:
     a, m, b = report["accuracy"], report["memory"], report["bitexact"]
     host = b["host_c"]
     rows = [
         ("model / target", f"{report['model']} / {report['target']}"
                            + (f" ({report['kernels']} kernels)" if report.get("kernels") else "")),
-        ("method, weight bits", f"{report['method']}, W{report['wbits']}A{report['abits']} {report['granularity']}"
-                                f"{' (first/last 8-bit)' if report['first_last_8bit'] else ''}"
-                                + (f": " + " ".join(f"{la['layer']}:{la['bits']}" for la in mx["layers"])
-                                   + f" under --flash-budget {mx['flash_budget']}"
-                                   if (mx := report.get("mixed")) else "")),
+        ("method, weight bits", _bits_text(report)),
         (f"accuracy on {a['dataset']} (n={a['n']})",
          f"float {a['float']:.2%}  fake-quant {a['fake_quant']:.2%}  int8 sim {a['int_sim']:.2%}"),
         ("weights", f"{m['weight_bytes']} B" if m["weight_bytes"] == m["weight_bytes_int8_containers"] else
