@@ -296,30 +296,33 @@ def flexround_resnet8(wbits: int, resnet8_float, root: Path):
 @pytest.mark.parametrize("wbits", [4, 3, 2])
 def test_flexround_low_bit_resnet8_bitexact_on_cortex_m7(wbits, arm_tools, resnet8, resnet8_float, project_root):
     g, x, y, project = flexround_resnet8(wbits, resnet8_float, project_root)
-    int4_ops = [op for op in g.ops if op.inputs[1:] and g.tensors[op.inputs[1]].dtype == "int4"]
-    assert len(int4_ops) == 8 and g.metadata["bits"][int4_ops[0].name] == wbits  # all but the first and last
+    dtype, s, per_byte = ("int2", "s2", 4) if wbits == 2 else ("int4", "s4", 2)  # ternary weights: 4 per byte
+    low_ops = [op for op in g.ops if op.inputs[1:] and g.tensors[op.inputs[1]].dtype == dtype]
+    assert len(low_ops) == 8 and g.metadata["bits"][low_ops[0].name] == wbits  # all but the first and last
     assert len(np.unique(y, axis=0)) > 3  # real data: varied outputs
-    # the Cortex-M7 export runs the DSP kernels (int4: the lane-nibbled s4 path), bit-exact on the M7 and the M4
-    assert (project / "model.c").read_text().count("frk_convolve_s4_dsp(") == 8
+    # the Cortex-M7 export runs the DSP kernels (lane-nibbled s4 / lane-crumbed s2), bit-exact on the M7 and the M4
+    assert (project / "model.c").read_text().count(f"frk_convolve_{s}_dsp(") == 8
     res = run_on_target(project, count_instructions=False)
     assert res.target == "cortex-m7"
-    # and the same graph exported for the M55 (kernel set mve: the Helium int4 conv), bit-exact there
+    # and the same graph exported for the M55 (kernel set mve: the Helium int4 conv; 2-bit: the dsp s2 core)
     project55 = export_c_project(g, project.parent / f"{project.name}-m55", x, y, target="cortex-m55")
-    assert (project55 / "model.c").read_text().count("frk_convolve_s4_mve(") == 8
+    assert (project55 / "model.c").read_text().count(f"frk_convolve_{s}_{'dsp' if wbits == 2 else 'mve'}(") == 8
     for r in (res, run_on_target(project, "cortex-m4", count_instructions=False),
               run_on_target(project55, "cortex-m55", count_instructions=False)):
         assert r.lines[-1] == f"SUMMARY inputs={N_INPUTS} mismatches=0", (r.target, r.mismatch_lines[:5])
         assert (r.inputs, r.mismatches, r.returncode) == (N_INPUTS, 0, 0) and r.ok
         assert r.arena_bytes <= ARENA_BOUND_RESNET8  # the residual ADDs fused on every board (issue 13)
 
-    # the packed weights in the ELF are what the memory report counts, and at most 0.52x the int8 model's
-    # in the same (dsp) export; the int4 filters are their packed size (every K here is a multiple of 8)
+    # the packed weights in the ELF are what the memory report counts, and at most 0.52x (W2: 0.3x) the int8
+    # model's in the same (dsp) export; the low-bit filters are their packed size (every K here is a multiple of
+    # 16, so the dsp rows need no padding)
     report = memory_report(g, "cortex-m7")
     stem = g.tensors[g.ops[0].inputs[1]]  # int8 rows of K = 27 padded to 28 (arithmetic.md 6.2): 1 byte a row
     assert res.weight_bytes == report.weight_bytes == report.weight_floor_bytes + stem.shape[0]
-    int4_filters = sum(la.filter_bytes for la in report.layers if la.filter_dtype == "int4")
-    assert int4_filters == sum((g.tensors[op.inputs[1]].size + 1) // 2 for op in int4_ops)
-    assert report.weight_bytes <= 0.52 * memory_report(resnet8[0], "cortex-m7").weight_bytes
+    low_filters = sum(la.filter_bytes for la in report.layers if la.filter_dtype == dtype)
+    assert low_filters == sum(-(-g.tensors[op.inputs[1]].size // per_byte) for op in low_ops)
+    ratio = 0.31 if wbits == 2 else 0.52
+    assert report.weight_bytes <= ratio * memory_report(resnet8[0], "cortex-m7").weight_bytes
 
 
 # ------------------------------------------------------------------------ per-layer instruction counts (issue 11)
