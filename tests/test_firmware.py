@@ -410,13 +410,13 @@ def test_ds_cnn_arena_within_8704_bytes_under_ram_budget(target, arm_tools, modu
 @pytest.mark.parametrize("mix", ["mixed_2_4_8_2", "mixed_8_2_4_2"])
 def test_mixed_bit_widths_bit_exact_under_qemu(arm_tools, tmp_path, target, mix):
     """Every neighbour pair of 2-, 4- and 8-bit filters the allocator can produce (conv, depthwise and fully
-    connected at each width) in one graph, on the board's default kernel set: the s2 kernels next to the fast
-    s4 / s8 ones, bit for bit against the simulator under QEMU."""
+    connected at each width) in one graph, on the board's default kernel set: the s2 kernels (the dsp conv / FC
+    core, the portable depthwise) next to the fast s4 / s8 ones, bit for bit against the simulator under QEMU."""
     from test_codegen import MIXED_DTYPES, tiny_int4_data
 
     g, x, y = tiny_int4_data(6, MIXED_DTYPES[mix])
     project = export_c_project(g, tmp_path / mix, x, y, target=target)
     model_c = (project / "model.c").read_text()
-    assert re.search(r"frk_\w+_s2\(", model_c) and re.search(r"frk_\w+_s[48]_(dsp|mve)\(", model_c)
+    assert re.search(r"frk_\w+_s2(_dsp)?\(", model_c) and re.search(r"frk_\w+_s[48]_(dsp|mve)\(", model_c)
     res = run_on_target(project)
     assert (res.inputs, res.mismatches, res.ok) == (6, 0, True), res.mismatch_lines[:3]
