@@ -99,17 +99,17 @@ def choose_bits(graph, calib_x, budget: int, granularity: str, first_last_8bit: 
     kept = kept_at_8bit(graph, first_last_8bit)
     batches = [calib_x[i:i + 128] for i in range(0, len(calib_x), 128)]
     costs, fixed = layer_costs(graph, batches, granularity, target, kernels)
+    for name in kept:
+        costs[name] = {8: costs[name][8]}
+    smallest = fixed + sum(min(c.values()) for c in costs.values())
+    if budget < smallest:  # before the sensitivity runs: nothing it could say would help
+        raise BudgetTooSmall(budget, smallest, "every layer at 2 bits, the first and last at 8 "
+                             "(--no-first-last-8bit allocates them too)" if kept else "every layer at 2 bits")
     sens = layer_sensitivity(graph, calib_x[:256], WIDTHS, granularity, skip=kept, progress=progress)
     for name in kept:
         sens[name] = {8: 0.0}
-        costs[name] = {8: costs[name][8]}
     order = [n.name for n in graph.weighted()]
-    try:
-        bits = allocate_bits({n: costs[n] for n in order}, {n: sens[n] for n in order}, budget, fixed)
-    except BudgetTooSmall as e:
-        how = ("every layer at 2 bits, the first and last at 8 (--no-first-last-8bit allocates them too)" if kept
-               else "every layer at 2 bits")
-        raise BudgetTooSmall(budget, e.smallest, how) from None
+    bits = allocate_bits({n: costs[n] for n in order}, {n: sens[n] for n in order}, budget, fixed)
     info = {
         "flash_budget": budget,
         "widths": list(WIDTHS),
