@@ -114,10 +114,10 @@ static FRK_ALWAYS_INLINE void frk__store_channel(int8_t *out0, int8_t *out1, int
 
 /*
  * Shared body of frk_convolve_s8_dsp (wbits 8), frk_convolve_s4_dsp (wbits 4) and frk_convolve_s2_dsp (wbits 2);
- * wbits is a constant at each call site. Output pixels are taken two at a time and output channels two at a time: a 2x2 block of
- * accumulators per pass over the filter rows (frk__block2_s8 / frk__block2_s4), an odd last channel with the
- * one-row form. The two pixels' columns are gathered into scratch by frk__im2col_s8, interleaved a word at a time
- * (2 * k_pad bytes).
+ * wbits is a constant at each call site. Output pixels are taken two at a time and output channels two at a
+ * time: a 2x2 block of accumulators per pass over the filter rows (frk__block2_s8 / _s4 / _s2), an odd last
+ * channel with the one-row form. The two pixels' columns are gathered into scratch by frk__im2col_s8,
+ * interleaved a word at a time (2 * k_pad bytes).
  */
 static FRK_ALWAYS_INLINE void frk__convolve_dsp(const frk_conv_params *params, const int32_t *multiplier,
                                                 const int32_t *shift, int32_t per_channel,

@@ -1,28 +1,32 @@
 /*
- * frk_depthwise_conv_s4.c - DEPTHWISE_CONV_2D, int8 NHWC, symmetric int4 filter packed two per byte,
- * per-channel or per-tensor requantization, any depth multiplier.
- * Twin: flexround_mcu/sim/convolve.py depthwise_conv_s4; spec: docs/arithmetic.md 4.2 and 4.9.
+ * frk_depthwise_conv_s4.c - DEPTHWISE_CONV_2D, int8 NHWC, symmetric int4 filter packed two per byte
+ * (frk_depthwise_conv_s4) or int2 filter packed four per byte (frk_depthwise_conv_s2), per-channel or per-tensor
+ * requantization, any depth multiplier, one body.
+ * Twins: flexround_mcu/sim/convolve.py depthwise_conv_s4 / _s2; spec: docs/arithmetic.md 4.2 and 4.9.
  */
 #include "frk_nn.h"
 #include "frk_nn_support.h"
 
 /*
- * The arithmetic of frk_depthwise_conv_s8, with the weights read from packed nibbles. Output channel
+ * The arithmetic of frk_depthwise_conv_s8, with the weights read from a packed filter: bits 4 (nibbles) or 2
+ * (crumbs), a constant at both call sites below, which say where element i sits. Output channel
  * c = ci * depth_multiplier + m reads input channel ci only; for every output element (n, oy, ox, c):
  *
  *   acc = bias[c] + sum over i < KH, j < KW of  w[0, i, j, c] * (x[n, iy, ix, ci] + input_offset)
  *   y   = clamp(requantize(acc, M, s) + output_offset, act_min, act_max)
  *
  * with (M, s) = (multiplier[c], shift[c]) if per_channel is non-zero, else (multiplier[0], shift[0]).
- * w[0, i, j, c] is element (i*KW + j)*C_out + c of the [1, KH, KW, C_out] filter: the low nibble of
+ * w[0, i, j, c] is element (i*KW + j)*C_out + c of the [1, KH, KW, C_out] filter: for s4 the low nibble of
  * filter[element >> 1] for an even element, the high nibble for an odd one (with an odd C_out, a tap's
  * channels start mid-byte on every other tap). Taps outside the input are skipped; bottom/right padding is
- * implied by output_dims; a NULL bias is 0. acc is int32 (|acc| <= |bias| + KH*KW*255*8).
+ * implied by output_dims; a NULL bias is 0. acc is int32 (|acc| <= |bias| + KH*KW*255*8; *2 for s2).
  */
-void frk_depthwise_conv_s4(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
-                           int32_t per_channel, const frk_dims *input_dims, const int8_t *input,
-                           const frk_dims *filter_dims, const uint8_t *filter, const int32_t *bias,
-                           const frk_dims *output_dims, int8_t *output)
+static FRK_ALWAYS_INLINE void frk__depthwise_conv_packed(const frk_conv_params *params, const int32_t *multiplier,
+                                                         const int32_t *shift, int32_t per_channel,
+                                                         const frk_dims *input_dims, const int8_t *input,
+                                                         const frk_dims *filter_dims, const uint8_t *filter,
+                                                         const int32_t *bias, const frk_dims *output_dims,
+                                                         int8_t *output, int32_t bits)
 {
     const int32_t batches = input_dims->n;
     const int32_t in_h = input_dims->h;
@@ -63,7 +67,8 @@ void frk_depthwise_conv_s4(const frk_conv_params *params, const int32_t *multipl
                                     continue; /* padding column */
                                 }
                                 x_val = input[((b * in_h + iy) * in_w + ix) * in_c + ci];
-                                acc += frk__s4_at(filter, (ky * k_w + kx) * out_c + oc) * (x_val + input_offset);
+                                acc += frk__packed_at(bits, filter, (ky * k_w + kx) * out_c + oc) *
+                                       (x_val + input_offset);
                             }
                         }
                         if (bias != NULL) {
@@ -75,4 +80,25 @@ void frk_depthwise_conv_s4(const frk_conv_params *params, const int32_t *multipl
             }
         }
     }
+}
+
+/* frk_depthwise_conv_s4: nibbles, |acc| <= |bias| + KH*KW*255*8. */
+void frk_depthwise_conv_s4(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
+                           int32_t per_channel, const frk_dims *input_dims, const int8_t *input,
+                           const frk_dims *filter_dims, const uint8_t *filter, const int32_t *bias,
+                           const frk_dims *output_dims, int8_t *output)
+{
+    frk__depthwise_conv_packed(params, multiplier, shift, per_channel, input_dims, input, filter_dims, filter, bias,
+                              output_dims, output, 4);
+}
+
+/* frk_depthwise_conv_s2: w[0, i, j, c] in [-2, 1], bits 2e+1..2e of filter[element >> 2], e = element & 3 (with
+ * C_out not a multiple of 4 a tap's channels start mid-byte); |acc| <= |bias| + KH*KW*255*2. */
+void frk_depthwise_conv_s2(const frk_conv_params *params, const int32_t *multiplier, const int32_t *shift,
+                           int32_t per_channel, const frk_dims *input_dims, const int8_t *input,
+                           const frk_dims *filter_dims, const uint8_t *filter, const int32_t *bias,
+                           const frk_dims *output_dims, int8_t *output)
+{
+    frk__depthwise_conv_packed(params, multiplier, shift, per_channel, input_dims, input, filter_dims, filter, bias,
+                              output_dims, output, 2);
 }

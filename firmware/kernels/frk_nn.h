@@ -20,8 +20,8 @@
  * j = i & 3, no padding per row.
  *
  * Implementation: one op family per file (frk_support.c, frk_convolve_s8.c, frk_convolve_s4.c,
- * frk_convolve_s2.c, frk_depthwise_conv_s8.c, frk_depthwise_conv_s4.c, frk_depthwise_conv_s2.c,
- * frk_fully_connected_s8.c, frk_fully_connected_s4.c, frk_fully_connected_s2.c,
+ * frk_depthwise_conv_s8.c, frk_depthwise_conv_s4.c, frk_fully_connected_s8.c, frk_fully_connected_s4.c (the s4
+ * files hold the s2 kernels too, one body per op family),
  * frk_elementwise_add_s8.c, frk_pooling_s8.c, frk_softmax_s8.c) plus the internal
  * inline helpers in frk_nn_support.h. C99, integer only, no allocation; tests/test_c_kernels.py checks every
  * function against its numpy twin bit for bit.

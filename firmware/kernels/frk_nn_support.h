@@ -220,4 +220,17 @@ static inline int32_t frk__dot_s2(const uint8_t *packed, int32_t first, const in
     return acc;
 }
 
+/* The packed-filter accessors by width (bits 4 or 2, a constant at every call): the s4 and s2 kernels share one
+ * body each, as the s8 / s4 / s2 dsp kernels do. */
+static FRK_ALWAYS_INLINE int32_t frk__dot_packed(int32_t bits, const uint8_t *packed, int32_t first, const int8_t *x,
+                                                 int32_t n, int32_t input_offset)
+{
+    return bits == 4 ? frk__dot_s4(packed, first, x, n, input_offset) : frk__dot_s2(packed, first, x, n, input_offset);
+}
+
+static FRK_ALWAYS_INLINE int32_t frk__packed_at(int32_t bits, const uint8_t *packed, int32_t i)
+{
+    return bits == 4 ? frk__s4_at(packed, i) : frk__s2_at(packed, i);
+}
+
 #endif /* FRK_NN_SUPPORT_H */
