@@ -115,7 +115,7 @@ static FRK_ALWAYS_INLINE void frk__store_channel(int8_t *out0, int8_t *out1, int
 /*
  * Shared body of frk_convolve_s8_dsp (wbits 8), frk_convolve_s4_dsp (wbits 4) and frk_convolve_s2_dsp (wbits 2);
  * wbits is a constant at each call site. Output pixels are taken two at a time and output channels two at a
- * time: a 2x2 block of accumulators per pass over the filter rows (frk__block2_s8 / _s4 / _s2), an odd last
+ * time: a 2x2 block of accumulators per pass over the filter rows (frk__block2_s8 / frk__block2_packed), an odd last
  * channel with the one-row form. The two pixels' columns are gathered into scratch by frk__im2col_s8,
  * interleaved a word at a time (2 * k_pad bytes).
  */
@@ -173,14 +173,10 @@ static FRK_ALWAYS_INLINE void frk__convolve_dsp(const frk_conv_params *params, c
                     const uint8_t *w = (const uint8_t *)filter + c * row_bytes;
                     const int32_t back = wbits == 4 ? 12 : 14;
                     acc[0] = 0, acc[1] = 0, acc[2] = 0, acc[3] = 0;
-                    if (wbits == 4 && pair) {
-                        frk__block2_s4(w, scratch, groups, acc);
-                    } else if (wbits == 4) {
-                        frk__block1_s4(w, scratch, groups, acc);
-                    } else if (pair) {
-                        frk__block2_s2(w, scratch, groups, acc);
+                    if (pair) {
+                        frk__block2_packed(wbits, w, scratch, groups, acc);
                     } else {
-                        frk__block1_s2(w, scratch, groups, acc);
+                        frk__block1_packed(wbits, w, scratch, groups, acc);
                     }
                     acc[0] = frk__asr32(acc[0], back) + bias0, acc[1] = frk__asr32(acc[1], back) + bias0;
                     acc[2] = frk__asr32(acc[2], back) + bias1, acc[3] = frk__asr32(acc[3], back) + bias1;

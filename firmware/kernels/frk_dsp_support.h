@@ -325,8 +325,8 @@ static inline int8_t frk__output_stage_tensor(int32_t acc, const frk__rq_tensor 
  * interleaved a word at a time: [col0 k0..3][col1 k0..3][col0 k4..7]..., so one LDRD loads the same four k of
  * both. SXTB16 and SXTB16-ROR8 of a column word pair up with those of a weight word lane by lane: (k, k+2) and
  * (k+1, k+3), so the order inside each pair does not matter to SMLAD.
- * frk__block2_s8 / frk__block2_s4 add to acc[0..3] the dot products (row0, col0), (row0, col1), (row1, col0),
- * (row1, col1) over `groups` groups of 4 (int8) or 8 (int4) values; frk__block1_* do one row (acc[0..1]).
+ * frk__block2_s8 / frk__block2_packed add to acc[0..3] the dot products (row0, col0), (row0, col1), (row1, col0),
+ * (row1, col1) over `groups` groups of 4 (int8), 8 (int4) or 16 (int2) values; frk__block1_* do one row (acc[0..1]).
  * On Arm the two-row loops are inline asm: 21 instructions per 16 MACs (int8, 13 registers) and 40 per 32 MACs
  * (int4, 14 registers: the 0xF000F000 mask in one, so `AND t, mask, w, LSL #4s` takes two weights in one
  * instruction), where GCC 12's own allocation spills accumulators to the stack. They need the frame
@@ -439,57 +439,6 @@ static inline void frk__mac_lanes(int32_t *a0, int32_t *a1, uint32_t l02, uint32
     "smlad  %[a10], %[t3], %[xa], %[a10]\n\t"                                                                  \
     "smlad  %[a11], %[t3], %[xb], %[a11]\n\t"
 
-static FRK_ALWAYS_INLINE void frk__block2_s4(const uint8_t *w, const int8_t *cols, int32_t groups, int32_t acc[4])
-{
-    int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
-#if FRK_DSP_ASM_LOOPS
-    uint32_t xa, xb, t0, t1, t2, t3;
-    const uint32_t mask = 0xF000F000u;
-    /* Per group: columns k0..3 against both rows' lanes 0, 1; columns k4..7 against lanes 2, 3 (each row word
-     * is loaded twice, which keeps the loop in 14 registers). `lsl #0` is plain AND. */
-    __asm__ volatile(
-        "1:\n\t"
-        FRK_S4_HALF(0, 4, "[%[w]]", "[%[w], #4]")
-        FRK_S4_HALF(8, 12, "[%[w]], #8", "[%[w], #-4]")
-        "subs   %[n], %[n], #1\n\t"
-        "bne    1b\n\t"
-        : [a00] "+r"(a00), [a01] "+r"(a01), [a10] "+r"(a10), [a11] "+r"(a11), [c] "+r"(cols), [w] "+r"(w),
-          [n] "+r"(groups), [xa] "=&r"(xa), [xb] "=&r"(xb), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2),
-          [t3] "=&r"(t3)
-        : [m] "r"(mask)
-        : "cc", "memory");
-#else
-    for (; groups > 0; --groups) {
-        int32_t half;
-        const uint32_t wr0 = frk__read_u32(w), wr1 = frk__read_u32(w + 4);
-        for (half = 0; half < 2; ++half) {
-            const uint32_t x0 = frk__read_u32(cols), x1 = frk__read_u32(cols + 4);
-            frk__mac_lanes(&a00, &a01, frk__s4_lanes(wr0, 2 * half), frk__s4_lanes(wr0, 2 * half + 1), x0, x1);
-            frk__mac_lanes(&a10, &a11, frk__s4_lanes(wr1, 2 * half), frk__s4_lanes(wr1, 2 * half + 1), x0, x1);
-            cols += 8;
-        }
-        w += 8;
-    }
-#endif
-    acc[0] = a00, acc[1] = a01, acc[2] = a10, acc[3] = a11;
-}
-
-static FRK_ALWAYS_INLINE void frk__block1_s4(const uint8_t *w, const int8_t *cols, int32_t groups, int32_t acc[2])
-{
-    int32_t a00 = acc[0], a01 = acc[1];
-    for (; groups > 0; --groups) {
-        int32_t half;
-        const uint32_t wr0 = frk__read_u32(w);
-        for (half = 0; half < 2; ++half) {
-            frk__mac_lanes(&a00, &a01, frk__s4_lanes(wr0, 2 * half), frk__s4_lanes(wr0, 2 * half + 1),
-                           frk__read_u32(cols), frk__read_u32(cols + 4));
-            cols += 8;
-        }
-        w += 4;
-    }
-    acc[0] = a00, acc[1] = a01;
-}
-
 /* int2 ("lane-crumbed", docs/arithmetic.md 6.2): crumb c (bits 2c+1..2c) of a 16-value word holds value
  * S2_LANE_ORDER[c] = 13, 12, 9, 8, 5, 4, 1, 0, 15, 14, 11, 10, 7, 6, 3, 2 of its group, so that
  * (word << 2s) & 0xC000C000 has, for s = 2j and 2j + 1, values (4j, 4j+2) and (4j+1, 4j+3) as int16 lanes times
@@ -499,37 +448,61 @@ static inline uint32_t frk__s2_lanes(uint32_t word, int32_t s)
     return (word << (2 * s)) & 0xC000C000u;
 }
 
-/* Two rows' lane-crumbed words against the two pixels' columns, `groups` groups of 16 values (inline asm on Arm
- * as for s4; the C loop elsewhere). */
-static FRK_ALWAYS_INLINE void frk__block2_s2(const uint8_t *w, const int8_t *cols, int32_t groups, int32_t acc[4])
+/* Lane pair s of a packed word of width bits (4: lane-nibbled, 2: lane-crumbed; a constant at every call). */
+static FRK_ALWAYS_INLINE uint32_t frk__packed_lanes(int32_t bits, uint32_t word, int32_t s)
+{
+    return bits == 4 ? frk__s4_lanes(word, s) : frk__s2_lanes(word, s);
+}
+
+/* frk__block2_packed / frk__block1_packed: two rows (one) of packed words against the two pixels' columns,
+ * `groups` words per row (8 int4 or 16 int2 values each): 8 / bits steps per word, step j taking activation word
+ * j against lane pairs 2j and 2j + 1. On Arm the two-row loop is inline asm, one FRK_S4_HALF per step with the
+ * width's mask (0xF000F000 / 0xC000C000): 19 instructions per 16 MACs, 14 registers (each row word is loaded once
+ * per step, which keeps the loop in 14 registers; `lsl #0` is plain AND). */
+static FRK_ALWAYS_INLINE void frk__block2_packed(int32_t bits, const uint8_t *w, const int8_t *cols, int32_t groups,
+                                                 int32_t acc[4])
 {
     int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3];
 #if FRK_DSP_ASM_LOOPS
     uint32_t xa, xb, t0, t1, t2, t3;
-    const uint32_t mask = 0xC000C000u;
-    /* The s4 loop's step with the crumb mask: activation word j against shifts 4j and 4j + 2 (lanes (4j, 4j+2) and
-     * (4j+1, 4j+3)), four steps per weight word: 19 instructions per 16 MACs, 14 registers. */
-    __asm__ volatile(
-        "1:\n\t"
-        FRK_S4_HALF(0, 2, "[%[w]]", "[%[w], #4]")
-        FRK_S4_HALF(4, 6, "[%[w]]", "[%[w], #4]")
-        FRK_S4_HALF(8, 10, "[%[w]]", "[%[w], #4]")
-        FRK_S4_HALF(12, 14, "[%[w]], #8", "[%[w], #-4]")
-        "subs   %[n], %[n], #1\n\t"
-        "bne    1b\n\t"
-        : [a00] "+r"(a00), [a01] "+r"(a01), [a10] "+r"(a10), [a11] "+r"(a11), [c] "+r"(cols), [w] "+r"(w),
-          [n] "+r"(groups), [xa] "=&r"(xa), [xb] "=&r"(xb), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2),
-          [t3] "=&r"(t3)
-        : [m] "r"(mask)
-        : "cc", "memory");
+    const uint32_t mask = bits == 4 ? 0xF000F000u : 0xC000C000u;
+    if (bits == 4) {
+        __asm__ volatile(
+            "1:\n\t"
+            FRK_S4_HALF(0, 4, "[%[w]]", "[%[w], #4]")
+            FRK_S4_HALF(8, 12, "[%[w]], #8", "[%[w], #-4]")
+            "subs   %[n], %[n], #1\n\t"
+            "bne    1b\n\t"
+            : [a00] "+r"(a00), [a01] "+r"(a01), [a10] "+r"(a10), [a11] "+r"(a11), [c] "+r"(cols), [w] "+r"(w),
+              [n] "+r"(groups), [xa] "=&r"(xa), [xb] "=&r"(xb), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2),
+              [t3] "=&r"(t3)
+            : [m] "r"(mask)
+            : "cc", "memory");
+    } else {
+        __asm__ volatile(
+            "1:\n\t"
+            FRK_S4_HALF(0, 2, "[%[w]]", "[%[w], #4]")
+            FRK_S4_HALF(4, 6, "[%[w]]", "[%[w], #4]")
+            FRK_S4_HALF(8, 10, "[%[w]]", "[%[w], #4]")
+            FRK_S4_HALF(12, 14, "[%[w]], #8", "[%[w], #-4]")
+            "subs   %[n], %[n], #1\n\t"
+            "bne    1b\n\t"
+            : [a00] "+r"(a00), [a01] "+r"(a01), [a10] "+r"(a10), [a11] "+r"(a11), [c] "+r"(cols), [w] "+r"(w),
+              [n] "+r"(groups), [xa] "=&r"(xa), [xb] "=&r"(xb), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2),
+              [t3] "=&r"(t3)
+            : [m] "r"(mask)
+            : "cc", "memory");
+    }
 #else
     for (; groups > 0; --groups) {
         int32_t j;
         const uint32_t wr0 = frk__read_u32(w), wr1 = frk__read_u32(w + 4);
-        for (j = 0; j < 4; ++j) {
+        for (j = 0; j < 8 / bits; ++j) {
             const uint32_t x0 = frk__read_u32(cols), x1 = frk__read_u32(cols + 4);
-            frk__mac_lanes(&a00, &a01, frk__s2_lanes(wr0, 2 * j), frk__s2_lanes(wr0, 2 * j + 1), x0, x1);
-            frk__mac_lanes(&a10, &a11, frk__s2_lanes(wr1, 2 * j), frk__s2_lanes(wr1, 2 * j + 1), x0, x1);
+            frk__mac_lanes(&a00, &a01, frk__packed_lanes(bits, wr0, 2 * j), frk__packed_lanes(bits, wr0, 2 * j + 1),
+                           x0, x1);
+            frk__mac_lanes(&a10, &a11, frk__packed_lanes(bits, wr1, 2 * j), frk__packed_lanes(bits, wr1, 2 * j + 1),
+                           x0, x1);
             cols += 8;
         }
         w += 8;
@@ -538,14 +511,15 @@ static FRK_ALWAYS_INLINE void frk__block2_s2(const uint8_t *w, const int8_t *col
     acc[0] = a00, acc[1] = a01, acc[2] = a10, acc[3] = a11;
 }
 
-static FRK_ALWAYS_INLINE void frk__block1_s2(const uint8_t *w, const int8_t *cols, int32_t groups, int32_t acc[2])
+static FRK_ALWAYS_INLINE void frk__block1_packed(int32_t bits, const uint8_t *w, const int8_t *cols, int32_t groups,
+                                                 int32_t acc[2])
 {
     int32_t a00 = acc[0], a01 = acc[1];
     for (; groups > 0; --groups) {
         int32_t j;
         const uint32_t wr0 = frk__read_u32(w);
-        for (j = 0; j < 4; ++j) {
-            frk__mac_lanes(&a00, &a01, frk__s2_lanes(wr0, 2 * j), frk__s2_lanes(wr0, 2 * j + 1),
+        for (j = 0; j < 8 / bits; ++j) {
+            frk__mac_lanes(&a00, &a01, frk__packed_lanes(bits, wr0, 2 * j), frk__packed_lanes(bits, wr0, 2 * j + 1),
                            frk__read_u32(cols), frk__read_u32(cols + 4));
             cols += 8;
         }
