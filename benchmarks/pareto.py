@@ -4,6 +4,7 @@ FlexRound mixed precision (--wbits mixed) at several flash budgets between the W
 
     FLEXROUND_MCU_DATA=../shared/data .venv/bin/python benchmarks/pareto.py --model resnet8 [--jobs 2]
         [--methods rtn,adaround,flexround] [--bits 8,4,3,2] [--budgets 22000,26000,30000,35000,w4] [--eval N]
+        [--uniform-from benchmarks/results/pareto_MODEL.json]
     (benchmarks/pareto_resnet8.py and benchmarks/pareto_ds_cnn.py are this with --model set)
 
 Every row goes through the export's own stages (workflow.quantize_stage: calibration on the model's calibration
@@ -183,6 +184,9 @@ def main(argv=None, model: str | None = None) -> int:
     ap.add_argument("--iters", type=int, default=None, help="reconstruction iterations per block [the export's "
                     "defaults: 500, 2000 when a layer has 2-bit weights]; fewer only to try the script out")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--uniform-from", type=Path, default=None, metavar="JSON",
+                    help="take the uniform and TFLite rows from an earlier result of this benchmark for the same model "
+                         "(they do not depend on the mixed allocation) and run only the mixed rows")
     a = ap.parse_args(argv)
     budgets = a.budgets or ("22000,26000,30000,35000,w4" if a.model == "resnet8" else "w2+0.25,w2+0.5,w2+0.75,w4")
     t0 = time.perf_counter()
@@ -191,8 +195,16 @@ def main(argv=None, model: str | None = None) -> int:
     # FlexRound first: its W2 and W4 sizes set the budgets (the weight bytes depend on the bits, not the method)
     jobs = [dict(model=a.model, method=m, wbits=b, eval=a.eval, iters=a.iters) for m in
             sorted(methods, key=lambda m: m != "flexround") for b in bits]
-    print(f"{a.model}: {len(jobs)} uniform rows on {a.jobs} processes ...", flush=True)
-    rows = _pool_map(run_row, jobs, a.jobs)
+    earlier = None
+    if a.uniform_from:
+        earlier = json.loads(a.uniform_from.read_text())
+        if earlier.get("model") != a.model:
+            raise SystemExit(f"--uniform-from {a.uniform_from}: a result for {earlier.get('model')}, not {a.model}")
+        rows = [r for r in earlier["rows"] if r["method"] in methods and r.get("wbits") in bits]
+        print(f"{a.model}: {len(rows)} uniform rows from {a.uniform_from} ({earlier['command']})", flush=True)
+    else:
+        print(f"{a.model}: {len(jobs)} uniform rows on {a.jobs} processes ...", flush=True)
+        rows = _pool_map(run_row, jobs, a.jobs)
     fr = {r["wbits"]: r["weight_bytes"] for r in rows if r["method"] == "flexround"}
     w2, w4 = fr.get(2), fr.get(4)
     if w2 and w4:
@@ -200,7 +212,8 @@ def main(argv=None, model: str | None = None) -> int:
                       for b in _budgets(budgets, w2, w4)]
         print(f"{a.model}: {len(mixed_jobs)} mixed rows (budgets {[j['budget'] for j in mixed_jobs]}) ...", flush=True)
         rows += _pool_map(run_row, mixed_jobs, a.jobs)
-    rows.append(reference_row(a.model, a.eval))
+    tflite = [r for r in earlier["rows"] if r["method"] == "tflite"] if earlier else []
+    rows += tflite or [reference_row(a.model, a.eval)]
     ctx = _context(a.model, a.eval)
     from flexround_mcu.quant.graph import GraphModule
     from flexround_mcu.workflow import torch_accuracy
@@ -226,7 +239,10 @@ def main(argv=None, model: str | None = None) -> int:
               "calibration": {"dataset": ctx["info"].calib_dataset, "images": len(ctx["calib_x"])},
               "float": round(float_acc, 4), "weights": "per-tensor, first and last layers 8-bit, int8 activations",
               "weight_bytes": "memory.weight_bytes of a host export (portable kernels)",
-              "rows": rows, "mixed_vs_uniform": checks, "plot": str(png.relative_to(REPO) if png.is_relative_to(REPO) else png),
+              "rows": rows, "mixed_vs_uniform": checks,
+              "uniform_rows_from": None if earlier is None else {
+                  "json": str(a.uniform_from), "command": earlier["command"], "seconds": earlier["seconds"]},
+              "plot": str(png.relative_to(REPO) if png.is_relative_to(REPO) else png),
               "seconds": round(time.perf_counter() - t0, 1), "cpu_count": os.cpu_count(), "jobs": a.jobs}
     print(table(rows))
     for c in checks:

@@ -209,10 +209,6 @@ def export(model, target, method, wbits, flash_budget, abits, granularity, first
            act_lr, qdrop, emit_tflite, kernels, ram_budget, seed, force):
     from .workflow import ExportOptions, report_layer_table, run_export, summary_table
 
-    if wbits == "mixed" and flash_budget is None:
-        raise UserError("--wbits mixed needs --flash-budget BYTES (the weight bytes the export may take)")
-    if wbits != "mixed" and flash_budget is not None:
-        raise UserError(f"--flash-budget is for --wbits mixed; with --wbits {wbits} every layer's bits are fixed")
     report = run_export(ExportOptions(model=model, target=target, method=method,
                                       wbits=wbits if wbits == "mixed" else int(wbits), flash_budget=flash_budget,
                                       abits=int(abits), granularity=granularity, first_last_8bit=first_last_8bit,

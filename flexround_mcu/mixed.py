@@ -4,7 +4,8 @@ Two measured inputs per layer and width:
 - its weight bytes as the export writes them for the chosen target and kernel set (the memory report's bytes of
   the layer's filter, bias and requantization arrays, from the model lowered once per width: packing, the fast
   kernels' padded layouts and per-channel tables included), so the budget is the one report.json counts;
-- its sensitivity (quant/sensitivity.py: the KL divergence at the output with that layer alone at that width).
+- its sensitivity (quant/sensitivity.py: the KL divergence at the output with that layer alone at that width, by
+  the export's rounding method, briefly reconstructed when the method learns).
 `allocate_bits` then minimises the summed sensitivity under the budget by dynamic programming over bytes (a
 multiple-choice knapsack: exact, O(layers x widths x budget)). FlexRound then reconstructs at those widths.
 No torch at import; `choose_bits` imports the quantizer.
@@ -19,8 +20,10 @@ from .errors import UserError
 from .ir import OpKind
 
 WIDTHS = (8, 4, 2)  # 3 bits would take 4-bit containers: never cheaper than 4, never better
-MEASURE = ("mean KL divergence of the class probabilities from the all-8-bit model's, with the layer alone rounded "
-           "to nearest at that width, on the calibration inputs")
+MEASURE_RTN = ("mean KL divergence of the class probabilities from the all-8-bit model's, with the layer alone "
+               "rounded to nearest at that width, on the calibration inputs")
+MEASURE_LEARNED = ("mean KL divergence of the class probabilities from the all-8-bit model's, with the layer alone at "
+                   "that width by {method}, its block reconstructed for {iters} iterations, on the calibration inputs")
 _WEIGHTED = (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED)
 
 
@@ -69,51 +72,66 @@ def allocate_bits(costs: dict[str, dict[int, int]], sensitivity: dict[str, dict[
     return {n: out[n] for n in names}
 
 
-def layer_costs(graph, calib_batches, granularity: str, target: str, kernels: str | None,
-                widths=WIDTHS) -> tuple[dict[str, dict[int, int]], int]:
-    """({layer: {bits: weight bytes}}, bytes of the other constants) as the export for `target` writes them:
-    the model rounded to nearest at each uniform width, lowered, through codegen's memory report."""
+def layer_costs(qm, target: str, kernels: str | None, widths=WIDTHS) -> tuple[dict[str, dict[int, int]], int]:
+    """({layer: {bits: weight bytes}}, bytes of the other constants) as the export for `target` writes them: the
+    calibrated model `qm` with every weighted layer rounded to nearest at each uniform width in turn, lowered,
+    through codegen's memory report. `qm` is left at 8 bits."""
     from .codegen.render import memory_report
     from .lower import lower
-    from .quant.fakequant import quantize_model
+    from .quant.fakequant import set_layer_bits
 
     costs: dict[str, dict[int, int]] = {}
     fixed = None
+    names = [n.name for n in qm.graph.weighted()]
     for b in widths:
-        qg = lower(quantize_model(graph, calib_batches, "rtn", b, granularity, first_last_8bit=False))
+        for name in names:
+            set_layer_bits(qm, name, b)
+        qg = lower(qm)
         mem = memory_report(qg, target, kernels)
         weighted = {qg.ops[la.op].name: la.total_bytes for la in mem.layers if qg.ops[la.op].kind in _WEIGHTED}
         for name, nbytes in weighted.items():
             costs.setdefault(name, {})[b] = nbytes
         fixed = mem.weight_bytes - sum(weighted.values()) if fixed is None else fixed
+    for name in names:
+        set_layer_bits(qm, name, 8)
     return costs, int(fixed)
 
 
-def choose_bits(graph, calib_x, budget: int, granularity: str, first_last_8bit: bool, target: str,
-                kernels: str | None, progress: Callable[[int], None] | None = None) -> tuple[dict[str, int], dict]:
-    """Every weighted layer's bits under `budget` weight bytes, and what the choice rests on (report.json's
-    `mixed`). With first_last_8bit the first and last layers stay at 8 bits and the rest is allocated."""
+def sensitivity_runs(graph, first_last_8bit: bool) -> int:
+    """How many layer-and-width measurements choose_bits makes (for a progress bar)."""
     from .quant.fakequant import kept_at_8bit
-    from .quant.sensitivity import layer_sensitivity
+    return (len(graph.weighted()) - len(kept_at_8bit(graph, first_last_8bit))) * (len(WIDTHS) - 1)
+
+
+def choose_bits(graph, calib_x, budget: int, granularity: str, first_last_8bit: bool, target: str,
+                kernels: str | None, method: str = "rtn", lr: float = 1e-3,
+                progress: Callable[[int], None] | None = None) -> tuple[dict[str, int], dict]:
+    """Every weighted layer's bits under `budget` weight bytes, and what the choice rests on (report.json's
+    `mixed`). With first_last_8bit the first and last layers stay at 8 bits and the rest is allocated. The
+    sensitivity is measured with `method` (at `lr`, reconstructed briefly when it learns)."""
+    from .quant.fakequant import kept_at_8bit, quantize_model
+    from .quant.sensitivity import SENSITIVITY_ITERS, layer_sensitivity
 
     kept = kept_at_8bit(graph, first_last_8bit)
-    batches = [calib_x[i:i + 128] for i in range(0, len(calib_x), 128)]
-    costs, fixed = layer_costs(graph, batches, granularity, target, kernels)
+    qm = quantize_model(graph, [calib_x[i:i + 128] for i in range(0, len(calib_x), 128)], "rtn", 8, granularity,
+                        first_last_8bit=False)
+    costs, fixed = layer_costs(qm, target, kernels)
     for name in kept:
         costs[name] = {8: costs[name][8]}
     smallest = fixed + sum(min(c.values()) for c in costs.values())
     if budget < smallest:  # before the sensitivity runs: nothing it could say would help
         raise BudgetTooSmall(budget, smallest, "every layer at 2 bits, the first and last at 8 "
                              "(--no-first-last-8bit allocates them too)" if kept else "every layer at 2 bits")
-    sens = layer_sensitivity(graph, calib_x[:256], WIDTHS, granularity, skip=kept, progress=progress)
+    sens = layer_sensitivity(qm, calib_x, WIDTHS, method, lr=lr, skip=kept, progress=progress)
     for name in kept:
         sens[name] = {8: 0.0}
     order = [n.name for n in graph.weighted()]
     bits = allocate_bits({n: costs[n] for n in order}, {n: sens[n] for n in order}, budget, fixed)
+    learned = method != "rtn"
     info = {
         "flash_budget": budget,
         "widths": list(WIDTHS),
-        "measure": MEASURE,
+        "measure": MEASURE_LEARNED.format(method=method, iters=SENSITIVITY_ITERS) if learned else MEASURE_RTN,
         "allocation": "dynamic programming over weight bytes (exact): least summed sensitivity within the budget",
         "predicted_weight_bytes": fixed + sum(costs[n][bits[n]] for n in order),
         "predicted_loss": round(sum(sens[n][bits[n]] for n in order), 6),

@@ -20,6 +20,7 @@ import numpy as np
 
 from .errors import UserError
 from .ir import OpKind
+from .packing import PACKED_BITS
 from .toolchain.targets import get_target
 
 MARKER = ".flexround-mcu-project"
@@ -124,7 +125,7 @@ def weight_bytes(graph, memory, bits: dict[str, int]) -> dict:
     for layer in memory.layers:
         op = graph.ops[layer.op]
         name = op.name
-        packed = layer.filter_dtype in ("int4", "int2")
+        packed = layer.filter_dtype in PACKED_BITS
         as_int8 = layer.total_bytes + (layer.filter_values - layer.filter_bytes if packed else 0)
         # bits: of the op's filter; None for an op with constants but no filter (e.g. the dsp export's ADD table)
         per_layer.append({"op": layer.op, "layer": name, "bits": bits.get(name, 8) if op.kind in weighted else None,
@@ -368,11 +369,11 @@ def quantize_stage(opt: ExportOptions, graph, calib_x):
 
     bits = mixed = None
     if opt.wbits == "mixed":
-        from .mixed import choose_bits
-        n_eval = len(graph.weighted()) * 2
-        with _bar(n_eval, "sensitivity per layer and width", unit="run") as bar:
+        from .mixed import choose_bits, sensitivity_runs
+        with _bar(sensitivity_runs(graph, opt.first_last_8bit), "sensitivity per layer and width", unit="run") as bar:
             bits, mixed = choose_bits(graph, calib_x, opt.flash_budget, opt.granularity, opt.first_last_8bit,
-                                      opt.target, opt.kernels, progress=bar.update)
+                                      opt.target, opt.kernels, method=opt.method,
+                                      lr=opt.lr or METHOD_LR.get(opt.method, 1e-3), progress=bar.update)
         _say("mixed precision: " + ", ".join(f"{k} W{v}" for k, v in bits.items())
              + f" ({mixed['predicted_weight_bytes']} B of weights for --flash-budget {opt.flash_budget})")
     lowest = min(bits.values()) if bits else opt.wbits
@@ -404,8 +405,10 @@ def run_export(opt: ExportOptions) -> dict:
     check_output_folder(out, opt.force)  # fail before spending minutes on quantization
     if opt.iters is not None and opt.iters < 1:
         raise UserError(f"--iters {opt.iters}: the reconstruction needs at least 1 iteration per block")
-    if (opt.wbits == "mixed") != (opt.flash_budget is not None):
-        raise UserError("--wbits mixed and --flash-budget BYTES go together")
+    if opt.wbits == "mixed" and opt.flash_budget is None:
+        raise UserError("--wbits mixed needs --flash-budget BYTES (the weight bytes the export may take)")
+    if opt.wbits != "mixed" and opt.flash_budget is not None:
+        raise UserError(f"--flash-budget is for --wbits mixed; with --wbits {opt.wbits} every layer's bits are fixed")
 
     import torch
 

@@ -559,9 +559,6 @@ def _ratio(a: int, b: int) -> str:
     return f"{a / b:.4f}" if b else "n/a"
 
 
-_DTYPE_BITS = {"int8": 8, "int4": 4, "int2": 2}
-
-
 def _memory_report(graph: QGraph, plan: ArenaPlan, low: "_Lowering") -> MemoryReport:
     layers = []
     for k, op in enumerate(graph.ops):
@@ -576,7 +573,7 @@ def _memory_report(graph: QGraph, plan: ArenaPlan, low: "_Lowering") -> MemoryRe
             owned = {a.role for a in arrays}
             if "filter" in owned:
                 filter_dtype, filter_values = w.dtype, int(w.size)
-                bits = int(graph.metadata.get("bits", {}).get(op.name, _DTYPE_BITS[w.dtype]))
+                bits = int(graph.metadata.get("bits", {}).get(op.name, PACKED_BITS.get(w.dtype, 8)))
                 floor += packed_size(w.size, PACKED_BITS[w.dtype]) if w.dtype in PACKED_BITS else int(w.size)
             if "bias" in owned:
                 floor += 4 * int(graph.tensors[op.inputs[2]].size)

@@ -247,12 +247,13 @@ def _attach_weight_quantizer(module: GraphModule, graph: FloatGraph, name: str, 
         module.bias_fns[name] = BiasFakeQuant(_quantizer_of(module, graph, graph.node(name).inputs[0]), wq)
 
 
-def set_layer_bits(qm: QuantizedModel, name: str, bits: int) -> None:
-    """Re-quantize layer `name` alone by round to nearest at `bits` (its grid searched again), as the sensitivity
-    measure does; the bias grid and the double-rounding shifts follow."""
+def set_layer_bits(qm: QuantizedModel, name: str, bits: int, method: str = "rtn") -> None:
+    """Give layer `name` alone a new weight quantizer: `method` at `bits` on its own searched grid (round to
+    nearest by default; a learnable method starts untrained, for quant/reconstruct.py to train). The bias grid and
+    the double-rounding shifts follow."""
     n = qm.graph.node(name)
-    wq = RoundToNearest(qm.module.weights[name], bits, qm.granularity == "channel",
-                        qm.info.get("weight_grid", "mse"), depthwise=n.is_depthwise)
+    wq = METHODS[method](qm.module.weights[name], bits, qm.granularity == "channel",
+                         qm.info.get("weight_grid", "mse"), depthwise=n.is_depthwise)
     _attach_weight_quantizer(qm.module, qm.graph, name, wq)
     qm.bits[name] = bits
     set_double_rounding(qm)
