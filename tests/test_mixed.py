@@ -120,3 +120,30 @@ def test_w2_resnet8_on_cortex_m7_is_bit_exact_and_packed(shared_data, capsys, tm
     low = [la for la in r["layers"] if la.get("bits") == 2]
     # four weights per byte (rows padded to 16 values, so at most 4 bytes more per row)
     assert len(low) == 8 and all(la["bytes"] < la["bytes_int8_containers"] / 3 + 4 * 64 for la in low)
+
+
+def test_sensitivity_is_measured_after_reconstruction(shared_data):
+    """The sensitivity of a learned method is taken after that layer's block is reconstructed alone: on ResNet-8,
+    FlexRound's 4-bit cost of a layer is below round to nearest's, 2 bits cost more than 4, and the model is left
+    as it came (all layers rounded to nearest at 8 bits)."""
+    import torch
+
+    from flexround_mcu.data import load_data
+    from flexround_mcu.quant.fakequant import quantize_model
+    from flexround_mcu.quant.sensitivity import _log_probs, layer_sensitivity
+    from flexround_mcu.workflow import ExportOptions, model_units, resolve_model
+    from flexround_mcu.zoo import float_input
+
+    torch.manual_seed(0)
+    graph, info = resolve_model(ExportOptions(model="resnet8"))
+    cal = model_units(load_data(info.calib_dataset, limit=256), info.input_scale, info.input_zero_point)
+    x = float_input(cal)
+    qm = quantize_model(graph, [x[:128], x[128:]], "rtn", 8, first_last_8bit=False)
+    before = _log_probs(qm, x)
+    skip = {n.name for n in graph.weighted()} - {"s2_conv1"}
+    rtn = layer_sensitivity(qm, x, (8, 4, 2), "rtn", skip=skip)["s2_conv1"]
+    fr = layer_sensitivity(qm, x, (8, 4, 2), "flexround", lr=3e-3, iters=100, skip=skip)["s2_conv1"]
+    assert rtn[8] == fr[8] == 0.0
+    assert fr[4] < rtn[4] and fr[2] < rtn[2] and fr[4] < fr[2], (rtn, fr)
+    assert torch.equal(_log_probs(qm, x), before)
+    assert all(qm.bits[n.name] == 8 and not qm.quantizer(n.name).learnable for n in graph.weighted())
