@@ -20,10 +20,8 @@ from .errors import UserError
 from .ir import OpKind
 
 WIDTHS = (8, 4, 2)  # 3 bits would take 4-bit containers: never cheaper than 4, never better
-MEASURE_RTN = ("mean KL divergence of the class probabilities from the all-8-bit model's, with the layer alone "
-               "rounded to nearest at that width, on the calibration inputs")
-MEASURE_LEARNED = ("mean KL divergence of the class probabilities from the all-8-bit model's, with the layer alone at "
-                   "that width by {method}, its block reconstructed for {iters} iterations, on the calibration inputs")
+MEASURE = ("mean KL divergence of the class probabilities from the float model's, less the all-8-bit model's, with "
+           "the layer alone at that width by {how}, the others at 8 bits, on the calibration inputs")
 _WEIGHTED = (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED)
 
 
@@ -110,6 +108,7 @@ def choose_bits(graph, calib_x, budget: int, granularity: str, first_last_8bit: 
     `mixed`). With first_last_8bit the first and last layers stay at 8 bits and the rest is allocated. The
     sensitivity is measured with `method` (at `lr`, reconstructed briefly when it learns)."""
     from .quant.fakequant import kept_at_8bit, quantize_model
+    from .quant.rounding import METHODS
     from .quant.sensitivity import SENSITIVITY_ITERS, layer_sensitivity
 
     kept = kept_at_8bit(graph, first_last_8bit)
@@ -127,11 +126,12 @@ def choose_bits(graph, calib_x, budget: int, granularity: str, first_last_8bit: 
         sens[name] = {8: 0.0}
     order = [n.name for n in graph.weighted()]
     bits = allocate_bits({n: costs[n] for n in order}, {n: sens[n] for n in order}, budget, fixed)
-    learned = method != "rtn"
+    how = (f"{method}, its block reconstructed alone for {SENSITIVITY_ITERS} iterations"
+           if METHODS[method].learnable else "round to nearest")
     info = {
         "flash_budget": budget,
         "widths": list(WIDTHS),
-        "measure": MEASURE_LEARNED.format(method=method, iters=SENSITIVITY_ITERS) if learned else MEASURE_RTN,
+        "measure": MEASURE.format(how=how),
         "allocation": "dynamic programming over weight bytes (exact): least summed sensitivity within the budget",
         "predicted_weight_bytes": fixed + sum(costs[n][bits[n]] for n in order),
         "predicted_loss": round(sum(sens[n][bits[n]] for n in order), 6),
