@@ -454,6 +454,14 @@ static FRK_ALWAYS_INLINE uint32_t frk__packed_lanes(int32_t bits, uint32_t word,
     return bits == 4 ? frk__s4_lanes(word, s) : frk__s2_lanes(word, s);
 }
 
+/* The two-row asm loop's operands, the same for both widths (the steps differ, not the registers). */
+#define FRK__BLOCK2_OPERANDS                                                                                     \
+    : [a00] "+r"(a00), [a01] "+r"(a01), [a10] "+r"(a10), [a11] "+r"(a11), [c] "+r"(cols), [w] "+r"(w),            \
+      [n] "+r"(groups), [xa] "=&r"(xa), [xb] "=&r"(xb), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2),             \
+      [t3] "=&r"(t3)                                                                                           \
+    : [m] "r"(mask)                                                                                            \
+    : "cc", "memory"
+
 /* frk__block2_packed / frk__block1_packed: two rows (one) of packed words against the two pixels' columns,
  * `groups` words per row (8 int4 or 16 int2 values each): 8 / bits steps per word, step j taking activation word
  * j against lane pairs 2j and 2j + 1. On Arm the two-row loop is inline asm, one FRK_S4_HALF per step with the
@@ -473,11 +481,7 @@ static FRK_ALWAYS_INLINE void frk__block2_packed(int32_t bits, const uint8_t *w,
             FRK_S4_HALF(8, 12, "[%[w]], #8", "[%[w], #-4]")
             "subs   %[n], %[n], #1\n\t"
             "bne    1b\n\t"
-            : [a00] "+r"(a00), [a01] "+r"(a01), [a10] "+r"(a10), [a11] "+r"(a11), [c] "+r"(cols), [w] "+r"(w),
-              [n] "+r"(groups), [xa] "=&r"(xa), [xb] "=&r"(xb), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2),
-              [t3] "=&r"(t3)
-            : [m] "r"(mask)
-            : "cc", "memory");
+            FRK__BLOCK2_OPERANDS);
     } else {
         __asm__ volatile(
             "1:\n\t"
@@ -487,11 +491,7 @@ static FRK_ALWAYS_INLINE void frk__block2_packed(int32_t bits, const uint8_t *w,
             FRK_S4_HALF(12, 14, "[%[w]], #8", "[%[w], #-4]")
             "subs   %[n], %[n], #1\n\t"
             "bne    1b\n\t"
-            : [a00] "+r"(a00), [a01] "+r"(a01), [a10] "+r"(a10), [a11] "+r"(a11), [c] "+r"(cols), [w] "+r"(w),
-              [n] "+r"(groups), [xa] "=&r"(xa), [xb] "=&r"(xb), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2),
-              [t3] "=&r"(t3)
-            : [m] "r"(mask)
-            : "cc", "memory");
+            FRK__BLOCK2_OPERANDS);
     }
 #else
     for (; groups > 0; --groups) {
