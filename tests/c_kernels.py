@@ -1,4 +1,4 @@
-"""ctypes bindings for the C kernels in firmware/kernels (API: frk_nn.h), for tests/test_c_kernels.py.
+"""ctypes bindings for the C kernels in flexround_mcu/firmware/kernels (API: frk_nn.h), for tests/test_c_kernels.py.
 
 `build_shared_library` compiles every kernel file with the host gcc and the strict flags into one shared
 library; `Kernels` loads it and exposes each C kernel with the signature of its numpy twin in
@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-KERNEL_DIR = REPO / "firmware" / "kernels"
+from flexround_mcu.resources import KERNELS_DIR as KERNEL_DIR
 
 # One op family per file, as in CMSIS-NN's Source/ tree.
 KERNEL_FILES = (

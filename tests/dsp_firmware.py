@@ -1,7 +1,7 @@
 """One Cortex-M firmware image that runs many fast-kernel cases (tests/dsp_cases.py) under QEMU.
 
     write_image(cases, folder)                -> folder/frk_dsp_cases.c (data, case table and main)
-    build_image(folder, target, extra_cflags) -> ELF (arm-none-eabi-gcc; the kernels and firmware/boards/ files)
+    build_image(folder, target, extra_cflags) -> ELF (arm-none-eabi-gcc; the kernels and flexround_mcu/firmware/boards/ files)
     run_image(elf, target)                    -> ImageRun (exit code, lines, per-kind counts)
 
 The generated main() runs, for every case, the portable kernel and the fast kernel on the same data (the fast
@@ -16,7 +16,7 @@ QEMU with that code through semihosting SYS_EXIT_EXTENDED.
 
 Inputs and outputs sit at addresses 0..3 bytes past a word boundary (case index % 4), as activations in an arena
 may; the scratch is 4-byte aligned, as the export declares it. Build flags are the exported Makefile's
-(templates/Makefile.j2) with the target's CPU flags from flexround_mcu/toolchain/targets.py.
+(flexround_mcu/templates/Makefile.j2) with the target's CPU flags from flexround_mcu/toolchain/targets.py.
 """
 from __future__ import annotations
 

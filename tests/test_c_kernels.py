@@ -1,4 +1,4 @@
-"""The C kernels (firmware/kernels/frk_*.c, API frk_nn.h) against their numpy twins in flexround_mcu/sim, bit for bit.
+"""The C kernels (flexround_mcu/firmware/kernels/frk_*.c, API frk_nn.h) against their numpy twins in flexround_mcu/sim, bit for bit.
 
 The kernels are compiled once per session with the host gcc and the strict flags (-std=c99 -Wall -Wextra -Werror
 -pedantic -O2) into a shared library loaded with ctypes (tests/c_kernels.py). Each op is compared with its twin on

@@ -12,7 +12,7 @@ always trails the reads ("forward" in-place, the order every kernel here walks).
 and write each channel on its own: a step there is one output pixel, and d must be a whole number of pixels, so
 that a write of channel c lands only on channel c of an input pixel (which no later step of channel c reads).
 
-The step of each kernel is what its loops do (firmware/kernels/), e.g. frk_convolve_s8 writes one output channel
+The step of each kernel is what its loops do (flexround_mcu/firmware/kernels/), e.g. frk_convolve_s8 writes one output channel
 after reading the whole window (step = pixel x channel), frk_convolve_s8_dsp copies two windows to scratch and
 then writes both pixels (step = two pixels), the Helium direct 1x1 conv writes two channels of three pixels
 straight from the input (step = three pixels x a channel pair). tests/test_inplace.py builds small graphs on

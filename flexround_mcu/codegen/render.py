@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..resources import KERNELS_DIR, TEMPLATES_DIR
 from ..packing import PACKED_BITS, pack_filter, packed_size
 from ..ir import OpKind, QGraph
 from ..toolchain import targets as _targets
@@ -35,9 +36,7 @@ from .arena import ArenaPlan, plan_arena
 from .inplace import band_offset
 from .kernels import KERNEL_SETS, plan_kernels
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES_DIR = ROOT / "templates"
-KERNELS_DIR = ROOT / "firmware" / "kernels"
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 MARKER = ".flexround-mcu-project"
 MARKER_TEXT = "flexround-mcu C project: export_c_project() may replace this folder.\n"
 TARGETS = tuple(_targets.TARGETS)  # host, cortex-m4, cortex-m7, cortex-m55: the table in toolchain/targets.py
@@ -46,7 +45,7 @@ MEMORY_FILE = "memory.txt"
 VALUES_PER_LINE = 16
 ARENA_ALIGNMENT = 16
 
-# Files rendered from templates/<name>.j2, in this order.
+# Files rendered from flexround_mcu/templates/<name>.j2, in this order.
 TEMPLATE_FILES = ("weights.h", "weights.c", "model.h", "model.c", "test_data.h", "test_data.c", "main.c",
                   "Makefile", "README.txt")
 
@@ -657,7 +656,7 @@ def _kernel_files() -> list[Path]:
     sources = sorted(KERNELS_DIR.glob("frk_*.c"))
     if not header.is_file() or not sources:
         raise UserError(f"kernel sources not found in {KERNELS_DIR} (need frk_nn.h and frk_*.c): "
-                        f"restore firmware/kernels/ from the repository")
+                        f"reinstall flexround-mcu (its firmware/kernels/ folder is incomplete)")
     return sorted(set(KERNELS_DIR.glob("frk_*.h")) | {header}) + sources
 
 
@@ -671,10 +670,10 @@ def _check_destination(out_dir: Path, force: bool) -> None:
         raise UserError(f"{out_dir} already exists and is not a flexround-mcu C project (no {MARKER} in it): "
                         f"choose another folder, or pass force=True to replace it")
     resolved = out_dir.resolve()
-    if resolved == Path(resolved.anchor) or resolved == Path.home().resolve() or resolved in ROOT.parents \
-            or resolved == ROOT:
+    if resolved == Path(resolved.anchor) or resolved == Path.home().resolve() or resolved in PACKAGE_DIR.parents \
+            or resolved == PACKAGE_DIR:
         raise UserError(f"refusing to replace {out_dir}: it is the file system root, the home folder or holds "
-                        f"this repository; choose a dedicated output folder")
+                        f"flexround-mcu itself; choose a dedicated output folder")
 
 
 def _environment():

@@ -1,5 +1,5 @@
 """Convolution kernels: convolve_s8, depthwise_conv_s8, fully_connected_s8 and their int4-weight siblings
-convolve_s4, depthwise_conv_s4, fully_connected_s4 (twins of firmware/kernels/frk_*.c).
+convolve_s4, depthwise_conv_s4, fully_connected_s4 (twins of flexround_mcu/firmware/kernels/frk_*.c).
 
 All six compute, per output channel c (docs/arithmetic.md §conv):
     acc = bias[c] + sum_k w[c,k] * (x_k + input_offset)          (padding taps are real zeros: they add nothing)

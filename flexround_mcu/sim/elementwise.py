@@ -1,4 +1,4 @@
-"""elementwise_add_s8 (twin of firmware/kernels/frk_elementwise_add_s8.c): TFLM's int8 ADD.
+"""elementwise_add_s8 (twin of flexround_mcu/firmware/kernels/frk_elementwise_add_s8.c): TFLM's int8 ADD.
 
 For each element:
     a = requantize((q1 - zp1) << left_shift, M1, shift1)

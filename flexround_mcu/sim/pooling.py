@@ -1,4 +1,4 @@
-"""Pooling kernels: avgpool_s8, max_pool_s8 (twins of firmware/kernels/frk_pooling_s8.c).
+"""Pooling kernels: avgpool_s8, max_pool_s8 (twins of flexround_mcu/firmware/kernels/frk_pooling_s8.c).
 
 Input and output share scale and zero point, so there is no rescale: the zero point passes through.
 avgpool: sum of the raw int8 values over the window's valid (non-padding) part, divided by the number of valid

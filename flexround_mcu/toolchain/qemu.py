@@ -12,7 +12,7 @@ then "board: stack used U of S bytes", and exits with the harness's code (0 only
 Footprint, from arm-none-eabi-size and nm on the ELF: flash = text + data, RAM = data + bss (the arena, the other
 statics and the stack reservation); the weight, test-data and arena bytes are the sizes of their symbols.
 
-Instructions per inference: firmware/tools/insncount.c, a QEMU TCG plugin built on demand with the host gcc,
+Instructions per inference: flexround_mcu/firmware/tools/insncount.c, a QEMU TCG plugin built on demand with the host gcc,
 counts every executed guest instruction, and separately those executed from the start of
 frk_board_invoke_begin() to the start of frk_board_invoke_end(), which the harness calls around each
 frk_model_invoke(). instructions_per_inference = that region's count / the number of regions (= inputs): the
@@ -286,10 +286,10 @@ def _cache_dir() -> Path:
 
 
 def insncount_plugin() -> Path:
-    """The instruction-count plugin (firmware/tools/insncount.c), built with the host gcc into a cache folder
+    """The instruction-count plugin (flexround_mcu/firmware/tools/insncount.c), built with the host gcc into a cache folder
     ($FLEXROUND_MCU_CACHE, else ~/.cache/flexround-mcu/tools) keyed by the source's hash; built once."""
     if not PLUGIN_SOURCE.is_file():
-        raise UserError(f"{PLUGIN_SOURCE} is missing: restore firmware/tools/ from the repository")
+        raise UserError(f"{PLUGIN_SOURCE} is missing: reinstall flexround-mcu (its firmware/tools/ folder is incomplete)")
     source = PLUGIN_SOURCE.read_bytes()
     name = f"libinsncount-{hashlib.sha256(source).hexdigest()[:12]}.so"
     for folder in (_cache_dir(), Path(tempfile.gettempdir()) / f"flexround-mcu-{os.getuid()}"):

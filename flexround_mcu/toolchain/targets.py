@@ -1,8 +1,8 @@
 """The one table of build targets: the host, and the Cortex-M cores on QEMU's Arm MPS2/MPS3 boards.
 
-The exporter renders the project's Makefile from this table (templates/Makefile.j2), and toolchain/qemu.py
+The exporter renders the project's Makefile from this table (flexround_mcu/templates/Makefile.j2), and toolchain/qemu.py
 reads it to run the firmware, so a target is added here and nowhere else. Board files (startup, semihosting,
-linker scripts) live in firmware/boards/ and are copied into every exported project as boards/.
+linker scripts) live in flexround_mcu/firmware/boards/ and are copied into every exported project as boards/.
 """
 from __future__ import annotations
 
@@ -10,10 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from ..resources import BOARDS_DIR, TOOLS_DIR  # noqa: F401 (TOOLS_DIR: toolchain/qemu.py)
 
-ROOT = Path(__file__).resolve().parents[2]
-BOARDS_DIR = ROOT / "firmware" / "boards"
-TOOLS_DIR = ROOT / "firmware" / "tools"
 
 INSTALL_HINT = ("install it with `sudo apt-get install --no-install-recommends gcc-arm-none-eabi "
                 "libnewlib-arm-none-eabi qemu-system-arm` (or `make setup` in the repository)")
@@ -25,7 +23,7 @@ class Target:
     cc: str                      # the C compiler the Makefile uses
     cpu_flags: tuple[str, ...]   # -mcpu/-mthumb/float ABI and FPU (empty for the host)
     qemu_machine: str | None     # qemu-system-arm -M value; None: runs natively
-    linker_script: str | None    # file in firmware/boards/ (copied to <project>/boards/)
+    linker_script: str | None    # file in flexround_mcu/firmware/boards/ (copied to <project>/boards/)
     board: str | None            # the board's name (the linker script's memory map)
     description: str
     kernels: str = "portable"    # the kernel set an export for this target uses (codegen/kernels.py)
@@ -78,12 +76,12 @@ def get_target(name: str) -> Target:
 
 
 def board_files() -> list[Path]:
-    """The files of firmware/boards/ that an exported project carries (sources, headers, linker scripts)."""
+    """The files of flexround_mcu/firmware/boards/ that an exported project carries (sources, headers, linker scripts)."""
     names = set(BOARD_SOURCES) | set(BOARD_HEADERS) | {"frk_sections.ld"}
     names |= {t.linker_script for t in TARGETS.values() if t.linker_script}
     paths = [BOARDS_DIR / n for n in sorted(names)]
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
-        raise UserError(f"board files missing from {BOARDS_DIR}: {', '.join(missing)}: restore firmware/boards/ "
-                        f"from the repository")
+        raise UserError(f"board files missing from {BOARDS_DIR}: {', '.join(missing)}: reinstall "
+                        f"flexround-mcu (its firmware/boards/ folder is incomplete)")
     return paths

@@ -30,7 +30,7 @@ void frk_board_puts(const char *line);
 /* Stop the emulator with `code` as its exit status (SYS_EXIT_EXTENDED, ADP_Stopped_ApplicationExit). */
 void frk_board_exit(int code) __attribute__((noreturn));
 
-/* Markers around each frk_model_invoke call: the instruction-count plugin (firmware/tools/insncount.c) counts
+/* Markers around each frk_model_invoke call: the instruction-count plugin (flexround_mcu/firmware/tools/insncount.c) counts
  * the instructions executed from the start of frk_board_invoke_begin to the start of frk_board_invoke_end. */
 void frk_board_invoke_begin(void);
 void frk_board_invoke_end(void);

@@ -4,13 +4,13 @@ under QEMU, and print what each target measured: bit-exactness, flash, RAM, aren
 per inference. With --project, measure an already exported C project instead (e.g. the output of
 `flexround-mcu export resnet8 --target cortex-m7 --out DIR`, int4 weights included), on its own target by default.
 
-    .venv/bin/python firmware/tools/measure_targets.py [--tflite PATH] [--inputs 20] [--out DIR] [--json FILE]
+    .venv/bin/python benchmarks/measure_targets.py [--tflite PATH] [--inputs 20] [--out DIR] [--json FILE]
                                                        [--targets cortex-m4 cortex-m7 cortex-m55]
-    .venv/bin/python firmware/tools/measure_targets.py --project DIR [--targets ...] [--json FILE]
+    .venv/bin/python benchmarks/measure_targets.py --project DIR [--targets ...] [--json FILE]
 
 For --tflite, the expected outputs come from the integer simulator on the first N CIFAR-10 test images (the data
 folder is $FLEXROUND_MCU_DATA, default ../shared/data); an exported project carries its own test inputs and
-expected outputs. Instructions are counted by firmware/tools/insncount.c over the frk_model_invoke calls only
+expected outputs. Instructions are counted by flexround_mcu/firmware/tools/insncount.c over the frk_model_invoke calls only
 (see flexround_mcu/toolchain/qemu.py); they are not cycles.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("FLEXROUND_MCU_DATA", str(REPO.parent / "shared" / "data"))
 

@@ -124,7 +124,7 @@ static void write_counts(qemu_plugin_id_t id, void *udata)
                          region, regions);
     if (layer_pc != UINT64_MAX && layer_overflow) {
         n += (size_t)snprintf(text + n, sizeof text - n, "layers_error=more than %d layer marks in one region "
-                              "(firmware/tools/insncount.c counts at most %d)\n", MAX_LAYERS, MAX_LAYERS);
+                              "(flexround_mcu/firmware/tools/insncount.c counts at most %d)\n", MAX_LAYERS, MAX_LAYERS);
     } else if (layer_pc != UINT64_MAX) {
         n += (size_t)snprintf(text + n, sizeof text - n, "layers=");
         for (i = 0; i < layers; i++) {
