@@ -207,7 +207,8 @@ A model that is not in the zoo needs its data and its declared preprocessing:
 def export(model, target, method, wbits, flash_budget, abits, granularity, first_last_8bit, weights, dataset, calib_dataset,
            input_scale, input_zero_point, input_shape, calib_size, eval_size, test_inputs, out, iters, lr, batch_size,
            act_lr, qdrop, emit_tflite, kernels, ram_budget, seed, force):
-    from .workflow import ExportOptions, report_layer_table, run_export, summary_table
+    from .report import report_layer_table, summary_table
+    from .workflow import ExportOptions, run_export
 
     report = run_export(ExportOptions(model=model, target=target, method=method,
                                       wbits=wbits if wbits == "mixed" else int(wbits), flash_budget=flash_budget,
@@ -233,7 +234,7 @@ def _print_run(result, project: Path) -> None:
     for line in result.lines:
         click.echo(line)
     if result.instructions_per_inference:
-        from .workflow import ram_split_text
+        from .report import ram_split_text
 
         split = result.ram_split
         ram = f"RAM {split['total']} B ({ram_split_text(split)})" if split else f"RAM {result.ram_bytes} B"
@@ -241,7 +242,7 @@ def _print_run(result, project: Path) -> None:
                    f"{result.instructions_per_inference:.0f} instructions per inference (qemu; not cycles)")
     if result.layer_instructions is not None:
         from .profile import layer_table, with_instructions
-        from .workflow import layer_title
+        from .report import layer_title
 
         click.echo("")
         click.echo(layer_table(with_instructions(_report_layers(project), result.layer_instructions),
@@ -281,6 +282,22 @@ def run_cmd(project, target, timeout):
     if not result.ok:
         raise UserError(f"{project}: {result.mismatches} of {result.inputs} inputs mismatch "
                         f"(harness exit code {result.returncode})")
+
+
+@cli.command(name="report")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print report.json itself instead of the tables.")
+def report_cmd(folder, as_json):
+    """Print an export's summary and per-layer tables again, from FOLDER/report.json."""
+    from .report import load_report, report_layer_table, summary_table
+
+    report = load_report(folder)
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in report.items() if k != "out"}, indent=2))
+        return
+    click.echo(summary_table(report))
+    click.echo("")
+    click.echo(report_layer_table(report))
 
 
 def main(argv: list[str] | None = None) -> int:

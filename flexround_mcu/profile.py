@@ -62,33 +62,38 @@ def layer_table(rows: Sequence[dict], total: float | None = None, tail: float | 
     """The per-op table: op, kind, output shape, MACs, instructions, insn/MAC, share of `total` (instructions
     per inference; default: the sum of the rows and `tail`) and the op's name, then a total line. tail: the
     instructions after the last op (output copy, return), as its own line. Rows without a kind (index-only rows,
-    as with_instructions gives without a report) print op, instructions and share only."""
+    as with_instructions gives without a report) print op, instructions and share only. Rows with weight bits
+    (report.json's layers) also show each weighted op's bits and bytes (filter, bias and requantization arrays)."""
     counted = [r["instructions"] for r in rows if r.get("instructions") is not None]
     if total is None and counted:
         total = sum(counted) + (tail or 0)
     full = any(r.get("kind") for r in rows)
+    weights = full and any("bits" in r for r in rows)
     macs_known = [r["macs"] for r in rows if isinstance(r.get("macs"), int)]
     total_macs = sum(macs_known) if macs_known else None
 
     def share(v):
         return "" if v is None or not total else f"{v / total:.1%}"
 
-    def line(op, kind, shape, macs, ins, per_mac, pct, name):
+    def line(op, kind, shape, macs, ins, per_mac, pct, name, bits="", nbytes=""):
         if not full:
             return f"{op:>4}  {ins:>13}  {pct:>6}  {kind}".rstrip()
-        return (f"{op:>4}  {kind:<17}  {shape:<14}  {macs:>11}  {ins:>13}  {per_mac:>8}  {pct:>6}  "
+        w = f"{bits:>4}  {nbytes:>9}  " if weights else ""
+        return (f"{op:>4}  {kind:<17}  {shape:<14}  {w}{macs:>11}  {ins:>13}  {per_mac:>8}  {pct:>6}  "
                 f"{name}").rstrip()
 
     head = line("op", "kind" if full else "", "output shape", "MACs", "instructions", "insn/MAC", "share",
-                "name")
+                "name", "bits", "weight B")
     body = [line(r["op"], r.get("kind") or ("-" if full else ""), _shape(r.get("output_shape")), _num(r.get("macs")),
                  _num(r.get("instructions")), _num(r.get("insn_per_mac"), 2), share(r.get("instructions")),
-                 _tail(r.get("layer") or "", 40)) for r in rows]
+                 _tail(r.get("layer") or "", 40), "" if r.get("bits") is None else str(r["bits"]),
+                 "" if r.get("bits") is None else _num(r.get("bytes"))) for r in rows]
     if tail is not None:
         body.append(line("", "(after last op)", "", "", _num(tail), "", share(tail), "output copy, return"))
     per_mac = _per_mac(total, total_macs) if total is not None else None
+    weight_bytes = [r["bytes"] for r in rows if r.get("bits") is not None and isinstance(r.get("bytes"), int)]
     foot = line("", "total", "", _num(total_macs), _num(total), _num(per_mac, 2) if per_mac else "", share(total),
-                "")
+                "", "", _num(sum(weight_bytes)) if weight_bytes else "")
     rule = "-" * max(len(x) for x in [head, foot, *body])
     return "\n".join(([title] if title else []) + [head, rule, *body, rule, foot])
 

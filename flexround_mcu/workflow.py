@@ -21,6 +21,7 @@ import numpy as np
 from .errors import UserError
 from .ir import OpKind
 from .packing import PACKED_BITS
+from .report import REPORT_FILE, ram_split_text
 from .toolchain.targets import get_target
 
 MARKER = ".flexround-mcu-project"
@@ -537,7 +538,7 @@ def run_export(opt: ExportOptions) -> dict:
             "weights_file": None if info.kind == "torch" else info.source,
             "time_s": {"quantize": round(quantize_s, 1), "total": round(time.perf_counter() - t_start, 1)},
         }
-        (stage / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        (stage / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
         check_output_folder(out, opt.force)
         if os.path.lexists(out):
             trash = out.parent / f".{out.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
@@ -550,12 +551,6 @@ def run_export(opt: ExportOptions) -> dict:
         shutil.rmtree(stage, ignore_errors=True)
     report["out"] = str(out)
     return report
-
-
-def ram_split_text(split: dict) -> str:
-    """'arena A + scratch S + statics T + stack used U': the parts of a board's measured RAM (TargetResult)."""
-    return (f"arena {split['arena']} + scratch {split['scratch']} + statics {split['statics']} + stack used "
-            f"{split['stack_used']}")
 
 
 def append_ram_split(memory_txt: Path, target: str, split: dict, linked: int) -> None:
@@ -587,63 +582,3 @@ def _ram_budget_cost(qgraph, plan, opt: ExportOptions, device, x, expected, out:
             "instructions": round(device.instructions_per_inference),
             "extra_instructions": round(device.instructions_per_inference - free.instructions_per_inference),
             "arena_bytes_without_budget": free.arena_bytes, "scratch_bytes_without_budget": free.scratch_bytes}
-
-
-def _bits_text(report: dict) -> str:
-    """'flexround, W4A8 tensor (first/last 8-bit)'; a mixed export lists every layer's bits and the budget."""
-    mixed = report.get("mixed")
-    wbits = "W8/4/2 mixed " if mixed else f"W{report['wbits']}"
-    text = (f"{report['method']}, {wbits}A{report['abits']} {report['granularity']}"
-            f"{' (first/last 8-bit)' if report['first_last_8bit'] else ''}")
-    if mixed:
-        text += (": " + " ".join(f"{la['layer']}:{la['bits']}" for la in mixed["layers"])
-                 + f" under --flash-budget {mixed['flash_budget']}")
-    return text
-
-
-def summary_table(report: dict) -> str:
-    a, m, b = report["accuracy"], report["memory"], report["bitexact"]
-    host = b["host_c"]
-    rows = [
-        ("model / target", f"{report['model']} / {report['target']}"
-                           + (f" ({report['kernels']} kernels)" if report.get("kernels") else "")),
-        ("method, weight bits", _bits_text(report)),
-        (f"accuracy on {a['dataset']} (n={a['n']})",
-         f"float {a['float']:.2%}  fake-quant {a['fake_quant']:.2%}  int8 sim {a['int_sim']:.2%}"),
-        ("weights", f"{m['weight_bytes']} B" if m["weight_bytes"] == m["weight_bytes_int8_containers"] else
-         f"{m['weight_bytes']} B with low-bit filters packed, {m['weight_bytes_int8_containers']} B with int8 filters "
-         f"({m['weight_bytes'] / m['weight_bytes_int8_containers']:.3f}x)"),
-        ("activation arena", f"{m['arena_bytes']} B (without in-place {m.get('arena_without_inplace_bytes') or '-'} B"
-                             f", floor {m['arena_floor_bytes']} B)"
-                             + (f", scratch {m['scratch_bytes']} B" if m.get("scratch_bytes") else "")),
-        ("RAM", "n/a on the host" if not m.get("ram_split") else
-         f"{m['ram_bytes']} B: {ram_split_text(m['ram_split'])} (qemu)"),
-        ("host C vs simulator", "not run" if host is None else
-         f"{host['mismatches']} mismatching of {host['inputs']} inputs"),
-        ("qemu firmware vs simulator", "not run" if b["qemu"] is None else
-         f"{b['qemu']['mismatches']} mismatching of {b['qemu']['inputs']} inputs"),
-        ("flash / instructions", "n/a on the host" if m["flash_bytes"] is None else
-         f"{m['flash_bytes']} B flash ({m['flash_bytes_without_test_data']} B without test data), "
-         f"{report['instructions_per_inference']} instructions per inference (qemu, not cycles)"),
-        *([("--ram-budget cost", f"{c['extra_instructions']:+} instructions ({c['instructions']} against "
-                                   f"{c['instructions_without_budget']} without the budget, whose arena is "
-                                   f"{c['arena_bytes_without_budget']} B)")]
-          if (c := m.get("ram_budget_cost")) else []),
-        ("time", f"quantize {report['time_s']['quantize']} s, total {report['time_s']['total']} s"),
-        ("written to", report.get("out", "")),
-    ]
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
-
-
-def layer_title(target: str) -> str:
-    return f"per-layer instructions on {target} (qemu, mean per inference; instruction counts, not cycles)"
-
-
-def report_layer_table(report: dict) -> str:
-    """The per-layer table of an export's report (profile.layer_table): what `export` prints for a Cortex-M
-    target after the summary."""
-    from .profile import layer_table
-
-    return layer_table(report["layers"], total=report.get("instructions_per_inference"),
-                       tail=report.get("instructions_after_last_layer"), title=layer_title(report["target"]))
