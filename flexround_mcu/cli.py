@@ -36,33 +36,55 @@ def cli():
     """FlexRound post-training quantization for Arm Cortex-M, with a bit-exact integer simulator."""
 
 
+class _Scale(click.ParamType):
+    """A positive number, also written as a fraction (1/255)."""
+
+    name = "SCALE"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float):
+            return value
+        text = str(value).strip()
+        try:
+            num, _, den = text.partition("/")
+            v = float(num) / float(den) if den else float(num)
+        except (ValueError, ZeroDivisionError):
+            v = float("nan")
+        if not (v > 0 and v != float("inf")):
+            self.fail(f"{value!r} is not a positive number (e.g. 0.5847 or 1/255)", param, ctx)
+        return v
+
+
 @cli.command()
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--dataset", required=True, type=click.Choice(DATASET_CHOICES), help="Inputs and labels to run.")
+@click.option("--dataset", required=True,
+              help="Inputs and labels to run: a known dataset (" + ", ".join(DATASET_CHOICES) + ") or a folder of "
+                   ".npz/.npy files with x (N,H,W,C) and y (N,), as for export.")
+@click.option("--input-scale", type=_Scale(), default=None,
+              help="Declared preprocessing of raw uint8/int8 folder data: the model's input is (q - Z) * S, q the data "
+                   "as int8 (uint8 values - 128); the model's own input scale and zero point take q as stored.")
+@click.option("--input-zero-point", type=click.IntRange(-128, 127), default=None, help="Z of --input-scale.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N inputs.")
 @click.option("--compare", type=click.Choice(["tflm"]), default=None,
               help="Also run the tflite_micro interpreter and count mismatching int8 values in every tensor.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the results as JSON to this file.")
-def simulate(model: Path, dataset: str, limit: int | None, compare: str | None, json_path: Path | None):
+def simulate(model: Path, dataset: str, input_scale: float | None, input_zero_point: int | None, limit: int | None,
+             compare: str | None, json_path: Path | None):
     """Run an int8 .tflite MODEL through the integer simulator on real data and print its accuracy.
 
     The last line reads `mismatches: N over T tensors, accuracy: A` with --compare tflm, else `accuracy: A`.
     """
     import numpy as np
 
-    from .data import load_dataset
     from .frontends.tflite import load_tflite
     from .sim.runner import Simulator
+    from .simulate import simulation_data
 
     graph = load_tflite(model)
-    data = load_dataset(dataset, limit=limit)
-    tin = graph.tensors[graph.inputs[0]]
-    x = data.quantize_input(float(tin.scale[0]), int(tin.zero_point[0]))
-    if tuple(x.shape[1:]) != tin.shape[1:]:
-        raise UserError(f"dataset {dataset} gives inputs of shape {tuple(x.shape[1:])}, but {model} expects "
-                        f"{tin.shape[1:]}: pick the dataset this model was trained for")
-    click.echo(f"model: {model} ({len(graph.ops)} ops), dataset: {dataset} ({len(data)} inputs)")
+    data = simulation_data(graph, str(model), dataset, limit, input_scale, input_zero_point)
+    x = data.x
+    click.echo(f"model: {model} ({len(graph.ops)} ops), dataset: {dataset} ({len(x)} inputs; {data.preprocessing})")
 
     sim = Simulator(graph)
     t0 = time.perf_counter()
@@ -72,7 +94,8 @@ def simulate(model: Path, dataset: str, limit: int | None, compare: str | None, 
     logits = values[graph.outputs[0]].reshape(len(x), -1)
     accuracy = float(np.mean(np.argmax(logits, axis=1) == data.y))
     click.echo(f"simulator: accuracy {accuracy:.2%}, {len(x) / sim_s:.0f} inputs/s")
-    result = {"model": str(model), "dataset": dataset, "n": len(x), "accuracy": {"int_sim": accuracy},
+    result = {"model": str(model), "dataset": dataset, "preprocessing": data.preprocessing, "n": len(x),
+              "accuracy": {"int_sim": accuracy},
               "time_s": {"simulator": round(sim_s, 3)}}
 
     if compare == "tflm":
@@ -100,25 +123,6 @@ def simulate(model: Path, dataset: str, limit: int | None, compare: str | None, 
                    f"accuracy: {accuracy:.2%}")
     else:
         click.echo(f"accuracy: {accuracy:.2%}")
-
-
-class _Scale(click.ParamType):
-    """A positive number, also written as a fraction (1/255)."""
-
-    name = "SCALE"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, float):
-            return value
-        text = str(value).strip()
-        try:
-            num, _, den = text.partition("/")
-            v = float(num) / float(den) if den else float(num)
-        except (ValueError, ZeroDivisionError):
-            v = float("nan")
-        if not (v > 0 and v != float("inf")):
-            self.fail(f"{value!r} is not a positive number (e.g. 0.5847 or 1/255)", param, ctx)
-        return v
 
 
 EXPORT_HELP = """Quantize MODEL, write its C project and report.json, build it for TARGET and check it bit for bit.

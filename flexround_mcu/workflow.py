@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .data.datasets import model_units  # noqa: F401 (also for the tests and benchmarks)
 from .errors import UserError
 from .ir import OpKind
 from .packing import PACKED_BITS
@@ -336,20 +337,6 @@ def resolve_model(opt: ExportOptions):
         raise UserError(f"--input-shape {','.join(map(str, shape))}: {opt.model} takes inputs of shape "
                         f"{','.join(map(str, info.input_shape))} (C,H,W); drop the option or correct it")
     return graph, info
-
-
-def model_units(ds, scale: float, zero_point: int):
-    """The dataset relabelled so that its to_float() is the model's input and quantize_input(scale, zero_point) the
-    int8 input: real = (q - zero_point) * scale, with q the data as int8 (uint8 values - 128, int8 values as
-    stored), so the int8 input is the data itself, bit for bit. Float data are the model's input already.
-
-    For the zoo's own datasets this is what the dataset's own convention gives (CIFAR pixels for ResNet-8,
-    dequantized MFCC features for DS-CNN)."""
-    if ds.x.dtype == np.uint8:
-        return replace(ds, real_scale=float(scale), real_offset=float(zero_point + 128))
-    if ds.x.dtype == np.int8:
-        return replace(ds, real_scale=float(scale), real_offset=float(zero_point))
-    return ds
 
 
 def check_data(ds, info: ModelInfo, option: str, classes: int | None = None) -> None:

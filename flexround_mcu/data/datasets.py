@@ -69,6 +69,20 @@ class Dataset:
         return replace(self, x=self.x[:n], y=self.y[:n])
 
 
+def model_units(ds, scale: float, zero_point: int):
+    """The dataset relabelled so that its to_float() is the model's input and quantize_input(scale, zero_point) the
+    int8 input: real = (q - zero_point) * scale, with q the data as int8 (uint8 values - 128, int8 values as
+    stored), so the int8 input is the data itself, bit for bit. Float data are the model's input already.
+
+    For the zoo's own datasets this is what the dataset's own convention gives (CIFAR pixels for ResNet-8,
+    dequantized MFCC features for DS-CNN)."""
+    if ds.x.dtype == np.uint8:
+        return replace(ds, real_scale=float(scale), real_offset=float(zero_point + 128))
+    if ds.x.dtype == np.int8:
+        return replace(ds, real_scale=float(scale), real_offset=float(zero_point))
+    return ds
+
+
 def _read_npz(relpath: str, key: str, dtype, tail: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """(inputs, int64 labels) from one .npz under the data root, checked against the expected key/dtype/shape."""
     path = require_file(relpath)

@@ -8,7 +8,7 @@ Format (one of):
      uint8 (e.g. image pixels 0..255), int8 (e.g. features already in int8 form), or float16/32/64;
   y: (N,) integer class labels 0..K-1.
 Arrays are read with allow_pickle=False. The export declares how raw values become the model's input
-(--input-scale / --input-zero-point, see workflow.model_units); a Dataset here keeps the raw values (real = x).
+(--input-scale / --input-zero-point, see datasets.model_units); a Dataset here keeps the raw values (real = x).
 
 load_data(spec) takes either a known dataset name (flexround_mcu.data.DATASETS) or such a folder / file.
 """
