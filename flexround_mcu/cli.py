@@ -206,11 +206,14 @@ A model that is not in the zoo needs its data and its declared preprocessing:
                    "top). Without it the plan is the smallest that costs no extra instructions; with it, ring "
                    "buffers that copy each band once are added where that plan does not fit, and an export that "
                    "cannot fit fails with the smallest size it can reach.")
+@click.option("--no-harness", is_flag=True,
+              help="Write the model as a library only (model, weights, kernels, Makefile, CMakeLists.txt): no test "
+                   "harness, test data or board files. The export still checks the same sources with its harness.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing output folder that is not a previous export.")
 def export(model, target, method, wbits, flash_budget, abits, granularity, first_last_8bit, weights, dataset, calib_dataset,
            input_scale, input_zero_point, input_shape, calib_size, eval_size, test_inputs, out, iters, lr, batch_size,
-           act_lr, qdrop, emit_tflite, kernels, ram_budget, seed, force):
+           act_lr, qdrop, emit_tflite, kernels, ram_budget, no_harness, seed, force):
     from .report import report_layer_table, summary_table
     from .workflow import ExportOptions, run_export
 
@@ -221,7 +224,7 @@ def export(model, target, method, wbits, flash_budget, abits, granularity, first
                                       eval_size=eval_size, test_inputs=test_inputs, out=out, seed=seed,
                                       force=force, iters=iters, lr=lr, batch_size=batch_size, act_lr=act_lr,
                                       drop_prob=qdrop, emit_tflite=emit_tflite, kernels=kernels,
-                                      ram_budget=ram_budget, dataset=dataset,
+                                      ram_budget=ram_budget, harness=not no_harness, dataset=dataset,
                                       calib_dataset=calib_dataset, input_scale=input_scale,
                                       input_zero_point=input_zero_point, input_shape=input_shape))
     click.echo(summary_table(report))

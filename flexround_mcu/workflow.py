@@ -53,6 +53,7 @@ class ExportOptions:
     emit_tflite: bool = False  # also write OUT/model.tflite (the QGraph as TFLite Micro runs it)
     ram_budget: int | None = None  # bytes of arena + scratch the plan may take (codegen/arena.py plan_arena)
     kernels: str | None = None  # the C kernel set: "mve", "dsp" or "portable" (codegen/kernels.py); None: the target's
+    harness: bool = True  # False (--no-harness): OUT holds the model as a library only (checked with the harness)
     # Data: a known dataset name or a folder of .npy/.npz files (data/folder.py). Zoo models have defaults.
     dataset: str | None = None  # evaluation
     calib_dataset: str | None = None  # calibration
@@ -522,9 +523,12 @@ def run_export(opt: ExportOptions) -> dict:
                 "blocks": [{"block": b.block, "loss_start": round(b.loss_start, 5), "loss_end": round(b.loss_end, 5),
                             "seconds": round(b.seconds, 1)} for b in recon_logs]},
             "tflite": "model.tflite" if opt.emit_tflite else None,
+            "harness": opt.harness,
             "weights_file": None if info.kind == "torch" else info.source,
             "time_s": {"quantize": round(quantize_s, 1), "total": round(time.perf_counter() - t_start, 1)},
         }
+        if not opt.harness:
+            library_stage(qgraph, stage, opt)
         (stage / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
         check_output_folder(out, opt.force)
         if os.path.lexists(out):
@@ -546,6 +550,26 @@ def append_ram_split(memory_txt: Path, target: str, split: dict, linked: int) ->
         f.write(f"\nRAM on {target} (measured under QEMU): {ram_split_text(split)} (of {split['stack_reserved']} "
                 f"reserved) = {split['total']} bytes; linked .data + .bss with the whole stack reservation: "
                 f"{linked} bytes\n")
+
+
+def library_stage(qgraph, stage: Path, opt: ExportOptions) -> None:
+    """--no-harness: replace the checked project in `stage` by the library-only one (codegen's harness=False:
+    model, weights, kernels, Makefile and CMakeLists.txt; no harness, test data or boards). The model's sources
+    are rendered by the same code, so they are byte for byte those the harness runs checked; memory.txt (with
+    the RAM the board measured) and model.tflite carry over."""
+    from .codegen.render import export_c_project
+
+    lib = stage.with_name(stage.name + "-lib")
+    try:
+        export_c_project(qgraph, lib, None, None, target=opt.target, kernels=opt.kernels, ram_budget=opt.ram_budget,
+                         harness=False)
+        for name in ("memory.txt", "model.tflite"):
+            if (stage / name).is_file():
+                shutil.copy2(stage / name, lib / name)
+        shutil.rmtree(stage)
+        os.replace(lib, stage)
+    finally:
+        shutil.rmtree(lib, ignore_errors=True)
 
 
 def _ram_budget_cost(qgraph, plan, opt: ExportOptions, device, x, expected, out: Path) -> dict | None:

@@ -9,14 +9,12 @@ Without arm-none-eabi-gcc / qemu-system-arm these tests skip locally but FAIL on
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import _on_ci
 from helpers import corrupt_one_weight
 from flexround_mcu.codegen import export_c_project
 from flexround_mcu.codegen.arena import smallest_plan
@@ -47,22 +45,6 @@ def resnet8(request):
     y = Simulator(g).run(x)[g.outputs[0]]
     assert len(np.unique(y.argmax(axis=1))) > 3  # real data: varied predictions
     return g, x, y
-
-
-@pytest.fixture(scope="module")
-def module_shared_data():
-    """The shared data folder (as tests/conftest.py's shared_data, but once per module)."""
-    root = Path(os.environ.get("FLEXROUND_MCU_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
-    root = root.resolve()
-    if not ((root / "cifar10").is_dir() and (root / "mlperf_tiny").is_dir()):
-        msg = f"shared data not found at {root}: set FLEXROUND_MCU_DATA=../shared/data"
-        if _on_ci():
-            pytest.fail(msg)
-        pytest.skip(msg)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("FLEXROUND_MCU_DATA", str(root))
-    yield root
-    mp.undo()
 
 
 _projects: dict[str, Path] = {}

@@ -45,9 +45,13 @@ MEMORY_FILE = "memory.txt"
 VALUES_PER_LINE = 16
 ARENA_ALIGNMENT = 16
 
-# Files rendered from flexround_mcu/templates/<name>.j2, in this order.
-TEMPLATE_FILES = ("weights.h", "weights.c", "model.h", "model.c", "test_data.h", "test_data.c", "main.c",
-                  "Makefile", "README.txt")
+# Files rendered from flexround_mcu/templates/<name>.j2, in this order (output path -> template).
+TEMPLATE_FILES = {"weights.h": "weights.h", "weights.c": "weights.c", "model.h": "model.h", "model.c": "model.c",
+                  "test_data.h": "test_data.h", "test_data.c": "test_data.c", "main.c": "main.c",
+                  "Makefile": "Makefile", "CMakeLists.txt": "CMakeLists.txt",
+                  "cmake/arm-none-eabi.cmake": "arm-none-eabi.cmake", "README.txt": "README.txt"}
+# What a library-only export (harness=False) leaves out: the test harness, its data and the QEMU board files.
+HARNESS_FILES = ("test_data.h", "test_data.c", "main.c")
 
 _KIND_SHORT = {
     OpKind.CONV_2D: "conv",
@@ -684,25 +688,33 @@ def _environment():
                               autoescape=False)
 
 
-def render_project(graph: QGraph, test_inputs: np.ndarray, expected_outputs: np.ndarray,
+def render_project(graph: QGraph, test_inputs: np.ndarray | None, expected_outputs: np.ndarray | None,
                    target: str = "host", kernels: str | None = None,
-                   ram_budget: int | None = None) -> dict[str, bytes]:
+                   ram_budget: int | None = None, harness: bool = True) -> dict[str, bytes]:
     """The generated files (relative path -> bytes), kernels included, without writing anything.
 
-    kernels: "portable" or "dsp" (codegen/kernels.py); default: the target's (dsp on the Cortex-M boards)."""
+    kernels: "portable" or "dsp" (codegen/kernels.py); default: the target's (dsp on the Cortex-M boards).
+    harness=False: the model as a library only (model, weights, kernels, Makefile / CMakeLists.txt building
+    libfrk_model.a): no test harness, no test data, no board files; test_inputs and expected_outputs are unused.
+    The files both variants hold are byte for byte the same."""
     if target not in TARGETS:
         raise UserError(f"unknown target {target!r}: choose one of {', '.join(TARGETS)}")
     kernels = _kernel_set(target, kernels)
     _check_graph(graph)
-    x, y = _check_data(graph, test_inputs, expected_outputs)
+    if harness:
+        x, y = _check_data(graph, test_inputs, expected_outputs)
+    else:
+        x = y = np.zeros((0, 0), np.int8)
     kernel_files = _kernel_files()
-    boards = _targets.board_files()
+    boards = _targets.board_files() if harness else []
     plan, low = _plan(graph, kernels, ram_budget)
     t_in, t_out = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
     out_ptr = low.ptr(graph.outputs[0], "model", "output")
     model_name = c_comment(graph.name)
     ctx = dict(
         model_name=model_name,
+        c_model_name=c_identifier(graph.name),
+        harness=harness,
         num_ops=len(graph.ops),
         input_size=t_in.size, output_size=t_out.size,
         input_desc=c_comment(f"tensor {graph.inputs[0]} ({t_in.name}) [{_shape(t_in.shape)}] int8, "
@@ -728,7 +740,8 @@ def render_project(graph: QGraph, test_inputs: np.ndarray, expected_outputs: np.
         board_headers=[f"boards/{n}" for n in _targets.BOARD_HEADERS],
     )
     env = _environment()
-    files = {name: env.get_template(name + ".j2").render(**ctx).encode("ascii") for name in TEMPLATE_FILES}
+    files = {name: env.get_template(template + ".j2").render(**ctx).encode("ascii")
+             for name, template in TEMPLATE_FILES.items() if harness or name not in HARNESS_FILES}
     for p in kernel_files:
         files[f"kernels/{p.name}"] = p.read_bytes()
     for p in boards:
@@ -740,6 +753,7 @@ def render_project(graph: QGraph, test_inputs: np.ndarray, expected_outputs: np.
         "target": target,
         "model": model_name,
         "test_inputs": len(x),
+        "harness": harness,
         "input_size": t_in.size,
         "output_size": t_out.size,
         "arena_bytes": plan.arena_size,
@@ -758,9 +772,9 @@ def render_project(graph: QGraph, test_inputs: np.ndarray, expected_outputs: np.
     return files
 
 
-def export_c_project(graph: QGraph, out_dir, test_inputs: np.ndarray, expected_outputs: np.ndarray,
+def export_c_project(graph: QGraph, out_dir, test_inputs: np.ndarray | None, expected_outputs: np.ndarray | None,
                      target: str = "host", force: bool = False, kernels: str | None = None,
-                     ram_budget: int | None = None) -> Path:
+                     ram_budget: int | None = None, harness: bool = True) -> Path:
     """Write the C project for `graph` to `out_dir` (see the module docstring); returns its path.
 
     test_inputs: int8 (N, ...) graph inputs; expected_outputs: int8 (N, output size), e.g. the simulator's.
@@ -770,7 +784,7 @@ def export_c_project(graph: QGraph, out_dir, test_inputs: np.ndarray, expected_o
     if out_dir.name in ("", ".", ".."):
         out_dir = out_dir.resolve()
     _check_destination(out_dir, force)
-    files = render_project(graph, test_inputs, expected_outputs, target, kernels, ram_budget)
+    files = render_project(graph, test_inputs, expected_outputs, target, kernels, ram_budget, harness)
 
     parent = out_dir.parent
     try:

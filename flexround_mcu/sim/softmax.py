@@ -40,8 +40,6 @@ inputs, but the wrap keeps the emulation faithful).
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from flexround_mcu.fixedpoint import INT32_MAX, INT32_MIN, doubling_high_mult, rounding_divide_by_pot

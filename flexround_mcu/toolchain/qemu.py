@@ -40,8 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from ..resources import TOOLS_DIR
 from .host import HarnessVerdict, _first_error, build_host, run_host, run_make
-from .targets import INSTALL_HINT, TOOLS_DIR, Target, get_target
+from .targets import INSTALL_HINT, Target, get_target
 
 PROJECT_FILE = "project.json"
 TEST_DATA_SYMBOLS = ("frk_test_inputs", "frk_expected_outputs")
@@ -221,6 +222,8 @@ def build_project(project_dir, target: str | None = None, *, jobs: int | None = 
     """
     project, t = _resolve(project_dir, target)
     extra = tuple(extra_cflags)
+    if _project_meta(project).get("harness") is False:
+        return _build_library(project, t, jobs, timeout)
     if not t.is_cortex_m:
         if extra:
             raise UserError("extra_cflags are supported for the Cortex-M targets only")
@@ -241,6 +244,22 @@ def build_project(project_dir, target: str | None = None, *, jobs: int | None = 
         raise UserError(f"{project}: make succeeded but {build_dir}/{t.binary.name} is missing: re-export the "
                         f"project")
     return elf
+
+
+def _build_library(project: Path, t: Target, jobs: int | None, timeout: float) -> Path:
+    """`make TARGET=<target> lib` in a library-only export (--no-harness): build/<target>/libfrk_model.a."""
+    if t.is_cortex_m:
+        check_toolchain(t.name, build=True, run=False)
+    proc = run_make(project, [f"TARGET={t.name}", "lib"], jobs, timeout, t.name)
+    if proc.returncode != 0:
+        raise UserError(f"{project}: {t.name} library build failed: {_first_error(proc.stdout)}")
+    return project / "build" / t.name / "libfrk_model.a"
+
+
+def _require_harness(project: Path) -> None:
+    if _project_meta(project).get("harness") is False:
+        raise UserError(f"{project} was exported with --no-harness: it has no test harness to run; link its "
+                        f"library into your program (make lib, or CMakeLists.txt), or export without --no-harness")
 
 
 # ------------------------------------------------------------------------------------------------ footprint
@@ -436,6 +455,7 @@ def run_project(project_dir, target: str | None = None, *, timeout: float | None
     timeout: seconds before the run is stopped; default 60 s + 10 s per test input.
     """
     project, t = _resolve(project_dir, target)
+    _require_harness(project)
     if timeout is None:
         timeout = default_timeout(project)
     if build:

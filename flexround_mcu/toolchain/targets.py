@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from ..resources import BOARDS_DIR, TOOLS_DIR  # noqa: F401 (TOOLS_DIR: toolchain/qemu.py)
+from ..resources import BOARDS_DIR
 
 
 INSTALL_HINT = ("install it with `sudo apt-get install --no-install-recommends gcc-arm-none-eabi "
