@@ -130,7 +130,9 @@ EXPORT_HELP = """Quantize MODEL, write its C project and report.json, build it f
 \b
 MODEL is one of:
   a zoo name          resnet8, ds_cnn (weights, data and input quantization built in)
-  FILE.tflite         a float32 TFLite model
+  FILE.tflite         a float32 TFLite model; an int8 one (the converter's full-integer model) is exported
+                      as stored, no quantization: --dataset (optional) is then checked on the simulator and
+                      tflite_micro, and the quantization options are refused
   FILE.h5, .keras     a Keras model (needs TensorFlow)
   FOLDER              a TensorFlow SavedModel (holds saved_model.pb)
   package.module:fn   a PyTorch nn.Module returned by fn() (imported from the working directory or sys.path;
@@ -217,6 +219,9 @@ def export(model, target, method, wbits, flash_budget, abits, granularity, first
     from .report import report_layer_table, summary_table
     from .workflow import ExportOptions, run_export
 
+    ctx = click.get_current_context()
+    given = frozenset("drop_prob" if name == "qdrop" else name for name in ctx.params
+                      if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT)
     report = run_export(ExportOptions(model=model, target=target, method=method,
                                       wbits=wbits if wbits == "mixed" else int(wbits), flash_budget=flash_budget,
                                       abits=int(abits), granularity=granularity, first_last_8bit=first_last_8bit,
@@ -224,17 +229,19 @@ def export(model, target, method, wbits, flash_budget, abits, granularity, first
                                       eval_size=eval_size, test_inputs=test_inputs, out=out, seed=seed,
                                       force=force, iters=iters, lr=lr, batch_size=batch_size, act_lr=act_lr,
                                       drop_prob=qdrop, emit_tflite=emit_tflite, kernels=kernels,
-                                      ram_budget=ram_budget, harness=not no_harness, dataset=dataset,
+                                      ram_budget=ram_budget, harness=not no_harness, given=given,
+                                      dataset=dataset,
                                       calib_dataset=calib_dataset, input_scale=input_scale,
                                       input_zero_point=input_zero_point, input_shape=input_shape))
     click.echo(summary_table(report))
     if report["target"] != "host":
         click.echo("")
         click.echo(report_layer_table(report))
-    for where, res in (("the host C build", report["bitexact"]["host_c"]), ("the firmware", report["bitexact"]["qemu"])):
+    b = report["bitexact"]
+    for where, res in (("the host C build", b["host_c"]), ("the firmware", b["qemu"]), ("tflite_micro", b.get("tflm"))):
         if res is not None and res["mismatches"]:
-            raise UserError(f"{where} disagrees with the simulator on {res['mismatches']} of {res['inputs']} "
-                            f"inputs (see {report['out']}/report.json)")
+            raise UserError(f"{where} disagrees with the simulator ({res['mismatches']} mismatches over "
+                            f"{res['inputs']} inputs; see {report['out']}/report.json)")
 
 
 def _print_run(result, project: Path) -> None:

@@ -44,6 +44,9 @@ def ram_split_text(split: dict) -> str:
 def _bits_text(report: dict) -> str:
     """'flexround, W4A8 tensor (first/last 8-bit)'; a mixed export lists every layer's bits and the budget."""
     mixed = report.get("mixed")
+    if report["method"] == "none":  # an int8 .tflite exported as stored
+        bits = sorted({la["bits"] for la in report["layers"] if la.get("bits") is not None}, reverse=True)
+        return f"none (int8 .tflite as stored): W{'/'.join(map(str, bits))}A{report['abits']} {report['granularity']}"
     wbits = "W8/4/2 mixed " if mixed else f"W{report['wbits']}"
     text = (f"{report['method']}, {wbits}A{report['abits']} {report['granularity']}"
             f"{' (first/last 8-bit)' if report['first_last_8bit'] else ''}")
@@ -60,8 +63,7 @@ def summary_table(report: dict) -> str:
         ("model / target", f"{report['model']} / {report['target']}"
                            + (f" ({report['kernels']} kernels)" if report.get("kernels") else "")),
         ("method, weight bits", _bits_text(report)),
-        (f"accuracy on {a['dataset']} (n={a['n']})",
-         f"float {a['float']:.2%}  fake-quant {a['fake_quant']:.2%}  int8 sim {a['int_sim']:.2%}"),
+        _accuracy_row(a),
         ("weights", f"{m['weight_bytes']} B" if m["weight_bytes"] == m["weight_bytes_int8_containers"] else
          f"{m['weight_bytes']} B with low-bit filters packed, {m['weight_bytes_int8_containers']} B with int8 filters "
          f"({m['weight_bytes'] / m['weight_bytes_int8_containers']:.3f}x)"),
@@ -74,6 +76,8 @@ def summary_table(report: dict) -> str:
          f"{host['mismatches']} mismatching of {host['inputs']} inputs"),
         ("qemu firmware vs simulator", "not run" if b["qemu"] is None else
          f"{b['qemu']['mismatches']} mismatching of {b['qemu']['inputs']} inputs"),
+        *([("tflite_micro vs simulator", f"{t['mismatches']} mismatching values in {t['tensors']} tensors of "
+                                         f"{t['inputs']} inputs")] if (t := b.get("tflm")) else []),
         ("flash / instructions", "n/a on the host" if m["flash_bytes"] is None else
          f"{m['flash_bytes']} B flash ({m['flash_bytes_without_test_data']} B without test data), "
          f"{report['instructions_per_inference']} instructions per inference (qemu, not cycles)"),
@@ -81,11 +85,21 @@ def summary_table(report: dict) -> str:
                                    f"{c['instructions_without_budget']} without the budget, whose arena is "
                                    f"{c['arena_bytes_without_budget']} B)")]
           if (c := m.get("ram_budget_cost")) else []),
-        ("time", f"quantize {report['time_s']['quantize']} s, total {report['time_s']['total']} s"),
+        ("time", (f"quantize {report['time_s']['quantize']} s, " if report["time_s"].get("quantize") is not None
+                  else "") + f"total {report['time_s']['total']} s"),
         ("written to", report.get("out", "")),
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _accuracy_row(a: dict) -> tuple[str, str]:
+    if a.get("int_sim") is None:
+        return "accuracy", f"not measured (no dataset: {a.get('preprocessing') or 'test inputs only'})"
+    parts = [(name, a.get(key)) for name, key in (("float", "float"), ("fake-quant", "fake_quant"),
+                                                  ("int8 sim", "int_sim"), ("tflite_micro", "tflm"))]
+    return (f"accuracy on {a['dataset']} (n={a['n']})",
+            "  ".join(f"{name} {v:.2%}" for name, v in parts if v is not None))
 
 
 def layer_title(target: str, counted: bool = True) -> str:

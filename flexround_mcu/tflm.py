@@ -95,3 +95,17 @@ def compare_with_tflm(graph: QGraph, model_path: str | Path, x: np.ndarray, sim_
         if progress:
             progress(1)
     return Comparison(len(x), diffs, np.stack(outputs) if outputs else None)
+
+
+def tflm_outputs(model_path: str | Path, x: np.ndarray,
+                 progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """tflite_micro's output for every input in x (one invoke each), shape (N, output size): for accuracies on many
+    inputs, where keeping every tensor (compare_with_tflm) would hold them all in memory."""
+    tflm = TFLMInterpreter(model_path, preserve_all=False)
+    outputs = []
+    for k in range(len(x)):
+        tflm.invoke(x[k:k + 1])
+        outputs.append(tflm.output().reshape(-1).copy())
+        if progress:
+            progress(1)
+    return np.stack(outputs) if outputs else np.zeros((0, 0), np.int8)

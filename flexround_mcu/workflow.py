@@ -54,6 +54,7 @@ class ExportOptions:
     ram_budget: int | None = None  # bytes of arena + scratch the plan may take (codegen/arena.py plan_arena)
     kernels: str | None = None  # the C kernel set: "mve", "dsp" or "portable" (codegen/kernels.py); None: the target's
     harness: bool = True  # False (--no-harness): OUT holds the model as a library only (checked with the harness)
+    given: frozenset = frozenset()  # the fields set on the command line (an int8 model refuses quantization options)
     # Data: a known dataset name or a folder of .npy/.npz files (data/folder.py). Zoo models have defaults.
     dataset: str | None = None  # evaluation
     calib_dataset: str | None = None  # calibration
@@ -386,9 +387,8 @@ def quantize_stage(opt: ExportOptions, graph, calib_x):
     return qm, recon_logs, iters, mixed
 
 
-def run_export(opt: ExportOptions) -> dict:
-    """Run the whole export; returns the report (also written to OUT/report.json)."""
-    t_start = time.perf_counter()
+def check_export_options(opt: ExportOptions) -> Path:
+    """The option checks that need no model; returns the output folder (checked before minutes of work)."""
     _, label = model_kind(opt.model)
     out = Path(opt.out or f"out/{label}-{opt.method}-w{opt.wbits}-{opt.granularity}-{opt.target}")
     check_output_folder(out, opt.force)  # fail before spending minutes on quantization
@@ -398,19 +398,28 @@ def run_export(opt: ExportOptions) -> dict:
         raise UserError("--wbits mixed needs --flash-budget BYTES (the weight bytes the export may take)")
     if opt.wbits != "mixed" and opt.flash_budget is not None:
         raise UserError(f"--flash-budget is for --wbits mixed; with --wbits {opt.wbits} every layer's bits are fixed")
+    return out
 
+
+@dataclass
+class PreparedData:
+    eval_set: object  # data.Dataset in the model's units
+    eval_x: object  # torch NCHW float input of eval_set
+    calib_x: object  # torch NCHW float input of the calibration images drawn
+    calib_size: int
+    same_data: bool  # calibrating on the evaluation set (no separate calibration data)
+    acc_float: float
+
+
+def prepare_data(opt: ExportOptions, graph, info: ModelInfo) -> PreparedData:
+    """The evaluation and calibration data in the model's units, checked against the model, the calibration
+    images drawn with --seed, and the float model's accuracy."""
     import torch
 
-    from .codegen.render import export_c_project, memory_report
     from .data import load_data
-    from .lower import lower
     from .quant.graph import GraphModule
-    from .sim.runner import Simulator
-    from .toolchain.host import build_host, run_host
     from .zoo import float_input
 
-    torch.manual_seed(opt.seed)
-    graph, info = resolve_model(opt)
     if info.eval_dataset in CALIB_ONLY:
         raise UserError(f"--dataset {info.eval_dataset} holds training images, for calibration only: evaluate on "
                         f"another set (e.g. cifar10-test-5000) and pass it as --calib-dataset")
@@ -437,6 +446,30 @@ def run_export(opt: ExportOptions) -> dict:
         _say(f"note: calibrating on {info.calib_dataset}, the evaluation set too: quantized accuracies are measured "
              f"partly on calibration inputs")
     acc_float = torch_accuracy(lambda x: float_module(x, upto=graph.logits), eval_x, eval_set.y, "float model")
+    return PreparedData(eval_set, eval_x, calib_x, calib_size, same_data, acc_float)
+
+
+def run_export(opt: ExportOptions) -> dict:
+    """Run the whole export; returns the report (also written to OUT/report.json). An int8 .tflite is exported as
+    it is stored (int8_export.py); every other model is quantized first."""
+    from .int8_export import is_int8_tflite, run_int8_export
+
+    if is_int8_tflite(opt.model):
+        return run_int8_export(opt, opt.given)
+    t_start = time.perf_counter()
+    out = check_export_options(opt)
+
+    import torch
+
+    from .codegen.render import memory_report
+    from .lower import lower
+    from .sim.runner import Simulator
+
+    torch.manual_seed(opt.seed)
+    graph, info = resolve_model(opt)
+    data = prepare_data(opt, graph, info)
+    eval_set, eval_x, calib_x = data.eval_set, data.eval_x, data.calib_x
+    acc_float = data.acc_float
 
     t_q = time.perf_counter()
     qm, recon_logs, iters, mixed = quantize_stage(opt, graph, calib_x)
@@ -460,9 +493,65 @@ def run_export(opt: ExportOptions) -> dict:
     n_test = min(opt.test_inputs or (100 if opt.target == "host" else 20), len(x_int8))
     expected = values[qgraph.outputs[0]][:n_test].reshape(n_test, -1)
 
+    stage, checked = check_project(qgraph, memory, x_int8[:n_test], expected, opt, out)
+    try:
+        wb = weight_bytes(qgraph, memory, qm.bits)
+        report = {
+            "model": opt.model,
+            "model_source": {"kind": info.kind, "source": info.source, "weights_found_in": info.weights_source},
+            "input": {"shape_chw": list(info.input_shape), "scale": info.input_scale,
+                      "zero_point": info.input_zero_point},
+            "target": opt.target, "kernels": opt.kernels or get_target(opt.target).kernels,
+            "method": opt.method, "wbits": opt.wbits, "mixed": mixed,
+            "abits": opt.abits, "granularity": opt.granularity, "first_last_8bit": opt.first_last_8bit,
+            "seed": opt.seed,
+            "accuracy": {"dataset": f"{eval_set.name}" if opt.eval_size is None else f"{eval_set.name}[:{len(eval_set)}]",
+                         "n": len(eval_set), "float": round(acc_float, 4), "fake_quant": round(acc_fake, 4),
+                         "fake_quant_float_path": round(acc_fake_float, 4),
+                         "int_sim": round(acc_int, 4), "logits": "int8 FULLY_CONNECTED output (before softmax)"},
+            **project_report(qgraph, memory, checked, wb, opt),
+            "calibration": {"dataset": info.calib_dataset, "images": data.calib_size,
+                            "same_as_evaluation": data.same_data},
+            "reconstruction": None if not recon_logs else {
+                "iters": iters, "lr": opt.lr or METHOD_LR[opt.method], "batch_size": opt.batch_size,
+                "act_lr": opt.act_lr, "drop_prob": opt.drop_prob,
+                "blocks": [{"block": b.block, "loss_start": round(b.loss_start, 5), "loss_end": round(b.loss_end, 5),
+                            "seconds": round(b.seconds, 1)} for b in recon_logs]},
+            "tflite": "model.tflite" if opt.emit_tflite else None,
+            "harness": opt.harness,
+            "weights_file": None if info.kind == "torch" else info.source,
+            "time_s": {"quantize": round(quantize_s, 1), "total": round(time.perf_counter() - t_start, 1)},
+        }
+        move_into_place(stage, out, report, opt.force)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    report["out"] = str(out)
+    return report
+
+
+# ----------------------------------------------------------------- the stages after the QGraph (both export paths)
+
+@dataclass
+class Checked:
+    """What the staged project's runs measured: the host harness, and on a Cortex-M target the board's."""
+    host: dict  # {"inputs", "mismatches"}
+    qemu: dict | None
+    device: object | None  # toolchain.qemu.TargetResult of the board run
+    ram_split: dict | None
+    budget_cost: dict | None  # _ram_budget_cost
+
+
+def check_project(qgraph, memory, x_test, expected, opt: ExportOptions, out: Path) -> tuple[Path, Checked]:
+    """Write the C project of `qgraph` into a staging folder beside OUT, build it and run its harness on the host
+    and, for a Cortex-M target, under QEMU, each against the simulator's `expected` outputs; then, with
+    --no-harness, leave the library only (library_stage). Returns (the staging folder, what the runs measured);
+    the caller moves the folder into place (move_into_place) or removes it. On an error the folder is removed."""
+    from .codegen.render import export_c_project
+    from .toolchain.host import build_host, run_host
+
     stage = out.parent / f".{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
     try:
-        export_c_project(qgraph, stage, x_int8[:n_test], expected, target=opt.target, kernels=opt.kernels,
+        export_c_project(qgraph, stage, x_test, expected, target=opt.target, kernels=opt.kernels,
                          ram_budget=opt.ram_budget)
         if opt.emit_tflite:
             from .frontends.tflite import int2_note, save_tflite
@@ -482,66 +571,52 @@ def run_export(opt: ExportOptions) -> dict:
             qemu = {"inputs": device.inputs, "mismatches": device.mismatches}
             if not device.ok:
                 _say("\n".join(device.mismatch_lines[:5]))
-        budget_cost = _ram_budget_cost(qgraph, memory.arena, opt, device, x_int8[:n_test], expected, out)
-        plan = memory.arena
+        budget_cost = _ram_budget_cost(qgraph, memory.arena, opt, device, x_test, expected, out)
         ram_split = device.ram_split if device else None
         if ram_split:
             append_ram_split(stage / "memory.txt", opt.target, ram_split, device.ram_bytes)
-        wb = weight_bytes(qgraph, memory, qm.bits)
-        report = {
-            "model": opt.model,
-            "model_source": {"kind": info.kind, "source": info.source, "weights_found_in": info.weights_source},
-            "input": {"shape_chw": list(info.input_shape), "scale": info.input_scale,
-                      "zero_point": info.input_zero_point},
-            "target": opt.target, "kernels": opt.kernels or get_target(opt.target).kernels,
-            "method": opt.method, "wbits": opt.wbits, "mixed": mixed,
-            "abits": opt.abits, "granularity": opt.granularity, "first_last_8bit": opt.first_last_8bit,
-            "seed": opt.seed,
-            "accuracy": {"dataset": f"{eval_set.name}" if opt.eval_size is None else f"{eval_set.name}[:{len(eval_set)}]",
-                         "n": len(eval_set), "float": round(acc_float, 4), "fake_quant": round(acc_fake, 4),
-                         "fake_quant_float_path": round(acc_fake_float, 4),
-                         "int_sim": round(acc_int, 4), "logits": "int8 FULLY_CONNECTED output (before softmax)"},
-            "memory": {"weight_bytes": wb["exported"], "weight_bytes_int8_containers": wb["int8_containers"],
-                       "flash_bytes": device.flash_bytes if device else None,
-                       "flash_bytes_without_test_data": device.model_flash_bytes if device else None,
-                       "ram_bytes": ram_split["total"] if ram_split else None,
-                       "ram_split": ram_split, "ram_bytes_linked": device.ram_bytes if device else None,
-                       "arena_bytes": plan.arena_size, "arena_floor_bytes": plan.floor,
-                       "arena_without_inplace_bytes": plan.arena_without_inplace,
-                       "scratch_bytes": memory.scratch_bytes, "ram_budget": opt.ram_budget,
-                       "shared_memory": plan.sharing_lines(), "ram_budget_cost": budget_cost},
-            "bitexact": {"host_c": host, "qemu": qemu},
-            "instructions_per_inference": (round(device.instructions_per_inference)
-                                           if device and device.instructions_per_inference else None),
-            "instructions_after_last_layer": (round(device.layer_tail_instructions, 1)
-                                              if device and device.layer_tail_instructions is not None else None),
-            "layers": layer_rows(qgraph, wb, device.layer_instructions if device else None),
-            "calibration": {"dataset": info.calib_dataset, "images": calib_size, "same_as_evaluation": same_data},
-            "reconstruction": None if not recon_logs else {
-                "iters": iters, "lr": opt.lr or METHOD_LR[opt.method], "batch_size": opt.batch_size,
-                "act_lr": opt.act_lr, "drop_prob": opt.drop_prob,
-                "blocks": [{"block": b.block, "loss_start": round(b.loss_start, 5), "loss_end": round(b.loss_end, 5),
-                            "seconds": round(b.seconds, 1)} for b in recon_logs]},
-            "tflite": "model.tflite" if opt.emit_tflite else None,
-            "harness": opt.harness,
-            "weights_file": None if info.kind == "torch" else info.source,
-            "time_s": {"quantize": round(quantize_s, 1), "total": round(time.perf_counter() - t_start, 1)},
-        }
         if not opt.harness:
             library_stage(qgraph, stage, opt)
-        (stage / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
-        check_output_folder(out, opt.force)
-        if os.path.lexists(out):
-            trash = out.parent / f".{out.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
-            os.replace(out, trash)
-            os.replace(stage, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(stage, out)
-    finally:
+    except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
-    report["out"] = str(out)
-    return report
+        raise
+    return stage, Checked(host, qemu, device, ram_split, budget_cost)
+
+
+def project_report(qgraph, memory, checked: Checked, wb: dict, opt: ExportOptions) -> dict:
+    """report.json's memory, bitexact, instruction and layer fields, from the plan and what the runs measured."""
+    plan, device, ram_split = memory.arena, checked.device, checked.ram_split
+    return {
+        "memory": {"weight_bytes": wb["exported"], "weight_bytes_int8_containers": wb["int8_containers"],
+                   "flash_bytes": device.flash_bytes if device else None,
+                   "flash_bytes_without_test_data": device.model_flash_bytes if device else None,
+                   "ram_bytes": ram_split["total"] if ram_split else None,
+                   "ram_split": ram_split, "ram_bytes_linked": device.ram_bytes if device else None,
+                   "arena_bytes": plan.arena_size, "arena_floor_bytes": plan.floor,
+                   "arena_without_inplace_bytes": plan.arena_without_inplace,
+                   "scratch_bytes": memory.scratch_bytes, "ram_budget": opt.ram_budget,
+                   "shared_memory": plan.sharing_lines(), "ram_budget_cost": checked.budget_cost},
+        "bitexact": {"host_c": checked.host, "qemu": checked.qemu},
+        "instructions_per_inference": (round(device.instructions_per_inference)
+                                       if device and device.instructions_per_inference else None),
+        "instructions_after_last_layer": (round(device.layer_tail_instructions, 1)
+                                          if device and device.layer_tail_instructions is not None else None),
+        "layers": layer_rows(qgraph, wb, device.layer_instructions if device else None),
+    }
+
+
+def move_into_place(stage: Path, out: Path, report: dict, force: bool) -> None:
+    """Write report.json into the staged project and put it at OUT, replacing a previous export (or, with force,
+    any folder) only now that everything is complete."""
+    (stage / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    check_output_folder(out, force)
+    if os.path.lexists(out):
+        trash = out.parent / f".{out.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
+        os.replace(out, trash)
+        os.replace(stage, out)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(stage, out)
 
 
 def append_ram_split(memory_txt: Path, target: str, split: dict, linked: int) -> None:

@@ -156,8 +156,8 @@ def test_weight_arrays_and_memory_report(arm_tools, resnet8, project_root):
 
 
 def test_same_c_for_every_target(arm_tools, resnet8, project_root, tmp_path):
-    """With the same kernel set, only the default target differs between exports (Makefile, README,
-    project.json); the C is the same, and an export is byte-for-byte deterministic. The host's default kernel set
+    """With the same kernel set, only the default target differs between exports (Makefile, CMakeLists.txt,
+    README, project.json); the C is the same, and an export is byte-for-byte deterministic. The host's default kernel set
     (portable) changes the model and weights, nothing else."""
     g, x, y = resnet8
     m7 = exported("cortex-m7", resnet8, project_root)
@@ -172,9 +172,10 @@ def test_same_c_for_every_target(arm_tools, resnet8, project_root, tmp_path):
     a, b, c, d = files(m7), files(host), files(again), files(portable)
     assert a == c
     assert a.keys() == b.keys() == d.keys()
-    assert {k for k in a if a[k] != b[k]} == {"Makefile", "README.txt", "project.json"}
+    # the build files name the default target (CMakeLists.txt also the kernel set it was chosen for)
+    assert {k for k in a if a[k] != b[k]} == {"Makefile", "README.txt", "project.json", "CMakeLists.txt"}
     assert {k for k in a if a[k] != d[k]} == {"model.c", "weights.c", "weights.h", "memory.txt", "project.json",
-                                              "README.txt"}  # README.txt gives the weight bytes
+                                              "README.txt", "CMakeLists.txt"}  # README.txt gives the weight bytes
     assert {"boards/frk_startup.c", "boards/frk_semihost.c", "boards/mps2-an386.ld", "boards/mps2-an500.ld",
             "boards/mps3-an547.ld", "memory.txt"} <= a.keys()
 
@@ -349,7 +350,8 @@ def test_per_layer_instructions_partition_each_inference(arm_tools, tmp_path, ca
     (project / "report.json").write_text(json.dumps({"layers": rows}))
     assert main(["run", str(project)]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"^\s+0\s+CONV_2D\s+1x3x3x5\s+1,215\s+[\d,]+\s+\d+\.\d\d\s+\d+\.\d%\s+conv0$", out,
+    # op, kind, shape, bits, weight bytes, MACs, instructions, insn/MAC, share, name
+    assert re.search(r"^\s+0\s+CONV_2D\s+1x3x3x5\s+8\s+[\d,]+\s+1,215\s+[\d,]+\s+\d+\.\d\d\s+\d+\.\d%\s+conv0$", out,
                      re.MULTILINE), out
     assert re.search(r"^\s+5\s+RESHAPE\s+1x5\s+0\s+\d\s+-\s+0\.0%\s+flatten$", out, re.MULTILINE), out
 

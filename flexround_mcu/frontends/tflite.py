@@ -79,6 +79,20 @@ def load_tflite(path: str | Path) -> QGraph:
     return read_tflite(path.read_bytes(), name=path.stem, where=str(path))
 
 
+def input_type(path: str | Path) -> str | None:
+    """The type name of a .tflite file's first graph input ("INT8", "FLOAT32", ...), or None when the file is not
+    a readable single-subgraph .tflite (the reader that loads it then says what is wrong)."""
+    buf = Path(path).read_bytes()
+    if len(buf) < 8 or buf[4:8] != b"TFL3":
+        return None
+    try:
+        model = tflite.Model.GetRootAsModel(buf, 0)
+        sg = model.Subgraphs(0)
+        return _TYPE_NAMES.get(sg.Tensors(int(sg.InputsAsNumpy()[0])).Type())
+    except Exception:  # corrupt bytes fail in arbitrary ways inside the schema accessors
+        return None
+
+
 def read_tflite(buf: bytes, name: str = "model", where: str = "<bytes>") -> QGraph:
     if len(buf) < 8 or buf[4:8] != b"TFL3":
         raise UserError(f"{where}: not a .tflite flatbuffer (no 'TFL3' identifier in its first 8 bytes); "
