@@ -7,7 +7,9 @@ stands it in for the pinned one (CIFAR10_ARCHIVE's sha256 and size); the cache i
 import hashlib
 import http.server
 import io
+import json
 import pickle
+import shutil
 import socket
 import tarfile
 import threading
@@ -17,9 +19,10 @@ import numpy as np
 import pytest
 
 from flexround_mcu.data import cifar_download as CD
+from flexround_mcu.data import export_data as ED
 from flexround_mcu.data import load_dataset
 from flexround_mcu.data.cifar_batches import load_cifar10_batches
-from helpers import user_error
+from helpers import cli_fails_cleanly, user_error
 
 TRAIN_BATCH = 40  # images per data_batch_k
 TEST_IMAGES = 40
@@ -302,3 +305,83 @@ def test_hostile_archive_is_refused_and_nothing_extracted(isolated, server, monk
     assert expect in msg, msg
     assert listing(cache / "datasets") == []  # no archive, no extracted folder, no temporary folder
     assert not outside.exists() and not (cache / "evil").exists() and not (tmp_path / "data" / "evil").exists()
+
+
+# --- the export's datasets ---------------------------------------------------------------------------------------
+
+def test_export_data_stands_in_official_sets_for_missing_defaults(isolated, server, monkeypatch):
+    batches = official_batches()
+    serve_archive(server, monkeypatch, tar_gz(archive_members(batches)))
+    monkeypatch.setitem(ED.STAND_INS, "cifar10-calib", ("cifar10-train-full", 50))  # a cut inside data_batch_2
+    d = ED.load_export_data("cifar10-test-5000", "cifar10-calib", 7, eval_is_default=True, calib_is_default=True,
+                            progress=False)
+    assert (d.eval.name, len(d.eval), d.calib.name, len(d.calib)) == ("cifar10-test-full", 7,
+                                                                     "cifar10-train-full[:50]", 50)
+    np.testing.assert_array_equal(d.eval.x, images_of(batches["test_batch"])[:7])
+    np.testing.assert_array_equal(d.calib.x, np.concatenate([images_of(batches["data_batch_1"]),
+                                                             images_of(batches["data_batch_2"])[:10]]))
+    assert d.eval_source == d.calib_source and d.eval_source["from"] == "downloaded archive"
+    assert ED.STAND_INS["cifar10-test-5000"] == ("cifar10-test-full", None) and ED.CALIB_IMAGES == 4000
+
+
+def test_export_data_keeps_the_users_choice(isolated, server, monkeypatch):
+    serve_archive(server, monkeypatch, tar_gz(archive_members(official_batches())))
+    # named by the user, so never replaced: the data folder's missing file is the error, and nothing is fetched
+    msg = user_error(ED.load_export_data, "cifar10-test-5000", "cifar10-calib", eval_is_default=False,
+                     calib_is_default=True)
+    assert "cifar10_test_part0.npz" in msg and server.hits == 0
+
+
+def test_export_data_from_the_data_folder(shared_data):
+    d = ED.load_export_data("cifar10-test-5000", "cifar10-calib", 10, eval_is_default=True, calib_is_default=True)
+    assert (d.eval.name, len(d.eval), d.calib.name, len(d.calib)) == ("cifar10-test-5000", 10, "cifar10-calib", 4000)
+    assert d.eval_source == d.calib_source == {"from": "data folder", "path": str(shared_data)}
+
+
+# --- (e) end to end, (f) ds_cnn without its data ------------------------------------------------------------------
+
+def test_export_resnet8_without_the_data_folder(shared_data, isolated, server, monkeypatch, tmp_path, capsys):
+    from flexround_mcu.cli import main
+
+    data, cache = isolated  # FLEXROUND_MCU_DATA is the empty folder from here on
+    cache.mkdir()
+    shutil.copy(shared_data / "mlperf_tiny/ic/pretrainedResnet.h5", cache / "pretrainedResnet.h5")
+    body = tar_gz(archive_members(official_batches()))
+    url = serve_archive(server, monkeypatch, body)
+    out = tmp_path / "o"
+    assert main(["export", "resnet8", "--target", "host", "--method", "rtn", "--calib-size", "16", "--eval-size",
+                 "32", "--test-inputs", "4", "--out", str(out)]) == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("CIFAR-10 not in the data folder") == 1 and str(data) in err
+    r = json.loads((out / "report.json").read_text())
+    assert r["model_source"]["weights_found_in"] == "cache"
+    assert (r["accuracy"]["dataset"], r["accuracy"]["n"]) == ("cifar10-test-full[:32]", 32)
+    assert r["calibration"] == {"dataset": f"cifar10-train-full[:{5 * TRAIN_BATCH}]", "images": 16,
+                                "same_as_evaluation": False}
+    source = {"from": "downloaded archive", "archive": "cifar-10-python.tar.gz", "url": url,
+              "sha256": hashlib.sha256(body).hexdigest(), "path": str((cache / "datasets/cifar-10-batches-py")
+                                                                      .resolve()), "downloaded_now": True}
+    assert r["data_source"] == {"evaluation": source, "calibration": source}
+    assert r["bitexact"]["host_c"] == {"inputs": 4, "mismatches": 0}
+    assert server.hits == 1
+
+
+def test_ds_cnn_without_its_data_says_what_to_pass(shared_data, isolated, capsys, tmp_path):
+    data, cache = isolated
+    weights = str(shared_data / "mlperf_tiny/kws/kws_ref_model_float32.tflite")
+    line = cli_fails_cleanly(capsys, "export", "ds_cnn", "--weights", weights, "--out", str(tmp_path / "o"))
+    assert "kws01" in line and str(data) in line and "FLEXROUND_MCU_DATA" in line
+    assert "pass --dataset and --calib-dataset" in line and "'x'" in line
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    np.savez(folder / "a.npz", x=np.zeros((4, 49, 10, 1), np.int8), y=np.zeros(4, np.int64))
+    line = cli_fails_cleanly(capsys, "export", "ds_cnn", "--weights", weights, "--dataset", str(folder),
+                             "--out", str(tmp_path / "o"))
+    assert "pass --calib-dataset (" in line and "kws01" in line
+    assert listing(cache) == [] and not (tmp_path / "o").exists()
+
+
+def test_training_images_are_not_an_evaluation_set(shared_data, capsys, tmp_path):
+    line = cli_fails_cleanly(capsys, "export", "resnet8", "--dataset", "cifar10-train-full", "--out",
+                             str(tmp_path / "o"))
+    assert "cifar10-train-full" in line and "calibration only" in line
