@@ -170,9 +170,11 @@ A model that is not in the zoo needs its data and its declared preprocessing:
               help="Zoo models: weights file (default: the data folder, the cache, then a checked download).")
 @click.option("--dataset", default=None,
               help="Evaluation data: a known dataset (" + ", ".join(DATASET_CHOICES) + ") or a folder of .npz/.npy "
-                   "files [zoo default: the model's own; required otherwise].")
+                   "files [zoo default: the model's own; required otherwise]. Without CIFAR-10 in the data folder, "
+                   "resnet8 evaluates on the official test set, downloaded once into the cache.")
 @click.option("--calib-dataset", default=None,
-              help="Calibration data, as --dataset (e.g. cifar10-calib: 4,000 CIFAR-10 training images) "
+              help="Calibration data, as --dataset (e.g. cifar10-calib: 4,000 CIFAR-10 training images; "
+                   "cifar10-train-full: the official 50,000 in the data folder's cifar-10-batches-py/) "
                    "[zoo default: the model's own; required otherwise].")
 @click.option("--input-scale", type=_Scale(), default=None,
               help="Declared preprocessing (non-zoo models): the model's input is (q - ZERO_POINT) * SCALE; "

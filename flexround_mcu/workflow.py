@@ -66,7 +66,7 @@ class ExportOptions:
 
 
 DEFAULT_CALIB_SIZE = 1024
-CALIB_ONLY = ("cifar10-calib",)  # training images: for calibration, never for a reported accuracy
+CALIB_ONLY = ("cifar10-calib", "cifar10-train-full")  # training images: for calibration, never a reported accuracy
 
 
 # AdaRound: BRECQ's Adam default. FlexRound: measured on ResNet-8 (README, "Choosing the defaults"): lr 3e-3 met
@@ -409,6 +409,8 @@ class PreparedData:
     calib_size: int
     same_data: bool  # calibrating on the evaluation set (no separate calibration data)
     acc_float: float
+    calib_name: str  # the calibration set as read (e.g. cifar10-train-full[:4000] from the official archive)
+    sources: dict  # report.json's data_source: where each set was read
 
 
 def prepare_data(opt: ExportOptions, graph, info: ModelInfo) -> PreparedData:
@@ -416,22 +418,26 @@ def prepare_data(opt: ExportOptions, graph, info: ModelInfo) -> PreparedData:
     images drawn with --seed, and the float model's accuracy."""
     import torch
 
-    from .data import load_data
+    from .data.export_data import load_export_data
     from .quant.graph import GraphModule
     from .zoo import float_input
 
     if info.eval_dataset in CALIB_ONLY:
         raise UserError(f"--dataset {info.eval_dataset} holds training images, for calibration only: evaluate on "
                         f"another set (e.g. cifar10-test-5000) and pass it as --calib-dataset")
+    # A zoo model's default sets may come from the official archive instead when the data folder lacks them.
+    data = load_export_data(info.eval_dataset, info.calib_dataset, opt.eval_size,
+                            eval_is_default=info.kind == "zoo" and opt.dataset is None,
+                            calib_is_default=info.kind == "zoo" and opt.calib_dataset is None)
     # Both sets in the model's units: float input real = (q - zero_point) * scale, int8 input q (model_units).
-    eval_set = model_units(load_data(info.eval_dataset, limit=opt.eval_size), info.input_scale, info.input_zero_point)
-    calib_all = model_units(load_data(info.calib_dataset), info.input_scale, info.input_zero_point)
+    eval_set = model_units(data.eval, info.input_scale, info.input_zero_point)
+    calib_all = model_units(data.calib, info.input_scale, info.input_zero_point)
     check_data(eval_set, info, "--dataset")
     check_data(calib_all, info, "--calib-dataset")
     calib_size = opt.calib_size if opt.calib_size is not None else min(DEFAULT_CALIB_SIZE, len(calib_all))
     if calib_size > len(calib_all):
         raise UserError(f"--calib-size {calib_size} is more than the {len(calib_all)} calibration inputs of "
-                        f"{info.calib_dataset}: pass at most {len(calib_all)}")
+                        f"{calib_all.name}: pass at most {len(calib_all)}")
     same_data = info.calib_dataset == info.eval_dataset
     pick = np.sort(np.random.default_rng(opt.seed).choice(len(calib_all), calib_size, replace=False))
     calib_x = float_input(replace(calib_all, x=calib_all.x[pick], y=calib_all.y[pick]))
@@ -443,10 +449,11 @@ def prepare_data(opt: ExportOptions, graph, info: ModelInfo) -> PreparedData:
     check_data(eval_set, info, "--dataset", classes)
     _say(f"model: {opt.model} ({info.kind}: {info.source})")  # from here on, no more bad input to report
     if same_data:
-        _say(f"note: calibrating on {info.calib_dataset}, the evaluation set too: quantized accuracies are measured "
+        _say(f"note: calibrating on {calib_all.name}, the evaluation set too: quantized accuracies are measured "
              f"partly on calibration inputs")
     acc_float = torch_accuracy(lambda x: float_module(x, upto=graph.logits), eval_x, eval_set.y, "float model")
-    return PreparedData(eval_set, eval_x, calib_x, calib_size, same_data, acc_float)
+    return PreparedData(eval_set, eval_x, calib_x, calib_size, same_data, acc_float, calib_all.name,
+                        {"evaluation": data.eval_source, "calibration": data.calib_source})
 
 
 def run_export(opt: ExportOptions) -> dict:
@@ -510,8 +517,10 @@ def run_export(opt: ExportOptions) -> dict:
                          "fake_quant_float_path": round(acc_fake_float, 4),
                          "int_sim": round(acc_int, 4), "logits": "int8 FULLY_CONNECTED output (before softmax)"},
             **project_report(qgraph, memory, checked, wb, opt),
-            "calibration": {"dataset": info.calib_dataset, "images": data.calib_size,
+            "calibration": {"dataset": data.calib_name, "images": data.calib_size,
                             "same_as_evaluation": data.same_data},
+            # where each set was read: the data folder, a folder of the user's, or the downloaded official archive
+            "data_source": data.sources,
             "reconstruction": None if not recon_logs else {
                 "iters": iters, "lr": opt.lr or METHOD_LR[opt.method], "batch_size": opt.batch_size,
                 "act_lr": opt.act_lr, "drop_prob": opt.drop_prob,

@@ -114,26 +114,37 @@ _SOURCES = {
     "cifar10-calib": ([f"cifar10/cifar10_train_first4000_lossless_part{k}.npz" for k in range(4)], *_CIFAR),
     "cifar10-test-first20": (["cifar10/cifar10_test_first20_lossless.npz"], *_CIFAR),
 }
-_FULL_TEST = "cifar10-test-full"  # the official test_batch, if the user has extracted it into the data root
-DATASETS: tuple[str, ...] = (*_SOURCES, _FULL_TEST)
+# The official batches, if the user has extracted cifar-10-python.tar.gz into the data root: name -> split.
+# cifar10-train-full (50,000 training images) is for calibration only.
+OFFICIAL_CIFAR10 = {"cifar10-test-full": "test", "cifar10-train-full": "train"}
+DATASETS: tuple[str, ...] = (*_SOURCES, *OFFICIAL_CIFAR10)
+
+
+def data_files(name: str) -> list[str]:
+    """The files (relative to the data root) that the named set reads, in order; [] for a name not in DATASETS."""
+    if name in OFFICIAL_CIFAR10:
+        split = OFFICIAL_CIFAR10[name]
+        return [f"cifar-10-batches-py/{f}" for f in
+                (["test_batch"] if split == "test" else [f"data_batch_{k}" for k in range(1, 6)])]
+    return list(_SOURCES[name][0]) if name in _SOURCES else []
 
 
 def load_dataset(name: str, limit: int | None = None) -> Dataset:
     """A named set from data_root() (see DATASETS), optionally only its first `limit` items.
 
-    cifar10-calib is training data, for calibration only: never report accuracy on it.
+    cifar10-calib and cifar10-train-full are training data, for calibration only: never report accuracy on them.
     """
     if name not in DATASETS:
         raise UserError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
     if limit is not None:
         _check_limit(limit)
-    if name == _FULL_TEST:
+    if name in OFFICIAL_CIFAR10:
         from flexround_mcu.data.cifar_batches import load_cifar10_batches  # here: that module imports this one
 
-        path = require_file("cifar-10-batches-py/test_batch", hint=(
+        path = require_file(data_files(name)[0], hint=(
             f"extract the official cifar-10-python.tar.gz into {data_root()} "
             f"or set {ENV_VAR} to a folder that holds cifar-10-batches-py/"))
-        ds = replace(load_cifar10_batches(path.parent, "test"), name=name)
+        ds = replace(load_cifar10_batches(path.parent, OFFICIAL_CIFAR10[name]), name=name)
     else:
         files, key, dtype, tail, scale, offset = _SOURCES[name]
         parts = [_read_npz(f, key, dtype, tail) for f in files]

@@ -5,28 +5,25 @@ Resolution order (`resolve_weights`):
   2. `<data folder>/<spec.data_relpath>`, the data folder being $FLEXROUND_MCU_DATA (see flexround_mcu.data);
   3. `<cache>/<spec.filename>` if its sha256 is the pinned one; cache = $FLEXROUND_MCU_CACHE, else
      ~/.cache/flexround-mcu/weights;
-  4. a download of spec.url (overridable by argument or $FLEXROUND_MCU_WEIGHTS_URL) into the cache: written to a
-     temporary file beside the target, checked against the pinned sha256, then renamed into place. A failed or
-     mismatching download leaves nothing behind and raises a one-line UserError saying how to get the file instead.
+  4. a download of spec.url (overridable by argument or $FLEXROUND_MCU_WEIGHTS_URL) into the cache, through
+     flexround_mcu.download: written to a temporary file beside the target, checked against the pinned size and
+     sha256, then renamed into place. A failed or mismatching download leaves nothing behind and raises a one-line
+     UserError saying how to get the file instead.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from flexround_mcu.data.paths import ENV_VAR as DATA_ENV_VAR
 from flexround_mcu.data.paths import data_root
+from flexround_mcu.download import CACHE_ENV_VAR, cache_root, sha256_of
+from flexround_mcu.download import download as _download
 from flexround_mcu.errors import UserError
 
-CACHE_ENV_VAR = "FLEXROUND_MCU_CACHE"
 URL_ENV_VAR = "FLEXROUND_MCU_WEIGHTS_URL"
-TIMEOUT_S = 60.0
-_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -69,21 +66,9 @@ class ResolvedWeights:
 
 def cache_dir() -> Path:
     """The weights cache: $FLEXROUND_MCU_CACHE if set and non-empty, else ~/.cache/flexround-mcu/weights."""
-    env = os.environ.get(CACHE_ENV_VAR)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "flexround-mcu" / "weights"
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+    # The weights sit at the top of $FLEXROUND_MCU_CACHE (where earlier versions put them), under weights/ of the
+    # default cache root.
+    return cache_root() if os.environ.get(CACHE_ENV_VAR) else cache_root() / "weights"
 
 
 def _how_to_get(filename: str, data_relpath: str | None = None) -> str:
@@ -93,50 +78,10 @@ def _how_to_get(filename: str, data_relpath: str | None = None) -> str:
 
 def download(url: str, dest: str | os.PathLike, sha256: str, size: int | None = None,
              progress: bool | None = None, how_to_get: str | None = None) -> Path:
-    """Download url to dest, atomically and only if its sha256 matches; returns dest.
-
-    The bytes go to a temporary file in dest's folder, which is renamed onto dest once verified and deleted on any
-    failure (network error, wrong checksum, more bytes than `size`, interrupt). `progress`: a tqdm bar (None: only
-    on a terminal). `how_to_get` ends the error messages (default: pass --weights or set the data folder).
-    """
-    from tqdm import tqdm
-
-    dest = Path(dest)
-    how = how_to_get or _how_to_get(dest.name)
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    except OSError as e:
-        raise UserError(f"cannot write to the weights cache {dest.parent} ({_one_line(e)}): "
-                        f"set {CACHE_ENV_VAR} to a writable folder, or {how}") from None
-    tmp = Path(tmp_name)
-    try:
-        h, n = hashlib.sha256(), 0
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with urllib.request.urlopen(url, timeout=TIMEOUT_S) as resp, tqdm(
-                        total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name, leave=False,
-                        disable=None if progress is None else not progress) as bar:
-                    while chunk := resp.read(_CHUNK):
-                        h.update(chunk)
-                        n += len(chunk)
-                        if size is not None and n > size:
-                            break  # longer than the pinned file: it cannot match, stop reading
-                        out.write(chunk)
-                        bar.update(len(chunk))
-            except Exception as e:  # URLError/HTTPError/timeouts are OSErrors; http.client's errors are not
-                raise UserError(f"download of {url} failed ({_one_line(e)}); nothing was saved: {how}") from None
-        got = h.hexdigest()
-        if got != sha256 or (size is not None and n != size):
-            read = f"more than {size} bytes" if size is not None and n > size else f"{n} bytes"
-            want = f", expected {size}" if size is not None else ""
-            raise UserError(f"download of {url} failed its checksum: expected sha256 {sha256}, got {got} "
-                            f"({read}{want}); nothing was saved: {how}")
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return dest
+    """flexround_mcu.download.download for a weights file: the error messages end, by default, with how to give
+    the weights instead (--weights, or a data folder)."""
+    return _download(url, dest, sha256, size, progress=progress,
+                     how_to_get=how_to_get or _how_to_get(Path(dest).name))
 
 
 def resolve_weights(spec: WeightsSpec, weights: str | os.PathLike | None = None, *, url: str | None = None,
