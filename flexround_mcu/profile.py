@@ -63,7 +63,8 @@ def layer_table(rows: Sequence[dict], total: float | None = None, tail: float | 
     per inference; default: the sum of the rows and `tail`) and the op's name, then a total line. tail: the
     instructions after the last op (output copy, return), as its own line. Rows without a kind (index-only rows,
     as with_instructions gives without a report) print op, instructions and share only. Rows with weight bits
-    (report.json's layers) also show each weighted op's bits and bytes (filter, bias and requantization arrays)."""
+    (report.json's layers) also show each weighted op's bits and every op's constant bytes (filter, bias and
+    requantization arrays; the fast kernels' ADD tables), totalling the weight bytes."""
     counted = [r["instructions"] for r in rows if r.get("instructions") is not None]
     if total is None and counted:
         total = sum(counted) + (tail or 0)
@@ -87,11 +88,11 @@ def layer_table(rows: Sequence[dict], total: float | None = None, tail: float | 
     body = [line(r["op"], r.get("kind") or ("-" if full else ""), _shape(r.get("output_shape")), _num(r.get("macs")),
                  _num(r.get("instructions")), _num(r.get("insn_per_mac"), 2), share(r.get("instructions")),
                  _tail(r.get("layer") or "", 40), "" if r.get("bits") is None else str(r["bits"]),
-                 "" if r.get("bits") is None else _num(r.get("bytes"))) for r in rows]
+                 _num(r["bytes"]) if r.get("bytes") else "") for r in rows]
     if tail is not None:
         body.append(line("", "(after last op)", "", "", _num(tail), "", share(tail), "output copy, return"))
     per_mac = _per_mac(total, total_macs) if total is not None else None
-    weight_bytes = [r["bytes"] for r in rows if r.get("bits") is not None and isinstance(r.get("bytes"), int)]
+    weight_bytes = [r["bytes"] for r in rows if isinstance(r.get("bytes"), int)]  # an ADD's tables too (dsp)
     foot = line("", "total", "", _num(total_macs), _num(total), _num(per_mac, 2) if per_mac else "", share(total),
                 "", "", _num(sum(weight_bytes)) if weight_bytes else "")
     rule = "-" * max(len(x) for x in [head, foot, *body])

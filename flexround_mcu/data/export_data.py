@@ -31,8 +31,8 @@ STAND_INS = {"cifar10-test-5000": ("cifar10-test-full", None), "cifar10-calib": 
 class ExportData:
     eval: Dataset
     calib: Dataset
-    eval_source: dict  # report.json's accuracy.source
-    calib_source: dict  # report.json's calibration.source
+    eval_source: dict  # report.json's data_source.evaluation
+    calib_source: dict  # report.json's data_source.calibration
 
 
 def _absent(name: str) -> bool:
