@@ -12,6 +12,7 @@ import hashlib
 import os
 import tempfile
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from flexround_mcu.errors import UserError
@@ -19,6 +20,16 @@ from flexround_mcu.errors import UserError
 CACHE_ENV_VAR = "FLEXROUND_MCU_CACHE"
 TIMEOUT_S = 60.0  # per socket operation, not for the whole file
 _CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class PinnedFile:
+    """A file the project downloads: where from, and how to recognise the right one."""
+
+    filename: str  # name in the cache folder
+    url: str  # pinned download location
+    sha256: str  # of the file at url
+    size: int  # bytes
 
 
 def cache_root() -> Path:

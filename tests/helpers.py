@@ -1,6 +1,9 @@
 """Small assertions shared by the test files."""
 from __future__ import annotations
 
+import http.server
+import threading
+
 import pytest
 
 from flexround_mcu.cli import main
@@ -48,3 +51,42 @@ def corrupt_one_weight(project, dest, array: str = "op14_fc_filter"):
         new = (v & 0xF0) | ((-8 if low >= 0 else 7) & 0x0F)
     (dest / "weights.c").write_text(text[:m.start(2)] + str(new) + text[m.end(2):])
     return dest
+
+
+class LocalHTTPServer:
+    """A local HTTP server (127.0.0.1, any free port, own thread): path -> body, counting the requests; `cut`
+    sends only the first bytes of a body while announcing all of them."""
+
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        self.cut: dict[str, int] = {}
+        self.hits = 0
+        files, cut, server = self.files, self.cut, self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.hits += 1
+                body = files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[:cut.get(self.path, len(body))])
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)

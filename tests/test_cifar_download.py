@@ -5,14 +5,12 @@ stands it in for the pinned one (CIFAR10_ARCHIVE's sha256 and size); the cache i
 """
 
 import hashlib
-import http.server
 import io
 import json
 import pickle
 import shutil
 import socket
 import tarfile
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +20,7 @@ from flexround_mcu.data import cifar_download as CD
 from flexround_mcu.data import export_data as ED
 from flexround_mcu.data import load_dataset
 from flexround_mcu.data.cifar_batches import load_cifar10_batches
-from helpers import cli_fails_cleanly, user_error
+from helpers import LocalHTTPServer, cli_fails_cleanly, user_error
 
 TRAIN_BATCH = 40  # images per data_batch_k
 TEST_IMAGES = 40
@@ -77,45 +75,6 @@ def tar_gz(members: list) -> bytes:
     return buf.getvalue()
 
 
-class Server:
-    """A local HTTP server (127.0.0.1, any free port, own thread): path -> body, counting the requests; `cut`
-    sends only the first bytes of a body while announcing all of them."""
-
-    def __init__(self):
-        self.files: dict[str, bytes] = {}
-        self.cut: dict[str, int] = {}
-        self.hits = 0
-        files, cut, server = self.files, self.cut, self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                server.hits += 1
-                body = files.get(self.path)
-                if body is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "application/octet-stream")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body[:cut.get(self.path, len(body))])
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
-
-
 def closed_port_url() -> str:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -138,14 +97,14 @@ def isolated(tmp_path, monkeypatch):
 
 @pytest.fixture
 def server():
-    s = Server()
+    s = LocalHTTPServer()
     try:
         yield s
     finally:
         s.close()
 
 
-def serve_archive(server: Server, monkeypatch, body: bytes, pinned: bytes | None = None) -> str:
+def serve_archive(server: LocalHTTPServer, monkeypatch, body: bytes, pinned: bytes | None = None) -> str:
     """Serve body as the archive and pin `pinned` (default: body itself) as the archive the code expects."""
     pinned = body if pinned is None else pinned
     monkeypatch.setattr(CD, "CIFAR10_ARCHIVE", CD.ArchiveSpec("cifar-10-python.tar.gz", "http://127.0.0.1:9/unused",

@@ -2,10 +2,8 @@
 DS-CNN read from its float .tflite."""
 
 import hashlib
-import http.server
 import os
 import socket
-import threading
 import warnings
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import torch
 
 from flexround_mcu.data import load_dataset
 from flexround_mcu.errors import UserError
-from helpers import user_error
+from helpers import LocalHTTPServer, user_error
 from flexround_mcu.zoo import ZOO, build, build_graph, float_input
 from flexround_mcu.zoo import weights as W
 from flexround_mcu.zoo.resnet8 import KERAS_NAMES, ResNet8, SamePad2d, load_keras_h5, resnet8, same_padding, to_nchw
@@ -45,33 +43,12 @@ def isolated(tmp_path, monkeypatch):
 @pytest.fixture
 def http_files():
     """A local HTTP server on 127.0.0.1 (random port, own thread) serving the dict it yields: path -> bytes."""
-    files: dict[str, bytes] = {}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = files.get(self.path)
-            if body is None:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    files["base"] = f"http://127.0.0.1:{server.server_address[1]}".encode()
+    server = LocalHTTPServer()
+    server.files["base"] = server.url("").encode()
     try:
-        yield files
+        yield server.files
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+        server.close()
 
 
 def base(files) -> str:

@@ -29,21 +29,13 @@ from pathlib import Path, PurePosixPath
 
 from flexround_mcu.data.paths import ENV_VAR as DATA_ENV_VAR
 from flexround_mcu.data.paths import data_root
-from flexround_mcu.download import CACHE_ENV_VAR, cache_root, download, one_line, sha256_of
+from flexround_mcu.download import CACHE_ENV_VAR, PinnedFile, cache_root, download, one_line, sha256_of
 from flexround_mcu.errors import UserError
 
 URL_ENV_VAR = "FLEXROUND_MCU_CIFAR10_URL"
 
 
-@dataclass(frozen=True)
-class ArchiveSpec:
-    """Where an archive comes from and how to recognise the right file."""
-
-    filename: str  # name in the cache folder
-    url: str  # pinned download location
-    sha256: str  # of the file at url
-    size: int  # bytes
-
+ArchiveSpec = PinnedFile  # the archive's name in the cache, its pinned URL, sha256 and size
 
 CIFAR10_ARCHIVE = ArchiveSpec(
     filename="cifar-10-python.tar.gz",

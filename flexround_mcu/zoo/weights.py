@@ -19,7 +19,7 @@ from pathlib import Path
 
 from flexround_mcu.data.paths import ENV_VAR as DATA_ENV_VAR
 from flexround_mcu.data.paths import data_root
-from flexround_mcu.download import CACHE_ENV_VAR, cache_root, sha256_of
+from flexround_mcu.download import CACHE_ENV_VAR, PinnedFile, cache_root, sha256_of
 from flexround_mcu.download import download as _download
 from flexround_mcu.errors import UserError
 
@@ -27,14 +27,10 @@ URL_ENV_VAR = "FLEXROUND_MCU_WEIGHTS_URL"
 
 
 @dataclass(frozen=True)
-class WeightsSpec:
-    """Where a zoo model's weights come from and how to recognise the right file."""
+class WeightsSpec(PinnedFile):
+    """A zoo model's weights: the pinned download, and the file's path under the data folder."""
 
-    filename: str  # name in the cache folder
-    data_relpath: str  # path under the data folder
-    url: str  # pinned download location
-    sha256: str  # of the file at url
-    size: int  # bytes
+    data_relpath: str = ""  # path under the data folder
 
 
 RESNET8_WEIGHTS = WeightsSpec(
