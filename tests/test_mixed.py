@@ -98,6 +98,24 @@ def test_mixed_export_under_a_budget(shared_data, capsys, tmp_path):
     assert int(m.group(1)) < 22000  # all 2-bit with the first and last at 8
 
 
+
+def test_no_2bit_layer_at_or_above_the_4bit_size(shared_data, capsys, tmp_path):
+    """At the all-4-bit size (uniform W4's weight bytes) 2 bits are not offered: the allocation is uniform W4;
+    a little above it, only 8-bit upgrades."""
+    reports = []
+    for budget in ("40680", "41500"):
+        out = tmp_path / budget
+        code = main(["export", "resnet8", "--method", "rtn", "--wbits", "mixed", "--flash-budget", budget,
+                     "--test-inputs", "4", "--eval-size", "100", "--out", str(out)])
+        assert code == 0, capsys.readouterr().err
+        reports.append(json.loads((out / "report.json").read_text()))
+    at, above = ({la["layer"]: la["bits"] for la in r["mixed"]["layers"]} for r in reports)
+    assert reports[0]["mixed"]["all_4bit_bytes"] == 40680 and reports[0]["mixed"]["widths"] == [8, 4]
+    assert at == {**{n: 4 for n in at}, "conv0": 8, "fc": 8}
+    assert reports[0]["memory"]["weight_bytes"] == 40680
+    assert 2 not in above.values() and sum(b == 8 for b in above.values()) > 2
+    assert reports[1]["memory"]["weight_bytes"] <= 41500
+
 def test_w2_resnet8_on_cortex_m7_is_bit_exact_and_packed(shared_data, capsys, tmp_path, arm_tools):
     """W2 ResNet-8 (RTN, for speed) on the Cortex-M7 under QEMU: 2-bit layers packed four per byte through the dsp
     s2 kernel (lane-crumbed rows, padded to 16 values), bit for bit on the host and on the board. The weighted layers take under 22,000
