@@ -44,18 +44,12 @@ _CTX: dict = {}
 def _context(model: str, eval_n: int | None) -> dict:
     """The model's graph and data, once per worker process."""
     if _CTX.get("model") != model:
-        from dataclasses import replace
-
-        from flexround_mcu.data import load_data
-        from flexround_mcu.workflow import DEFAULT_CALIB_SIZE, ExportOptions, model_units, resolve_model
-        from flexround_mcu.zoo import float_input
-        graph, info = resolve_model(ExportOptions(model=model))
-        ev = model_units(load_data(info.eval_dataset, limit=eval_n), info.input_scale, info.input_zero_point)
-        cal = model_units(load_data(info.calib_dataset), info.input_scale, info.input_zero_point)
-        n = min(DEFAULT_CALIB_SIZE, len(cal))
-        pick = np.sort(np.random.default_rng(0).choice(len(cal), n, replace=False))  # as run_export, seed 0
-        _CTX.update(model=model, graph=graph, info=info, eval=ev, eval_x=float_input(ev),
-                    calib_x=float_input(replace(cal, x=cal.x[pick], y=cal.y[pick])))
+        from flexround_mcu.workflow import ExportOptions, prepare_data, resolve_model
+        opt = ExportOptions(model=model, eval_size=eval_n)  # seed 0, as run_export's default
+        graph, info = resolve_model(opt)
+        data = prepare_data(opt, graph, info)
+        _CTX.update(model=model, graph=graph, info=info, data=data, eval=data.eval_set, eval_x=data.eval_x,
+                    calib_x=data.calib_x)
     return _CTX
 
 
@@ -81,7 +75,7 @@ def run_row(job: dict) -> dict:
     mixed = job["wbits"] == "mixed"
     opt = ExportOptions(model=job["model"], method=job["method"], wbits=job["wbits"],
                         flash_budget=job.get("budget") if mixed else None, iters=job.get("iters"))
-    qm, _, iters, mixed_info = quantize_stage(opt, ctx["graph"], ctx["calib_x"])
+    qm, _, iters, mixed_info, restarts, act_lr = quantize_stage(opt, ctx["graph"], ctx["data"])
     quantize_s = time.perf_counter() - t0
     acc_fake, acc_fake_float = fake_quant_accuracy(qm, ctx["eval_x"], ctx["eval"].y)
     qg = lower(qm, name=job["model"])
@@ -91,6 +85,7 @@ def run_row(job: dict) -> dict:
             "weight_bytes": mem.weight_bytes, "int_sim": round(_sim_accuracy(qg, ctx["eval"]), 4),
             "fake_quant": round(acc_fake, 4), "fake_quant_float_path": round(acc_fake_float, 4),
             "predicted_weight_bytes": mixed_info["predicted_weight_bytes"] if mixed_info else None,
+            "restarts": restarts, "act_lr": act_lr,
             "seconds": round(time.perf_counter() - t0, 1), "quantize_seconds": round(quantize_s, 1)}
 
 

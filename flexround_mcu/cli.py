@@ -194,11 +194,16 @@ A model that is not in the zoo needs its data and its declared preprocessing:
 @click.option("--iters", type=int, default=None,
               help="Reconstruction iterations per block (flexround, adaround) [default: 500; 2000 when a layer has "
                    "2-bit weights].")
+@click.option("--restarts", type=click.IntRange(min=1), default=None,
+              help="Reconstructions to choose from, each on its own draw of calibration images, kept by the mean KL "
+                   "from the float model on calibration images none of them used [default: 3 when a layer has 2 "
+                   "bits, else 1].")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Reconstruction learning rate [default: flexround 3e-3, adaround 1e-3].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--act-lr", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="LSQ: also learn the activation steps during reconstruction, at this learning rate [default: off].")
+              help="LSQ: also learn the activation steps during reconstruction, at this learning rate [default: 1e-3 "
+                   "when a layer has 2 bits, else off].")
 @click.option("--qdrop", type=click.FloatRange(min=0, max=1, max_open=True), default=0.0, show_default=True,
               help="QDrop: probability of leaving an activation unquantized while a block learns.")
 @click.option("--emit-tflite", is_flag=True, help="Also write OUT/model.tflite (int8 / int4 weights) for TFLite Micro.")
@@ -215,9 +220,9 @@ A model that is not in the zoo needs its data and its declared preprocessing:
                    "harness, test data or board files. The export still checks the same sources with its harness.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing output folder that is not a previous export.")
-def export(model, target, method, wbits, flash_budget, abits, granularity, first_last_8bit, weights, dataset, calib_dataset,
-           input_scale, input_zero_point, input_shape, calib_size, eval_size, test_inputs, out, iters, lr, batch_size,
-           act_lr, qdrop, emit_tflite, kernels, ram_budget, no_harness, seed, force):
+def export(model, target, method, wbits, flash_budget, abits, granularity, first_last_8bit, weights, dataset,
+           calib_dataset, input_scale, input_zero_point, input_shape, calib_size, eval_size, test_inputs, out, iters,
+           restarts, lr, batch_size, act_lr, qdrop, emit_tflite, kernels, ram_budget, no_harness, seed, force):
     from .report import report_layer_table, summary_table
     from .workflow import ExportOptions, run_export
 
@@ -229,7 +234,8 @@ def export(model, target, method, wbits, flash_budget, abits, granularity, first
                                       abits=int(abits), granularity=granularity, first_last_8bit=first_last_8bit,
                                       weights=str(weights) if weights else None, calib_size=calib_size,
                                       eval_size=eval_size, test_inputs=test_inputs, out=out, seed=seed,
-                                      force=force, iters=iters, lr=lr, batch_size=batch_size, act_lr=act_lr,
+                                      force=force, iters=iters, restarts=restarts, lr=lr, batch_size=batch_size,
+                                      act_lr=act_lr,
                                       drop_prob=qdrop, emit_tflite=emit_tflite, kernels=kernels,
                                       ram_budget=ram_budget, harness=not no_harness, given=given,
                                       dataset=dataset,

@@ -22,7 +22,8 @@ QUANTIZATION_OPTIONS = {
     "method": "--method", "wbits": "--wbits", "flash_budget": "--flash-budget", "abits": "--abits",
     "granularity": "--granularity", "first_last_8bit": "--first-last-8bit/--no-first-last-8bit",
     "weights": "--weights", "calib_dataset": "--calib-dataset", "calib_size": "--calib-size",
-    "input_shape": "--input-shape", "iters": "--iters", "lr": "--lr", "batch_size": "--batch-size",
+    "input_shape": "--input-shape", "iters": "--iters", "restarts": "--restarts", "lr": "--lr",
+    "batch_size": "--batch-size",
     "act_lr": "--act-lr", "drop_prob": "--qdrop", "seed": "--seed",
 }
 RANDOM_INPUTS_SEED = 0  # test inputs when no dataset is given: uniform int8, always the same
@@ -110,7 +111,8 @@ def run_int8_export(opt, given: frozenset[str] = frozenset()) -> dict:
                              "weights_found_in": None},
             "input": {"shape_hwc": list(tin.shape[1:]), "scale": float(tin.scale[0]),
                       "zero_point": int(tin.zero_point[0])},
-            "target": opt.target, "kernels": opt.kernels or get_target(opt.target).kernels, "method": "none", "wbits": wbits, "mixed": None, "abits": 8,
+            "target": opt.target, "kernels": opt.kernels or get_target(opt.target).kernels, "method": "none",
+            "wbits": wbits, "mixed": None, "abits": 8,
             "granularity": granularity, "first_last_8bit": None, "seed": None,
             "accuracy": {"dataset": None if opt.dataset is None else
                          (opt.dataset if opt.eval_size is None else f"{opt.dataset}[:{len(x)}]"),

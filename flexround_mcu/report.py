@@ -47,7 +47,10 @@ def _bits_text(report: dict) -> str:
     if report["method"] == "none":  # an int8 .tflite exported as stored
         bits = sorted({la["bits"] for la in report["layers"] if la.get("bits") is not None}, reverse=True)
         return f"none (int8 .tflite as stored): W{'/'.join(map(str, bits))}A{report['abits']} {report['granularity']}"
-    wbits = "W8/4/2 mixed " if mixed else f"W{report['wbits']}"
+    if mixed:
+        wbits = "W" + "/".join(str(b) for b in sorted({la["bits"] for la in mixed["layers"]}, reverse=True)) + " mixed "
+    else:
+        wbits = f"W{report['wbits']}"
     text = (f"{report['method']}, {wbits}A{report['abits']} {report['granularity']}"
             f"{' (first/last 8-bit)' if report['first_last_8bit'] else ''}")
     if mixed:

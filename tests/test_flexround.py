@@ -1,7 +1,8 @@
 """FlexRound and AdaRound: the properties the method relies on, and the reconstruction loop."""
 from __future__ import annotations
 
-import numpy as np
+import json
+
 import pytest
 import torch
 
@@ -129,8 +130,32 @@ def test_adaround_reconstruction_runs_and_hardens(resnet8_parts):
 @pytest.mark.parametrize("argv, fragment", [
     (["--iters", "0"], "--iters"),
     (["--calib-size", "5000"], "--calib-size"),
+    (["--method", "rtn", "--restarts", "2"], "--restarts is for a learned rounding"),
 ])
 def test_bad_settings(shared_data, capsys, tmp_path, argv, fragment):
     code = main(["export", "resnet8", "--out", str(tmp_path / "o"), *argv])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and fragment in err
+
+
+def test_restarts_keep_the_one_closest_to_float_on_held_out_images(shared_data, capsys, tmp_path):
+    """--restarts 2: two reconstructions, each on its own draw of 64 calibration images, the kept one has the least
+    mean KL on the images neither drew; at 2 bits the default is 3 restarts with LSQ activation steps."""
+    out = tmp_path / "r2"
+    code = main(["export", "resnet8", "--wbits", "4", "--restarts", "2", "--iters", "5", "--calib-size", "64",
+                 "--eval-size", "64", "--test-inputs", "2", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    rec = json.loads((out / "report.json").read_text())["reconstruction"]
+    runs = rec["restarts"]["runs"]
+    assert [r["seed"] for r in runs] == [0, 1] and sum(r["chosen"] for r in runs) == 1
+    kept = next(r for r in runs if r["chosen"])
+    assert kept["selection_kl"] == min(r["selection_kl"] for r in runs) and rec["act_lr"] is None
+    held = int(rec["restarts"]["on"].split()[0])
+    assert 4000 - 2 * 64 <= held < 4000 - 64  # the pool less the union of the two draws
+
+    out2 = tmp_path / "w2"
+    code = main(["export", "resnet8", "--wbits", "2", "--iters", "3", "--calib-size", "32", "--eval-size", "32",
+                 "--test-inputs", "2", "--out", str(out2)])
+    assert code == 0, capsys.readouterr().err
+    rec = json.loads((out2 / "report.json").read_text())["reconstruction"]
+    assert rec["restarts"]["count"] == 3 and rec["act_lr"] == 1e-3
