@@ -9,6 +9,7 @@ report.json has method "none"; the quantization fields are null. No torch here.
 """
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def run_int8_export(opt, given: frozenset[str] = frozenset()) -> dict:
     from .simulate import simulation_data
     from .toolchain.targets import get_target
     from .workflow import (_bar, _say, check_output_folder, check_project, model_kind, move_into_place,
-                           project_report, weight_bytes)
+                           project_report, harness_input_count, weight_bytes)
 
     t_start = time.perf_counter()
     check_int8_options(opt.model, given)
@@ -87,11 +88,11 @@ def run_int8_export(opt, given: frozenset[str] = frozenset()) -> dict:
     else:
         if opt.input_scale is not None or opt.input_zero_point is not None or opt.eval_size is not None:
             raise UserError("--input-scale / --input-zero-point / --eval-size describe a dataset: pass --dataset too")
-        n = opt.test_inputs or (100 if opt.target == "host" else 20)
+        n = harness_input_count(opt)
         x = np.random.default_rng(RANDOM_INPUTS_SEED).integers(-128, 128, (n, *tin.shape[1:]), dtype=np.int8)
         labels, preprocessing = None, f"no dataset: {n} uniform random int8 inputs (seed {RANDOM_INPUTS_SEED})"
     _say(f"model: {opt.model} (int8 .tflite, {len(graph.ops)} ops: exported as stored, no quantization)")
-    n_test = min(opt.test_inputs or (100 if opt.target == "host" else 20), len(x))
+    n_test = harness_input_count(opt, len(x))
 
     sim = Simulator(graph)
     with _bar(len(x), "integer simulator") as bar:
@@ -130,7 +131,6 @@ def run_int8_export(opt, given: frozenset[str] = frozenset()) -> dict:
         report["bitexact"]["tflm"] = tflm
         move_into_place(stage, out, report, opt.force)
     finally:
-        import shutil
         shutil.rmtree(stage, ignore_errors=True)
     report["out"] = str(out)
     return report

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .data import load_data, model_units
-from .data.datasets import DATASETS
+from .data.datasets import DATASETS, check_fits
 from .errors import UserError
 from .ir import QGraph
 
@@ -54,11 +54,5 @@ def simulation_data(graph: QGraph, model: str, dataset: str, limit: int | None =
         raise UserError(f"--dataset {dataset} holds raw {ds.x.dtype} data: pass the declared preprocessing "
                         f"--input-scale S --input-zero-point Z (the model's input is (q - Z) * S, q the data as "
                         f"int8); {own} takes the data as this model's int8 input as stored")
-    if tuple(ds.x.shape[1:]) != tuple(tin.shape[1:]):
-        raise UserError(f"--dataset {dataset}: inputs of shape {tuple(ds.x.shape[1:])} (H,W,C), but {model} takes "
-                        f"{tuple(tin.shape[1:])}; pass data of the model's input size")
-    classes = int(np.prod(graph.tensors[graph.outputs[0]].shape[1:]))
-    if len(ds.y) and int(ds.y.max()) >= classes:
-        raise UserError(f"--dataset {dataset}: label {int(ds.y.max())}, but {model} has {classes} outputs; pass the "
-                        f"data the model was trained for")
+    check_fits(ds, "--dataset", model, tin.shape[1:], int(np.prod(graph.tensors[graph.outputs[0]].shape[1:])))
     return SimulationData(str(dataset), ds.quantize_input(scale, zp), ds.y, how)

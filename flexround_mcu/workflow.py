@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.datasets import model_units  # noqa: F401 (also for the tests and benchmarks)
+from .data.datasets import check_fits, model_units  # model_units: also for the tests and benchmarks
 from .errors import UserError
 from .ir import OpKind
 from .packing import PACKED_BITS
@@ -80,6 +80,13 @@ DEFAULT_ITERS = 500
 
 def default_iters(wbits: int) -> int:
     return ITERS.get(wbits, DEFAULT_ITERS)
+
+
+def harness_input_count(opt: ExportOptions, available: int | None = None) -> int:
+    """The harness's test inputs: --test-inputs, else 100 on the host and 20 on a Cortex-M target (emulated,
+    slower); at most the `available` inputs."""
+    n = opt.test_inputs or (100 if opt.target == "host" else 20)
+    return n if available is None else min(n, available)
 
 
 # Restarts of the reconstruction, by the lowest weight bits: at 2 bits the seed moves ResNet-8 by up to 3.8 points
@@ -357,14 +364,9 @@ def resolve_model(opt: ExportOptions):
 
 
 def check_data(ds, info: ModelInfo, option: str, classes: int | None = None) -> None:
-    """The data fit the model: input shape, and labels within its classes."""
+    """The data fit the model: input shape, and labels within its classes (data.datasets.check_fits)."""
     c, h, w = info.input_shape
-    if tuple(ds.x.shape[1:]) != (h, w, c):
-        raise UserError(f"{option} {ds.name}: inputs of shape {tuple(ds.x.shape[1:])} (H,W,C), but {info.name} takes "
-                        f"{(h, w, c)}; pass data of the model's input size")
-    if classes is not None and len(ds.y) and int(ds.y.max()) >= classes:
-        raise UserError(f"{option} {ds.name}: label {int(ds.y.max())}, but {info.name} has {classes} outputs; pass "
-                        f"the data the model was trained for")
+    check_fits(ds, option, info.name, (h, w, c), classes)
 
 
 def quantize_stage(opt: ExportOptions, graph, data: PreparedData):
@@ -416,8 +418,6 @@ def reconstruct_stage(opt: ExportOptions, graph, data: PreparedData, bits, iters
         rows.append({"seed": data.seed + r, "selection_kl": round(kl, 6), "chosen": False})
         if best is None or kl < best[0]:
             best = (kl, qm, logs, r)
-        else:
-            del qm
     rows[best[3]]["chosen"] = True
     which = "calibration images (in-sample: the draws cover them all)" if in_sample else "held-out calibration images"
     _say(f"kept restart {best[3] + 1} (seed {data.seed + best[3]}): mean KL {best[0]:.4f} from the float model on "
@@ -575,7 +575,7 @@ def run_export(opt: ExportOptions) -> dict:
     with _bar(len(x_int8), "integer simulator") as bar:
         values = sim.run(x_int8, keep_all=True, progress=bar.update)
     acc_int = _accuracy(values[qgraph.metadata["logits_tensor"]], eval_set.y)
-    n_test = min(opt.test_inputs or (100 if opt.target == "host" else 20), len(x_int8))
+    n_test = harness_input_count(opt, len(x_int8))
     expected = values[qgraph.outputs[0]][:n_test].reshape(n_test, -1)
 
     stage, checked = check_project(qgraph, memory, x_int8[:n_test], expected, opt, out)

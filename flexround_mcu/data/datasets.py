@@ -83,6 +83,17 @@ def model_units(ds, scale: float, zero_point: int):
     return ds
 
 
+def check_fits(ds: Dataset, option: str, model: str, input_hwc: tuple[int, ...], classes: int | None = None) -> None:
+    """The data fit the model: inputs of shape input_hwc (H,W,C), and labels within its classes (when known); a
+    UserError naming the option, the data and the model otherwise."""
+    if tuple(ds.x.shape[1:]) != tuple(input_hwc):
+        raise UserError(f"{option} {ds.name}: inputs of shape {tuple(ds.x.shape[1:])} (H,W,C), but {model} takes "
+                        f"{tuple(input_hwc)}; pass data of the model's input size")
+    if classes is not None and len(ds.y) and int(ds.y.max()) >= classes:
+        raise UserError(f"{option} {ds.name}: label {int(ds.y.max())}, but {model} has {classes} outputs; pass "
+                        f"the data the model was trained for")
+
+
 def _read_npz(relpath: str, key: str, dtype, tail: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """(inputs, int64 labels) from one .npz under the data root, checked against the expected key/dtype/shape."""
     path = require_file(relpath)
