@@ -75,7 +75,7 @@ def run_row(job: dict) -> dict:
     mixed = job["wbits"] == "mixed"
     opt = ExportOptions(model=job["model"], method=job["method"], wbits=job["wbits"],
                         flash_budget=job.get("budget") if mixed else None, iters=job.get("iters"))
-    qm, _, iters, mixed_info, restarts, act_lr = quantize_stage(opt, ctx["graph"], ctx["data"])
+    qm, _, iters, mixed_info, restarts, learned = quantize_stage(opt, ctx["graph"], ctx["data"])
     quantize_s = time.perf_counter() - t0
     acc_fake, acc_fake_float = fake_quant_accuracy(qm, ctx["eval_x"], ctx["eval"].y)
     qg = lower(qm, name=job["model"])
@@ -85,7 +85,8 @@ def run_row(job: dict) -> dict:
             "weight_bytes": mem.weight_bytes, "int_sim": round(_sim_accuracy(qg, ctx["eval"]), 4),
             "fake_quant": round(acc_fake, 4), "fake_quant_float_path": round(acc_fake_float, 4),
             "predicted_weight_bytes": mixed_info["predicted_weight_bytes"] if mixed_info else None,
-            "restarts": restarts, "act_lr": act_lr,
+            "restarts": restarts, "act_lr": learned.act_lr,
+            "head_with_last_block": learned.head_with_last_block,
             "seconds": round(time.perf_counter() - t0, 1), "quantize_seconds": round(quantize_s, 1)}
 
 

@@ -204,6 +204,9 @@ A model that is not in the zoo needs its data and its declared preprocessing:
 @click.option("--act-lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="LSQ: also learn the activation steps during reconstruction, at this learning rate [default: 1e-3 "
                    "when a layer has 2 bits, else off].")
+@click.option("--logits-loss/--block-loss", "head_with_last_block", default=None,
+              help="--logits-loss: reconstruct the last conv block together with the pooling and classifier, on "
+                   "the float logits, instead of on its own output [default: by the lowest bits, see README].")
 @click.option("--qdrop", type=click.FloatRange(min=0, max=1, max_open=True), default=0.0, show_default=True,
               help="QDrop: probability of leaving an activation unquantized while a block learns.")
 @click.option("--emit-tflite", is_flag=True, help="Also write OUT/model.tflite (int8 / int4 weights) for TFLite Micro.")
@@ -222,7 +225,8 @@ A model that is not in the zoo needs its data and its declared preprocessing:
 @click.option("--force", is_flag=True, help="Replace an existing output folder that is not a previous export.")
 def export(model, target, method, wbits, flash_budget, abits, granularity, first_last_8bit, weights, dataset,
            calib_dataset, input_scale, input_zero_point, input_shape, calib_size, eval_size, test_inputs, out, iters,
-           restarts, lr, batch_size, act_lr, qdrop, emit_tflite, kernels, ram_budget, no_harness, seed, force):
+           restarts, lr, batch_size, act_lr, head_with_last_block, qdrop, emit_tflite, kernels, ram_budget,
+           no_harness, seed, force):
     from .report import report_layer_table, summary_table
     from .workflow import ExportOptions, run_export
 
@@ -235,7 +239,7 @@ def export(model, target, method, wbits, flash_budget, abits, granularity, first
                                       weights=str(weights) if weights else None, calib_size=calib_size,
                                       eval_size=eval_size, test_inputs=test_inputs, out=out, seed=seed,
                                       force=force, iters=iters, restarts=restarts, lr=lr, batch_size=batch_size,
-                                      act_lr=act_lr,
+                                      act_lr=act_lr, head_with_last_block=head_with_last_block,
                                       drop_prob=qdrop, emit_tflite=emit_tflite, kernels=kernels,
                                       ram_budget=ram_budget, harness=not no_harness, given=given,
                                       dataset=dataset,

@@ -25,7 +25,8 @@ QUANTIZATION_OPTIONS = {
     "weights": "--weights", "calib_dataset": "--calib-dataset", "calib_size": "--calib-size",
     "input_shape": "--input-shape", "iters": "--iters", "restarts": "--restarts", "lr": "--lr",
     "batch_size": "--batch-size",
-    "act_lr": "--act-lr", "drop_prob": "--qdrop", "seed": "--seed",
+    "act_lr": "--act-lr",
+    "head_with_last_block": "--logits-loss/--block-loss", "drop_prob": "--qdrop", "seed": "--seed",
 }
 RANDOM_INPUTS_SEED = 0  # test inputs when no dataset is given: uniform int8, always the same
 _WEIGHTED = (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED)

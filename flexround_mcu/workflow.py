@@ -51,6 +51,7 @@ class ExportOptions:
     batch_size: int = 32
     act_lr: float | None = None  # LSQ: learn the activation steps at this lr (None: ACT_LR by the lowest bits)
     drop_prob: float = 0.0  # QDrop: probability of leaving an activation unquantized while a block learns
+    head_with_last_block: bool | None = None  # None: HEAD_WITH_LAST_BLOCK by the lowest bits (reconstruct.partition)
     emit_tflite: bool = False  # also write OUT/model.tflite (the QGraph as TFLite Micro runs it)
     ram_budget: int | None = None  # bytes of arena + scratch the plan may take (codegen/arena.py plan_arena)
     kernels: str | None = None  # the C kernel set: "mve", "dsp" or "portable" (codegen/kernels.py); None: the target's
@@ -73,7 +74,7 @@ CALIB_ONLY = ("cifar10-calib", "cifar10-train-full")  # training images: for cal
 # AdaRound: BRECQ's Adam default. FlexRound: measured on ResNet-8 (README, "Choosing the defaults"): lr 3e-3 met
 # every accuracy floor at 8, 4, 3 and 2 bits, where 1e-3 missed W8 (76.28%) and W2 (68.10% at 2,000 iterations).
 METHOD_LR = {"flexround": 3e-3, "adaround": 1e-3}
-# Iterations per block: 500 reach float accuracy at 8, 4 and 3 bits; ternary (2-bit) weights need 2,000.
+# Iterations per block: 500 reach float accuracy at 8, 4 and 3 bits; 2-bit weights need 2,000.
 ITERS = {2: 2000}
 DEFAULT_ITERS = 500
 
@@ -101,6 +102,9 @@ def default_restarts(wbits: int) -> int:
 # LSQ activation steps, by the lowest weight bits: at 2 bits over five seeds of ResNet-8 they raised the mean from
 # 71.45% to 72.19% and the best run from 72.76% to 73.84%, a wider spread that the restarts' choice turns into gain.
 ACT_LR = {2: 1e-3}
+
+# The last conv block reconstructed together with the pooling and classifier, on the logits, by the lowest bits.
+HEAD_WITH_LAST_BLOCK: dict[int, bool] = {}
 
 
 def _bar(total: int, desc: str, unit: str = "img"):
@@ -372,7 +376,8 @@ def check_data(ds, info: ModelInfo, option: str, classes: int | None = None) -> 
 def quantize_stage(opt: ExportOptions, graph, data: PreparedData):
     """Calibrate, choose the bits (--wbits mixed: mixed.choose_bits), quantize and reconstruct, `restarts` times
     when asked (reconstruct_stage): (the quantized model, the reconstruction logs, the iterations per block,
-    report.json's `mixed` or None, report.json's `restarts` or None, the LSQ activation lr used or None)."""
+    report.json's `mixed` or None, report.json's `restarts` or None, the options with the reconstruction's
+    defaults by bits filled in: act_lr, head_with_last_block)."""
     bits = mixed = None
     if opt.wbits == "mixed":
         from .mixed import choose_bits, sensitivity_runs
@@ -388,11 +393,13 @@ def quantize_stage(opt: ExportOptions, graph, data: PreparedData):
     restarts = (opt.restarts if opt.restarts is not None else default_restarts(lowest)) if learns else 1
     if opt.act_lr is None and learns and lowest in ACT_LR:
         opt = replace(opt, act_lr=ACT_LR[lowest])
+    if opt.head_with_last_block is None:
+        opt = replace(opt, head_with_last_block=HEAD_WITH_LAST_BLOCK.get(lowest, False))
     if restarts == 1:
         qm, logs = _quantize_once(opt, graph, data.calib_x, bits, iters, opt.seed)
-        return qm, logs, iters, mixed, None, opt.act_lr
+        return qm, logs, iters, mixed, None, opt
     qm, logs, chosen = reconstruct_stage(opt, graph, data, bits, iters, restarts)
-    return qm, logs, iters, mixed, chosen, opt.act_lr
+    return qm, logs, iters, mixed, chosen, opt
 
 
 def reconstruct_stage(opt: ExportOptions, graph, data: PreparedData, bits, iters: int, restarts: int):
@@ -448,7 +455,8 @@ def _quantize_once(opt: ExportOptions, graph, calib_x, bits, iters: int, seed: i
                 bar.n = it
                 bar.refresh()
             recon_logs = reconstruct(qm, calib_x, iters=iters, lr=lr, batch_size=opt.batch_size,
-                                     seed=seed, drop_prob=opt.drop_prob, act_lr=opt.act_lr, progress=tick)
+                                     seed=seed, drop_prob=opt.drop_prob, act_lr=opt.act_lr,
+                                     head_with_last_block=bool(opt.head_with_last_block), progress=tick)
     return qm, recon_logs
 
 
@@ -557,7 +565,7 @@ def run_export(opt: ExportOptions) -> dict:
     acc_float = data.acc_float
 
     t_q = time.perf_counter()
-    qm, recon_logs, iters, mixed, restarts, act_lr = quantize_stage(opt, graph, data)
+    qm, recon_logs, iters, mixed, restarts, learned = quantize_stage(opt, graph, data)
     quantize_s = time.perf_counter() - t_q
     acc_fake, acc_fake_float = fake_quant_accuracy(qm, eval_x, eval_set.y)
 
@@ -601,7 +609,8 @@ def run_export(opt: ExportOptions) -> dict:
             "data_source": data.sources,
             "reconstruction": None if not recon_logs else {
                 "iters": iters, "lr": opt.lr or METHOD_LR[opt.method], "batch_size": opt.batch_size,
-                "act_lr": act_lr, "drop_prob": opt.drop_prob, "restarts": restarts,
+                "act_lr": learned.act_lr, "head_with_last_block": learned.head_with_last_block,
+                "drop_prob": opt.drop_prob, "restarts": restarts,
                 "blocks": [{"block": b.block, "loss_start": round(b.loss_start, 5), "loss_end": round(b.loss_end, 5),
                             "seconds": round(b.seconds, 1)} for b in recon_logs]},
             "tflite": "model.tflite" if opt.emit_tflite else None,

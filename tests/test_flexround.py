@@ -118,6 +118,24 @@ def test_reconstruction_lowers_block_loss_and_is_deterministic(resnet8_parts):
     assert not torch.equal(qm1.weight_integers("s2_conv2"), qm_rtn.weight_integers("s2_conv2"))
 
 
+def test_head_with_last_block_reconstructs_on_the_logits(resnet8_parts):
+    """partition(head_with_last_block=True): the last conv block, the pooling and the classifier are one block
+    whose output is the logits; the blocks before it are untouched, and that block learns on the logits."""
+    from flexround_mcu.quant.fakequant import quantize_model
+    from flexround_mcu.quant.reconstruct import partition, reconstruct
+    graph, calib = resnet8_parts
+    plain, merged = partition(graph), partition(graph, head_with_last_block=True)
+    assert [b.nodes for b in merged[:3]] == [b.nodes for b in plain[:3]]  # conv0, s1, s2
+    head = merged[3]
+    assert head.output == graph.logits and head.input == plain[3].input == "s2_add"
+    assert head.nodes == [n for b in plain[3:7] for n in b.nodes]  # s3's convs and add, pool, flatten, fc
+    assert [b.nodes for b in merged[4:]] == [b.nodes for b in plain[7:]] == [["softmax"]]
+    qm = quantize_model(graph, [calib], method="flexround", wbits=2)
+    logs = reconstruct(qm, calib, iters=20, batch_size=16, head_with_last_block=True)
+    assert [l.block for l in logs] == ["s1_add", "s2_add", graph.logits]
+    assert logs[-1].loss_end < logs[-1].loss_start
+
+
 def test_adaround_reconstruction_runs_and_hardens(resnet8_parts):
     graph, calib = resnet8_parts
     qm, logs = _quantize(graph, calib, "adaround", 20)
@@ -143,13 +161,14 @@ def test_restarts_keep_the_one_closest_to_float_on_held_out_images(shared_data, 
     mean KL on the images neither drew; at 2 bits the default is 3 restarts with LSQ activation steps."""
     out = tmp_path / "r2"
     code = main(["export", "resnet8", "--wbits", "4", "--restarts", "2", "--iters", "5", "--calib-size", "64",
-                 "--eval-size", "64", "--test-inputs", "2", "--out", str(out)])
+                 "--eval-size", "64", "--test-inputs", "2", "--logits-loss", "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     rec = json.loads((out / "report.json").read_text())["reconstruction"]
     runs = rec["restarts"]["runs"]
     assert [r["seed"] for r in runs] == [0, 1] and sum(r["chosen"] for r in runs) == 1
     kept = next(r for r in runs if r["chosen"])
     assert kept["selection_kl"] == min(r["selection_kl"] for r in runs) and rec["act_lr"] is None
+    assert rec["head_with_last_block"] is True and [b["block"] for b in rec["blocks"]][-1] == "fc"  # --logits-loss
     held = int(rec["restarts"]["on"].split()[0])
     assert 4000 - 2 * 64 <= held < 4000 - 64  # the pool less the union of the two draws
 

@@ -47,8 +47,13 @@ class Block:
         return self.nodes[-1]
 
 
-def partition(graph: FloatGraph) -> list[Block]:
-    """Cut the node list wherever exactly one value is still needed by later nodes (or is the output)."""
+def partition(graph: FloatGraph, head_with_last_block: bool = False) -> list[Block]:
+    """Cut the node list wherever exactly one value is still needed by later nodes (or is the output).
+
+    head_with_last_block: the blocks from the last one with a conv before the logits through the logits (for a
+    CNN: its last conv block, the pooling and the classifier) are one block, so that block learns to match the
+    float logits rather than its own output position by position: an error that global pooling averages away
+    costs nothing there, and the classifier learns against the errors it is actually given."""
     last_use = {}
     for i, n in enumerate(graph.nodes):
         for x in n.inputs:
@@ -64,7 +69,23 @@ def partition(graph: FloatGraph) -> list[Block]:
             current, block_input = [], n.name
     if current:
         blocks.append(Block(current, block_input))
+    if head_with_last_block:
+        blocks = _merge_head(graph, blocks)
     return blocks
+
+
+def _merge_head(graph: FloatGraph, blocks: list[Block]) -> list[Block]:
+    head = next((i for i, b in enumerate(blocks) if graph.logits in b.nodes), None)
+    if head is None:
+        return blocks
+    convs = [i for i in range(head) if any(graph.node(n).kind == "conv" for n in blocks[i].nodes)]
+    if not convs:
+        return blocks
+    first = convs[-1]
+    merged = Block([n for b in blocks[first:head + 1] for n in b.nodes], blocks[first].input)
+    if merged.output != graph.logits:  # the logits node is not its block's last: leave the partition alone
+        return blocks
+    return blocks[:first] + [merged] + blocks[head + 1:]
 
 
 def run_block(module: GraphModule, block: Block, x: torch.Tensor) -> torch.Tensor:
@@ -92,6 +113,7 @@ class ReconstructionLog:
 
 def reconstruct(qm: QuantizedModel, calib: torch.Tensor, iters: int = 500, lr: float = 1e-3,
                 batch_size: int = 32, seed: int = 0, drop_prob: float = 0.0, act_lr: float | None = None,
+                head_with_last_block: bool = False,
                 progress: Callable[[str, int, int], None] | None = None) -> list[ReconstructionLog]:
     """Train every learnable weight quantizer of `qm` block by block on the calibration images `calib` (NCHW).
 
@@ -99,6 +121,8 @@ def reconstruct(qm: QuantizedModel, calib: torch.Tensor, iters: int = 500, lr: f
     unquantized with that probability (the block's inputs are left as the quantized model computes them).
     act_lr set is LSQ: the steps of the block's conv, linear and add outputs are learned too (in log space, zero
     points fixed, Adam at act_lr with the same cosine decay), then written into qm.qparams.
+    head_with_last_block: the last conv block learns together with the pooling and classifier, on the logits
+    (see partition).
     progress(block_name, iteration, iters) is called every 25 iterations."""
     import time
 
@@ -112,7 +136,7 @@ def reconstruct(qm: QuantizedModel, calib: torch.Tensor, iters: int = 500, lr: f
     with torch.no_grad():
         x_q = module.input_quant(calib) if module.input_quant is not None else calib
         fp_values = float_module(calib, keep=True)
-    for block in partition(graph):
+    for block in partition(graph, head_with_last_block):
         quantizers = [module.weight_fns[n] for n in block.nodes
                       if n in module.weight_fns and module.weight_fns[n].learnable]
         target = fp_values[block.output]
