@@ -19,7 +19,7 @@ from .errors import GraphError
 
 DTYPE_RANGES = {"int8": (-128, 127), "int4": (-8, 7), "int2": (-2, 1), "int32": (-(1 << 31), (1 << 31) - 1)}
 # Symmetric weights: int8 in [-127, 127] (the TFLite spec's narrow range), int4 in [-8, 7] (CMSIS-NN s4), int2 in
-# [-2, 1] (two's-complement crumbs; ternary weights use -1, 0, 1).
+# [-2, 1] (two's-complement crumbs; 2-bit layers use all four levels).
 WEIGHT_RANGES = {"int8": (-127, 127), "int4": (-8, 7), "int2": (-2, 1)}
 NUMPY_DTYPES = {"int8": np.int8, "int4": np.int8, "int2": np.int8, "int32": np.int32}
 

@@ -16,7 +16,7 @@ from .quant.fakequant import QuantizedModel
 
 
 def weight_dtype(bits: int) -> str:
-    """The QGraph dtype of a layer's weights: "int2" at 2 bits (the ternary grid [-1, 1]; codegen packs four per
+    """The QGraph dtype of a layer's weights: "int2" at 2 bits (the grid [-2, 1]; codegen packs four per
     byte for the s2 kernels), "int4" at 3 or 4 bits (grids [-3, 3] and [-7, 7] fit [-8, 7]; two per byte for the
     s4 kernels), "int8" otherwise. The values stay unpacked in int8 arrays in the QGraph either way."""
     return "int2" if bits <= 2 else "int4" if bits <= 4 else "int8"

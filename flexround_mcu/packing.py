@@ -3,8 +3,8 @@
 The tensor is flattened in its natural (row-major) order and packed over the whole tensor with no per-row
 padding, low bits first:
 - int4: element 2k in bits 3..0 of byte k, element 2k+1 in bits 7..4, two's complement in [-8, 7];
-- int2: element 4k+j in bits 2j+1..2j of byte k (j = 0..3), two's complement in [-2, 1] (ternary weights use
-  -1, 0, 1).
+- int2: element 4k+j in bits 2j+1..2j of byte k (j = 0..3), two's complement in [-2, 1] (2-bit layers use
+  all four levels).
 A count that does not fill the last byte leaves its high bits 0; rows whose length is not a multiple of the
 values per byte start mid-byte. Used by codegen (weight arrays), sim (the s4 / s2 kernels' twins) and the .tflite
 reader and writer; no torch here.

@@ -193,11 +193,11 @@ class Draw:
 
     def weights(self, shape, bits: int) -> np.ndarray:
         lo, hi = WEIGHT_LIMITS[bits]
-        if bits == 2:  # every draw is already a low width: all of [-2, 1], or the ternary [-1, 1]
+        if bits == 2:  # every draw is already a low width: all of [-2, 1] (the quantizer's grid), or [-1, 1]
             m = self.pick([1, 2])
             return self.rng.integers(-m, min(m, hi) + 1, size=shape).astype(np.int8)
         r = self.rng.random()
-        if r < 0.1:  # a lower bit width (3- or 2-bit layers use [-3, 3] / [-1, 1])
+        if r < 0.1:  # a lower bit width's values in a wider container (3-bit layers use [-3, 3])
             m = self.pick([1, 3])
             return self.rng.integers(-m, m + 1, size=shape).astype(np.int8)
         return self.values(shape, lo, hi)

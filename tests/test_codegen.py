@@ -549,10 +549,14 @@ def test_lowering_types_low_bit_weights_int4_or_int2(resnet8_rtn_low_bits, wbits
     dtypes = [g.tensors[op.inputs[1]].dtype for op in weighted]
     low = "int2" if wbits == 2 else "int4"  # 3-bit grids sit in int4 containers, ternary ones in int2
     assert dtypes == ["int8"] + [low] * (len(weighted) - 2) + ["int8"]  # first and last stay 8-bit
-    qmax = (1 << (wbits - 1)) - 1  # symmetric grids: [-7, 7], [-3, 3], [-1, 1]
+    qmax = (1 << (wbits - 1)) - 1  # grids [-7, 7], [-3, 3] and, at 2 bits, the crumb's whole range [-2, 1]
+    qmin = -2 if wbits == 2 else -qmax
+    lows = []
     for op in weighted[1:-1]:
         w = g.tensors[op.inputs[1]].data
-        assert w.dtype == np.int8 and np.abs(w).max() == qmax
+        assert w.dtype == np.int8 and w.max() <= qmax and w.min() >= qmin and np.abs(w).max() >= qmax
+        lows.append(int(w.min()))
+    assert min(lows) == qmin  # the grid's lowest level is used (at 2 bits: -2, the fourth level)
     assert g.metadata["bits"][weighted[1].name] == wbits
 
 

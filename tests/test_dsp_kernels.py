@@ -407,10 +407,15 @@ def test_bounds_reason_rejects_huge_weights_and_bias():
     assert "4096*128" in _bounds_reason(w4, np.zeros(1, np.int64), 0, np.array([-20]), "int4")
     assert _bounds_reason(w4[:, :580], np.zeros(1, np.int64), 0, np.array([-20]), "int4") == ""  # 4060*128*4096 < 2^31
     assert _bounds_reason(w4, np.zeros(1, np.int64), 0, np.array([-20]), "int8") == ""
+    # 2-bit rows use -2 too, so a K = 576 row (ResNet-8's 3x3x64) can reach sum|w| = 1152: 16384*128*sum|w| >= 2^31
+    w2 = np.full((1, 576), -2, np.int64)
+    assert "16384*128" in _bounds_reason(w2, np.zeros(1, np.int64), 0, np.array([-20]), "int2")
+    assert _bounds_reason(w2[:, :511], np.zeros(1, np.int64), 0, np.array([-20]), "int2") == ""  # 1022 < 1024
     # through the export's choice: the portable kernel, with the reason
     for kind, w_, bias in (("fc_s8", np.full((2, 40000), 127, np.int8), None),
                            ("fc_s8", np.ones((2, 8), np.int8), np.array([2**30, 5], np.int32)),
-                           ("fc_s4", np.full((1, 600), 7, np.int8), None)):
+                           ("fc_s4", np.full((1, 600), 7, np.int8), None),
+                           ("fc_s2", np.full((1, 576), -2, np.int8), None)):
         args = _fc_args(w_, bias)
         graph, op = dc.one_op_graph(kind, args, (1, w_.shape[0]))
         ch = choose_kernel(graph, op, "dsp")

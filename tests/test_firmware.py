@@ -279,7 +279,7 @@ def flexround_resnet8(wbits: int, resnet8_float, root: Path):
 @pytest.mark.parametrize("wbits", [4, 3, 2])
 def test_flexround_low_bit_resnet8_bitexact_on_cortex_m7(wbits, arm_tools, resnet8, resnet8_float, project_root):
     g, x, y, project = flexround_resnet8(wbits, resnet8_float, project_root)
-    dtype, s, per_byte = ("int2", "s2", 4) if wbits == 2 else ("int4", "s4", 2)  # ternary weights: 4 per byte
+    dtype, s, per_byte = ("int2", "s2", 4) if wbits == 2 else ("int4", "s4", 2)  # 2-bit weights: 4 per byte
     low_ops = [op for op in g.ops if op.inputs[1:] and g.tensors[op.inputs[1]].dtype == dtype]
     assert len(low_ops) == 8 and g.metadata["bits"][low_ops[0].name] == wbits  # all but the first and last
     assert len(np.unique(y, axis=0)) > 3  # real data: varied outputs

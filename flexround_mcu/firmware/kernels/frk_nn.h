@@ -16,7 +16,7 @@
  * the low nibble for even i and the high nibble for odd i, with no padding per row (rows of odd length start
  * mid-byte) and an unused high nibble at the end of an odd count: CMSIS-NN's arm_*_s4 layout. The arithmetic
  * is the s8 one on the unpacked values (docs/arithmetic.md 4.9). The _s2 kernels take int2 values in [-2, 1]
- * (ternary weights use -1, 0, 1) packed four per byte the same way: element i in bits 2j+1..2j of byte i >> 2,
+ * (2-bit layers use all four levels) packed four per byte the same way: element i in bits 2j+1..2j of byte i >> 2,
  * j = i & 3, no padding per row.
  *
  * Implementation: one op family per file (frk_support.c, frk_convolve_s8.c, frk_convolve_s4.c,

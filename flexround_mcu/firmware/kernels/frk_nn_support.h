@@ -175,7 +175,7 @@ static inline int32_t frk__dot_s4(const uint8_t *packed, int32_t first, const in
 
 /* int2 (s2) filters: two's-complement 2-bit fields ("crumbs") packed densely over the whole tensor, four per
  * byte (docs/arithmetic.md 1): element i of the flattened filter is bits 2j+1..2j of byte i >> 2, j = i & 3.
- * Ternary weights use -1, 0 and 1. Crumb j, moved to the top of a word and shifted back arithmetically, is the
+ * All four values, -2 to 1, occur. Crumb j, moved to the top of a word and shifted back arithmetically, is the
  * sign-extended value: one LSL and one ASR (or one SBFX). */
 static inline int32_t frk__s2_crumb(uint32_t byte, int32_t j)
 {

@@ -1,6 +1,6 @@
 """AdaRound (Nagel et al., 2020) with BRECQ's defaults: learn, per weight, whether to round down or up.
 
-    W_hat = s * clip(floor(W / s) + h(V), -qmax, qmax),   h(V) = clamp(sigmoid(V) * (zeta - gamma) + gamma, 0, 1)
+    W_hat = s * clip(floor(W / s) + h(V), qmin, qmax),   h(V) = clamp(sigmoid(V) * (zeta - gamma) + gamma, 0, 1)
 
 zeta = 1.1, gamma = -0.1 (the rectified sigmoid); V starts where h(V) equals the fractional part of W / s (so the
 soft weight starts at the float weight, not at round to nearest). The regularizer
@@ -36,13 +36,13 @@ class AdaRound(WeightQuantizer):
 
     def integers(self, w: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return torch.clamp(torch.floor(w / self.scale_like(w)) + (self.V >= 0).float(), -self.qmax, self.qmax)
+            return torch.clamp(torch.floor(w / self.scale_like(w)) + (self.V >= 0).float(), self.qmin, self.qmax)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         if not self.soft:
             return self.integers(w) * self.scale_like(w)
         s = self.scale_like(w)
-        return torch.clamp(torch.floor(w / s) + self.h(), -self.qmax, self.qmax) * s
+        return torch.clamp(torch.floor(w / s) + self.h(), self.qmin, self.qmax) * s
 
     def regularization(self, progress: float) -> torch.Tensor | float:
         if progress < self.warmup:

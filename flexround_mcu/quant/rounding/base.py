@@ -20,10 +20,19 @@ class RoundSTE(torch.autograd.Function):
 
 
 def qmax_for(bits: int) -> int:
-    """Symmetric narrow range [-qmax, qmax]: int8 [-127, 127], 4 bits [-7, 7], 3 bits [-3, 3], 2 bits [-1, 1]."""
+    """The largest weight integer: int8 127, 4 bits 7, 3 bits 3, 2 bits 1."""
     if bits not in VALID_BITS:
         raise ValueError(f"weight bits must be one of {VALID_BITS}, got {bits}")
     return (1 << (bits - 1)) - 1
+
+
+def qmin_for(bits: int) -> int:
+    """The smallest weight integer: -qmax (the symmetric narrow range: int8 [-127, 127], 4 bits [-7, 7], 3 bits
+    [-3, 3]) except at 2 bits, where it is -2: the crumb's whole two's-complement range [-2, 1]. Narrow range
+    there would leave a ternary grid, three of the four codes; the fourth level contains the ternary grid at every
+    scale and cuts the least squared rounding error of Laplace-distributed weights by a fifth (0.266 to 0.208 of
+    the variance). Zero point 0 either way, so the arithmetic is unchanged."""
+    return -2 if bits == 2 else -qmax_for(bits)
 
 
 def _channel_view(w: torch.Tensor, per_channel: bool) -> torch.Tensor:
@@ -35,8 +44,8 @@ def search_scale(w: torch.Tensor, bits: int, per_channel: bool, grid: str = "mse
     """Scale per tensor (shape (1,)) or per output channel (shape (C_out,)).
 
     minmax: max|W| / qmax. mse: BRECQ's shrink search, the s = (1 - 0.01 i) max|W| / qmax (i < candidates)
-    with the least sum |W - W_hat|^p, p = 2.4 (an Lp score between MSE and max error)."""
-    qmax = qmax_for(bits)
+    with the least sum |W - W_hat|^p, p = 2.4 (an Lp score between MSE and max error), W_hat on [qmin, qmax]."""
+    qmax, qmin = qmax_for(bits), qmin_for(bits)
     v = _channel_view(w.detach().float(), per_channel)
     amax = v.abs().amax(dim=1).clamp_min(1e-12)
     if grid == "minmax":
@@ -47,7 +56,7 @@ def search_scale(w: torch.Tensor, bits: int, per_channel: bool, grid: str = "mse
     best_err = torch.full_like(amax, float("inf"))
     for i in range(candidates):
         s = (1.0 - 0.01 * i) * amax / qmax
-        err = ((torch.clamp(torch.round(v / s[:, None]), -qmax, qmax) * s[:, None] - v).abs() ** p).sum(dim=1)
+        err = ((torch.clamp(torch.round(v / s[:, None]), qmin, qmax) * s[:, None] - v).abs() ** p).sum(dim=1)
         better = err < best_err
         best = torch.where(better, s, best)
         best_err = torch.where(better, err, best_err)
@@ -55,7 +64,7 @@ def search_scale(w: torch.Tensor, bits: int, per_channel: bool, grid: str = "mse
 
 
 class WeightQuantizer(nn.Module):
-    """Symmetric weight quantization of one layer: W_hat = s * clip(round_method(W / s), -qmax, qmax).
+    """Symmetric weight quantization of one layer: W_hat = s * clip(round_method(W / s), qmin, qmax).
 
     The interface the reconstruction loop relies on:
     - `forward(W)`: the fake-quantized weight (differentiable in the learned parameters, if any);
@@ -70,7 +79,7 @@ class WeightQuantizer(nn.Module):
                  depthwise: bool = False):
         super().__init__()
         self.bits = bits
-        self.qmax = qmax_for(bits)
+        self.qmax, self.qmin = qmax_for(bits), qmin_for(bits)
         self.per_channel = per_channel
         self.depthwise = depthwise
         self.register_buffer("grid_scale", search_scale(weight, bits, per_channel, grid))

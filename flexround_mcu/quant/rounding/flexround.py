@@ -1,6 +1,6 @@
 """FlexRound (Lee et al., ICML 2023): learnable rounding by element-wise division.
 
-    W_hat = s1 * clip(round(W / S), -qmax, qmax),    S = s1 * S2 * s3 * s4   (element-wise, broadcast)
+    W_hat = s1 * clip(round(W / S), qmin, qmax),    S = s1 * S2 * s3 * s4   (element-wise, broadcast)
 
 s1 is the grid (one per tensor, or one per output channel), shared by the divisor and the multiplier; S2 has W's
 shape; s3 is one per output channel; s4 one per input channel (a scalar for depthwise and linear layers, where
@@ -53,8 +53,8 @@ class FlexRound(WeightQuantizer):
 
     def integers(self, w: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return torch.clamp(torch.round(w / self.divisor(w)), -self.qmax, self.qmax)
+            return torch.clamp(torch.round(w / self.divisor(w)), self.qmin, self.qmax)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        q = torch.clamp(RoundSTE.apply(w / self.divisor(w)), -self.qmax, self.qmax)
+        q = torch.clamp(RoundSTE.apply(w / self.divisor(w)), self.qmin, self.qmax)
         return q * self.scale_like(w)

@@ -8,4 +8,4 @@ from .base import WeightQuantizer
 
 class RoundToNearest(WeightQuantizer):
     def integers(self, w: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(torch.round(w / self.scale_like(w)), -self.qmax, self.qmax)
+        return torch.clamp(torch.round(w / self.scale_like(w)), self.qmin, self.qmax)
