@@ -9,7 +9,7 @@ from torch import nn
 from flexround_mcu.quant.fold import fold_bn
 from flexround_mcu.quant.observers import RangeObserver, qparams_from_range
 from flexround_mcu.quant.rounding import RoundToNearest, search_scale
-from flexround_mcu.quant.rounding.base import qmax_for
+from flexround_mcu.quant.rounding.base import qmax_for, qmin_for
 
 
 def test_bn_folding_is_equivalent():
@@ -58,7 +58,7 @@ def test_rtn_integers_in_range_and_step_zero(bits, per_channel):
     w = torch.randn(6, 4, 3, 3) * torch.linspace(0.1, 2, 6)[:, None, None, None]
     q = RoundToNearest(w, bits, per_channel)
     ints = q.integers(w)
-    assert ints.abs().max() <= qmax_for(bits)
+    assert qmin_for(bits) <= ints.min() and ints.max() <= qmax_for(bits)
     assert torch.equal(ints, torch.round(ints))
     assert q.scale.shape == ((6,) if per_channel else (1,))
     assert torch.allclose(q(w), ints * q.scale_like(w))
