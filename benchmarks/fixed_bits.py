@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""One FlexRound reconstruction per row at a fixed per-layer allocation: how much of a low-bit result is the
+allocation and how much the reconstruction's settings (calibration images, QDrop) and its seed.
+
+    FLEXROUND_MCU_DATA=../shared/data .venv/bin/python benchmarks/fixed_bits.py \
+        --alloc allocated=benchmarks/allocations/resnet8_30000_allocated.json [--alloc NAME=FILE ...] \
+        [--seeds 0,1] [--calib-sizes 1024,2048] [--qdrop 0,0.5]
+
+An allocation FILE is {layer: bits}, or the report.json of a mixed export (its mixed.layers). Every combination
+of allocation, seed, calibration size and QDrop probability is one row: calibration and one reconstruction with
+the export's own stage (workflow._quantize_once, the defaults by the lowest bits: iterations, LSQ activation lr,
+the logits loss), no restarts, on one torch thread, then the fake-quant accuracy with the integer arithmetic (the
+integer simulator's by construction) on the 5,000 cifar10-test-5000 images and the host export's weight bytes.
+A row with the export's defaults (calibration 1,024, QDrop 0) and a uniform allocation is `flexround-mcu export
+resnet8 --wbits B --restarts 1 --seed S` (same figure). Writes benchmarks/results/fixed_bits_resnet8.json.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+os.environ.setdefault("FLEXROUND_MCU_DATA", str(REPO.parent / "shared" / "data"))
+
+from _common import run, write_results  # noqa: E402
+
+from flexround_mcu.errors import UserError  # noqa: E402
+
+
+def load_allocation(spec: str) -> tuple[str, dict[str, int]]:
+    name, sep, path = spec.partition("=")
+    if not sep or not name:
+        raise UserError(f"--alloc {spec!r}: expected NAME=FILE, e.g. allocated=benchmarks/allocations/"
+                        f"resnet8_30000_allocated.json")
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"--alloc {spec!r}: cannot read {path} as JSON ({e}); pass a {{layer: bits}} file or a "
+                        f"mixed export's report.json")
+    if isinstance(data, dict) and isinstance(data.get("mixed"), dict):
+        data = {la["layer"]: la["bits"] for la in data["mixed"]["layers"]}
+    if not (isinstance(data, dict) and data and all(v in (8, 4, 3, 2) for v in data.values())):
+        raise UserError(f"--alloc {spec!r}: {path} is not a {{layer: bits}} map with bits in 8, 4, 3, 2")
+    return name, {k: int(v) for k, v in data.items()}
+
+
+def _ints(text: str, what: str, kind=int) -> list:
+    try:
+        return [kind(v) for v in text.split(",")]
+    except ValueError:
+        raise UserError(f"{what} {text!r}: expected comma-separated numbers, e.g. 0,1")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--alloc", action="append", required=True, help="NAME=FILE ({layer: bits} or a report.json)")
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--calib-sizes", default="1024")
+    ap.add_argument("--qdrop", default="0")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "fixed_bits_resnet8.json"))
+    a = ap.parse_args()
+    allocs = dict(load_allocation(s) for s in a.alloc)
+    seeds, sizes = _ints(a.seeds, "--seeds"), _ints(a.calib_sizes, "--calib-sizes")
+    drops = _ints(a.qdrop, "--qdrop", float)
+
+    import torch
+    torch.set_num_threads(1)
+    from flexround_mcu import workflow as wf
+    from flexround_mcu.codegen.render import memory_report
+    from flexround_mcu.lower import lower
+
+    rows = []
+    for (name, bits), seed, size, drop in itertools.product(allocs.items(), seeds, sizes, drops):
+        opt = wf.ExportOptions(model="resnet8", wbits=min(bits.values()), target="host", seed=seed, calib_size=size,
+                               drop_prob=drop)
+        torch.manual_seed(seed)
+        graph, info = wf.resolve_model(opt)
+        unknown = set(bits) ^ {n.name for n in graph.weighted()}
+        if unknown:
+            raise UserError(f"--alloc {name}: the layers {sorted(unknown)} are not ResNet-8's weighted layers")
+        data = wf.prepare_data(opt, graph, info)
+        lowest = min(bits.values())
+        opt = replace(opt, act_lr=wf.ACT_LR.get(lowest), head_with_last_block=wf.HEAD_WITH_LAST_BLOCK.get(lowest, False))
+        t0 = time.perf_counter()
+        qm, _ = wf._quantize_once(opt, graph, data.calib_x, bits, wf.default_iters(lowest), seed)
+        exact, _ = wf.fake_quant_accuracy(qm, data.eval_x, data.eval_set.y)
+        weight_bytes = memory_report(lower(qm, name="resnet8"), "host", None).weight_bytes
+        rows.append({"allocation": name, "bits": bits, "seed": seed, "calib_size": size, "qdrop": drop,
+                     "accuracy": round(exact, 4), "weight_bytes": weight_bytes,
+                     "minutes": round((time.perf_counter() - t0) / 60, 1)})
+        print(json.dumps(rows[-1]), flush=True)
+
+    print("\n| allocation | seed | calibration images | QDrop | weight bytes | accuracy |\n|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['allocation']} | {r['seed']} | {r['calib_size']} | {r['qdrop']} | {r['weight_bytes']:,} | "
+              f"{100 * r['accuracy']:.2f}% |")
+    write_results(Path(a.out), {"model": "resnet8", "dataset": "cifar10-test-5000", "rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
