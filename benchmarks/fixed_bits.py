@@ -22,7 +22,6 @@ import json
 import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,21 +76,26 @@ def main() -> int:
     from flexround_mcu.codegen.render import memory_report
     from flexround_mcu.lower import lower
 
+    graph, info = wf.resolve_model(wf.ExportOptions(model="resnet8", target="host"))
+    layers = {n.name for n in graph.weighted()}
+    for name, bits in allocs.items():  # every allocation checked before the first reconstruction
+        if set(bits) != layers:
+            raise UserError(f"--alloc {name}: the layers {sorted(set(bits) ^ layers)} are missing from it or are not "
+                            f"ResNet-8's weighted layers")
+    data = {}  # (seed, calibration size): the evaluation set and that draw of calibration images
     rows = []
     for (name, bits), seed, size, drop in itertools.product(allocs.items(), seeds, sizes, drops):
-        opt = wf.ExportOptions(model="resnet8", wbits=min(bits.values()), target="host", seed=seed, calib_size=size,
-                               drop_prob=drop)
-        torch.manual_seed(seed)
-        graph, info = wf.resolve_model(opt)
-        unknown = set(bits) ^ {n.name for n in graph.weighted()}
-        if unknown:
-            raise UserError(f"--alloc {name}: the layers {sorted(unknown)} are not ResNet-8's weighted layers")
-        data = wf.prepare_data(opt, graph, info)
         lowest = min(bits.values())
-        opt = replace(opt, act_lr=wf.ACT_LR.get(lowest), head_with_last_block=wf.HEAD_WITH_LAST_BLOCK.get(lowest, False))
+        opt = wf.ExportOptions(model="resnet8", wbits=lowest, target="host", seed=seed, calib_size=size,
+                               drop_prob=drop)
+        if (seed, size) not in data:
+            data[seed, size] = wf.prepare_data(opt, graph, info)
+        d = data[seed, size]
+        opt, iters, _ = wf.reconstruction_defaults(opt, lowest)  # one reconstruction per row: no restarts
+        torch.manual_seed(seed)
         t0 = time.perf_counter()
-        qm, _ = wf._quantize_once(opt, graph, data.calib_x, bits, wf.default_iters(lowest), seed)
-        exact, _ = wf.fake_quant_accuracy(qm, data.eval_x, data.eval_set.y)
+        qm, _ = wf._quantize_once(opt, graph, d.calib_x, bits, iters, seed)
+        exact, _ = wf.fake_quant_accuracy(qm, d.eval_x, d.eval_set.y)
         weight_bytes = memory_report(lower(qm, name="resnet8"), "host", None).weight_bytes
         rows.append({"allocation": name, "bits": bits, "seed": seed, "calib_size": size, "qdrop": drop,
                      "accuracy": round(exact, 4), "weight_bytes": weight_bytes,

@@ -390,7 +390,17 @@ def quantize_stage(opt: ExportOptions, graph, data: PreparedData):
                                       lr=opt.lr or METHOD_LR.get(opt.method, 1e-3), progress=bar.update)
         _say("mixed precision: " + ", ".join(f"{k} W{v}" for k, v in bits.items())
              + f" ({mixed['predicted_weight_bytes']} B of weights for --flash-budget {opt.flash_budget})")
-    lowest = min(bits.values()) if bits else opt.wbits
+    opt, iters, restarts = reconstruction_defaults(opt, min(bits.values()) if bits else opt.wbits)
+    if restarts == 1:
+        qm, logs = _quantize_once(opt, graph, data.calib_x, bits, iters, opt.seed)
+        return qm, logs, iters, mixed, None, opt
+    qm, logs, chosen = reconstruct_stage(opt, graph, data, bits, iters, restarts)
+    return qm, logs, iters, mixed, chosen, opt
+
+
+def reconstruction_defaults(opt: ExportOptions, lowest: int) -> tuple[ExportOptions, int, int]:
+    """The reconstruction's defaults by the lowest weight bits where `opt` leaves them open: (opt with act_lr and
+    head_with_last_block filled in, the iterations per block, the restarts; 1 for a method that does not learn)."""
     iters = opt.iters if opt.iters is not None else default_iters(lowest)
     learns = opt.method in METHOD_LR
     restarts = (opt.restarts if opt.restarts is not None else default_restarts(lowest)) if learns else 1
@@ -398,11 +408,7 @@ def quantize_stage(opt: ExportOptions, graph, data: PreparedData):
         opt = replace(opt, act_lr=ACT_LR[lowest])
     if opt.head_with_last_block is None:
         opt = replace(opt, head_with_last_block=HEAD_WITH_LAST_BLOCK.get(lowest, False))
-    if restarts == 1:
-        qm, logs = _quantize_once(opt, graph, data.calib_x, bits, iters, opt.seed)
-        return qm, logs, iters, mixed, None, opt
-    qm, logs, chosen = reconstruct_stage(opt, graph, data, bits, iters, restarts)
-    return qm, logs, iters, mixed, chosen, opt
+    return opt, iters, restarts
 
 
 def reconstruct_stage(opt: ExportOptions, graph, data: PreparedData, bits, iters: int, restarts: int):
