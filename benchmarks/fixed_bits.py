@@ -4,11 +4,11 @@ allocation and how much the reconstruction's settings (calibration images, QDrop
 
     FLEXROUND_MCU_DATA=../shared/data .venv/bin/python benchmarks/fixed_bits.py \
         --alloc allocated=benchmarks/allocations/resnet8_30000_allocated.json [--alloc NAME=FILE ...] \
-        [--seeds 0,1] [--calib-sizes 1024,2048] [--qdrop 0,0.5]
+        [--seeds 0,1] [--calib-sizes 1024,2048] [--qdrop 0,0.5] [--granularity tensor,channel]
 
 An allocation FILE is {layer: bits}, or the report.json of a mixed export (its mixed.layers). Every combination
 of allocation, seed, calibration size and QDrop probability is one row: calibration and one reconstruction with
-the export's own stage (workflow._quantize_once, the defaults by the lowest bits: iterations, LSQ activation lr,
+the export's own stage (workflow.quantize_once, the defaults by the lowest bits: iterations, LSQ activation lr,
 the logits loss), no restarts, on one torch thread, then the fake-quant accuracy with the integer arithmetic (the
 integer simulator's by construction) on the 5,000 cifar10-test-5000 images and the host export's weight bytes.
 A row with the export's defaults (calibration 1,024, QDrop 0) and a uniform allocation is `flexround-mcu export
@@ -64,11 +64,15 @@ def main() -> int:
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--calib-sizes", default="1024")
     ap.add_argument("--qdrop", default="0")
+    ap.add_argument("--granularity", default="tensor", help="tensor, channel, or both: tensor,channel")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "fixed_bits_resnet8.json"))
     a = ap.parse_args()
     allocs = dict(load_allocation(s) for s in a.alloc)
     seeds, sizes = _ints(a.seeds, "--seeds"), _ints(a.calib_sizes, "--calib-sizes")
     drops = _ints(a.qdrop, "--qdrop", float)
+    grains = a.granularity.split(",")
+    if not set(grains) <= {"tensor", "channel"}:
+        raise UserError(f"--granularity {a.granularity!r}: expected tensor, channel or tensor,channel")
 
     import torch
     torch.set_num_threads(1)
@@ -84,28 +88,30 @@ def main() -> int:
                             f"ResNet-8's weighted layers")
     data = {}  # (seed, calibration size): the evaluation set and that draw of calibration images
     rows = []
-    for (name, bits), seed, size, drop in itertools.product(allocs.items(), seeds, sizes, drops):
+    for (name, bits), seed, size, drop, grain in itertools.product(allocs.items(), seeds, sizes, drops, grains):
         lowest = min(bits.values())
         opt = wf.ExportOptions(model="resnet8", wbits=lowest, target="host", seed=seed, calib_size=size,
-                               drop_prob=drop)
+                               drop_prob=drop, granularity=grain)
         if (seed, size) not in data:
             data[seed, size] = wf.prepare_data(opt, graph, info)
         d = data[seed, size]
         opt, iters, _ = wf.reconstruction_defaults(opt, lowest)  # one reconstruction per row: no restarts
         torch.manual_seed(seed)
         t0 = time.perf_counter()
-        qm, _ = wf._quantize_once(opt, graph, d.calib_x, bits, iters, seed)
+        qm, _ = wf.quantize_once(opt, graph, d.calib_x, bits, iters, seed)
         exact, _ = wf.fake_quant_accuracy(qm, d.eval_x, d.eval_set.y)
         weight_bytes = memory_report(lower(qm, name="resnet8"), "host", None).weight_bytes
         rows.append({"allocation": name, "bits": bits, "seed": seed, "calib_size": size, "qdrop": drop,
+                     "granularity": grain,
                      "accuracy": round(exact, 4), "weight_bytes": weight_bytes,
                      "minutes": round((time.perf_counter() - t0) / 60, 1)})
         print(json.dumps(rows[-1]), flush=True)
 
-    print("\n| allocation | seed | calibration images | QDrop | weight bytes | accuracy |\n|---|---|---|---|---|---|")
+    print("\n| allocation | granularity | seed | calibration images | QDrop | weight bytes | accuracy |\n"
+          "|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['allocation']} | {r['seed']} | {r['calib_size']} | {r['qdrop']} | {r['weight_bytes']:,} | "
-              f"{100 * r['accuracy']:.2f}% |")
+        print(f"| {r['allocation']} | {r['granularity']} | {r['seed']} | {r['calib_size']} | {r['qdrop']} | "
+              f"{r['weight_bytes']:,} | {100 * r['accuracy']:.2f}% |")
     write_results(Path(a.out), {"model": "resnet8", "dataset": "cifar10-test-5000", "rows": rows})
     return 0
 

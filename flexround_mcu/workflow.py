@@ -392,7 +392,7 @@ def quantize_stage(opt: ExportOptions, graph, data: PreparedData):
              + f" ({mixed['predicted_weight_bytes']} B of weights for --flash-budget {opt.flash_budget})")
     opt, iters, restarts = reconstruction_defaults(opt, min(bits.values()) if bits else opt.wbits)
     if restarts == 1:
-        qm, logs = _quantize_once(opt, graph, data.calib_x, bits, iters, opt.seed)
+        qm, logs = quantize_once(opt, graph, data.calib_x, bits, iters, opt.seed)
         return qm, logs, iters, mixed, None, opt
     qm, logs, chosen = reconstruct_stage(opt, graph, data, bits, iters, restarts)
     return qm, logs, iters, mixed, chosen, opt
@@ -429,7 +429,7 @@ def reconstruct_stage(opt: ExportOptions, graph, data: PreparedData, bits, iters
     for r, draw in enumerate(draws):
         _say(f"restart {r + 1} of {restarts} (seed {data.seed + r})")
         calib_x = data.calib_x if r == 0 else float_input(_subset(pool, draw))
-        qm, logs = _quantize_once(opt, graph, calib_x, bits, iters, data.seed + r)
+        qm, logs = quantize_once(opt, graph, calib_x, bits, iters, data.seed + r)
         kl = mean_kl(reference, qm, sel_x)
         rows.append({"seed": data.seed + r, "selection_kl": round(kl, 6), "chosen": False})
         if best is None or kl < best[0]:
@@ -444,7 +444,7 @@ def reconstruct_stage(opt: ExportOptions, graph, data: PreparedData, bits, iters
     return best[1], best[2], info
 
 
-def _quantize_once(opt: ExportOptions, graph, calib_x, bits, iters: int, seed: int):
+def quantize_once(opt: ExportOptions, graph, calib_x, bits, iters: int, seed: int):
     """One calibration and (for a learned method) reconstruction on calib_x, its batches drawn with `seed` (see
     reconstruct): (the quantized model, the logs)."""
     from .quant.fakequant import quantize_model
