@@ -96,10 +96,12 @@ def run_int8_export(opt, given: frozenset[str] = frozenset()) -> dict:
     n_test = harness_input_count(opt, len(x))
 
     sim = Simulator(graph)
-    with _bar(len(x), "integer simulator") as bar:
-        outputs = sim.run(x, progress=bar.update)[graph.outputs[0]].reshape(len(x), -1)
-    test_values = sim.run(x[:n_test], keep_all=True)
-    expected = test_values[graph.outputs[0]].reshape(n_test, -1)
+    with _bar(len(x), "integer simulator") as bar:  # every tensor of the test inputs (for TFLM), outputs of the rest
+        test_values = sim.run(x[:n_test], keep_all=True, progress=bar.update)
+        expected = test_values[graph.outputs[0]].reshape(n_test, -1)
+        rest = (sim.run(x[n_test:], progress=bar.update)[graph.outputs[0]].reshape(len(x) - n_test, -1)
+                if len(x) > n_test else expected[:0])
+    outputs = np.concatenate([expected, rest])
     tflm, acc_tflm = _against_tflm(graph, opt.model, x, n_test, test_values, labels)
     acc_int = None if labels is None else float(np.mean(np.argmax(outputs, axis=1) == labels))
 
