@@ -79,11 +79,22 @@ def load_tflite(path: str | Path) -> QGraph:
     return read_tflite(path.read_bytes(), name=path.stem, where=str(path))
 
 
+def is_tflite(buf: bytes) -> bool:
+    """Whether `buf` carries the .tflite flatbuffer identifier (bytes 4-8)."""
+    return len(buf) >= 8 and buf[4:8] == b"TFL3"
+
+
+def check_tflite(buf: bytes, where: str) -> None:
+    if not is_tflite(buf):
+        raise UserError(f"{where}: not a .tflite flatbuffer (no 'TFL3' identifier in its first 8 bytes); "
+                        f"pass a model written by the TFLite converter")
+
+
 def input_type(path: str | Path) -> str | None:
     """The type name of a .tflite file's first graph input ("INT8", "FLOAT32", ...), or None when the file is not
     a readable single-subgraph .tflite (the reader that loads it then says what is wrong)."""
     buf = Path(path).read_bytes()
-    if len(buf) < 8 or buf[4:8] != b"TFL3":
+    if not is_tflite(buf):
         return None
     try:
         model = tflite.Model.GetRootAsModel(buf, 0)
@@ -94,9 +105,7 @@ def input_type(path: str | Path) -> str | None:
 
 
 def read_tflite(buf: bytes, name: str = "model", where: str = "<bytes>") -> QGraph:
-    if len(buf) < 8 or buf[4:8] != b"TFL3":
-        raise UserError(f"{where}: not a .tflite flatbuffer (no 'TFL3' identifier in its first 8 bytes); "
-                        f"pass a model written by the TFLite converter")
+    check_tflite(buf, where)
     try:
         return _Reader(buf, name, where).graph()
     except (UserError, GraphError):

@@ -26,7 +26,7 @@ import torch
 
 from ..errors import UserError
 from ..quant.graph import FloatGraph, FNode
-from .tflite import builtin_options, explicit_padding
+from .tflite import builtin_options, check_tflite, explicit_padding
 
 _BUILTIN = tflite.BuiltinOperator
 _BUILTIN_NAMES = {v: k for k, v in vars(_BUILTIN).items() if not k.startswith("_")}
@@ -74,9 +74,7 @@ def load_float_tflite(path: str | Path, *, input_scale: float = 1.0, input_zero_
 def read_float_tflite(buf: bytes, name: str = "model", where: str = "<bytes>", *, input_scale: float = 1.0,
                       input_zero_point: int = 0) -> FloatGraph:
     """As load_float_tflite, from the file's bytes (the Keras frontend converts in memory and calls this)."""
-    if len(buf) < 8 or buf[4:8] != b"TFL3":
-        raise UserError(f"{where}: not a .tflite flatbuffer (no 'TFL3' identifier in its first 8 bytes); "
-                        f"pass a model written by the TFLite converter")
+    check_tflite(buf, where)
     if not (np.isfinite(input_scale) and input_scale > 0) or not -128 <= int(input_zero_point) <= 127:
         raise UserError(f"{where}: input scale {input_scale!r} / zero point {input_zero_point!r}: the scale must be "
                         f"a positive number and the zero point an int8 value")
