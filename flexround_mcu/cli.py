@@ -201,9 +201,9 @@ A model that is not in the zoo needs its data and its declared preprocessing:
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Reconstruction learning rate [default: flexround 3e-3, adaround 1e-3].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--act-lr", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="LSQ: also learn the activation steps during reconstruction, at this learning rate [default: 1e-3 "
-                   "when a layer has 2 bits, else off].")
+@click.option("--act-lr", type=click.FloatRange(min=0), default=None,
+              help="LSQ: also learn the activation steps during reconstruction, at this learning rate; 0 turns it "
+                   "off [default: 1e-3 when a layer has 2 bits, else off].")
 @click.option("--logits-loss/--block-loss", "head_with_last_block", default=None,
               help="--logits-loss: reconstruct the last conv block together with the pooling and classifier, on "
                    "the float logits, instead of on its own output [default: by the lowest bits, see README].")

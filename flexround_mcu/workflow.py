@@ -49,7 +49,7 @@ class ExportOptions:
     restarts: int | None = None  # reconstructions to choose from (quant/select.py); None: default_restarts(bits)
     lr: float | None = None  # None: the method's default (METHOD_LR)
     batch_size: int = 32
-    act_lr: float | None = None  # LSQ: learn the activation steps at this lr (None: ACT_LR by the lowest bits)
+    act_lr: float | None = None  # LSQ: learn the activation steps at this lr (None: ACT_LR by the lowest bits; 0: off)
     drop_prob: float = 0.0  # QDrop: probability of leaving an activation unquantized while a block learns
     head_with_last_block: bool | None = None  # None: HEAD_WITH_LAST_BLOCK by the lowest bits (reconstruct.partition)
     emit_tflite: bool = False  # also write OUT/model.tflite (the QGraph as TFLite Micro runs it)
@@ -406,6 +406,8 @@ def reconstruction_defaults(opt: ExportOptions, lowest: int) -> tuple[ExportOpti
     restarts = (opt.restarts if opt.restarts is not None else default_restarts(lowest)) if learns else 1
     if opt.act_lr is None and learns and lowest in ACT_LR:
         opt = replace(opt, act_lr=ACT_LR[lowest])
+    elif opt.act_lr == 0:  # --act-lr 0: LSQ off, even where the bits would turn it on
+        opt = replace(opt, act_lr=None)
     if opt.head_with_last_block is None:
         opt = replace(opt, head_with_last_block=HEAD_WITH_LAST_BLOCK.get(lowest, False))
     return opt, iters, restarts

@@ -178,3 +178,18 @@ def test_restarts_keep_the_one_closest_to_float_on_held_out_images(shared_data, 
     assert code == 0, capsys.readouterr().err
     rec = json.loads((out2 / "report.json").read_text())["reconstruction"]
     assert rec["restarts"]["count"] == 3 and rec["act_lr"] == 1e-3
+
+
+def test_reconstruction_defaults_by_bits():
+    """LSQ, the logits loss and the restarts follow the lowest bits where the options leave them open; --act-lr 0
+    turns LSQ off even at 2 bits, and a method that does not learn gets one run."""
+    from flexround_mcu.workflow import ExportOptions, reconstruction_defaults
+
+    opt, iters2, restarts = reconstruction_defaults(ExportOptions(model="resnet8", wbits=2), 2)
+    assert opt.act_lr == 1e-3 and opt.head_with_last_block is True and restarts == 3
+    opt, iters4, restarts = reconstruction_defaults(ExportOptions(model="resnet8", wbits=4), 4)
+    assert opt.act_lr is None and restarts == 1 and iters4 < iters2
+    opt, _, _ = reconstruction_defaults(ExportOptions(model="resnet8", wbits=2, act_lr=0.0), 2)
+    assert opt.act_lr is None
+    opt, _, restarts = reconstruction_defaults(ExportOptions(model="resnet8", wbits=2, method="rtn"), 2)
+    assert restarts == 1 and opt.act_lr is None
