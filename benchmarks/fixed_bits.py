@@ -7,8 +7,8 @@ allocation and how much the reconstruction's settings (calibration images, QDrop
         [--seeds 0,1] [--calib-sizes 1024,2048] [--qdrop 0,0.5] [--granularity tensor,channel]
 
 An allocation FILE is {layer: bits}, or the report.json of a mixed export (its mixed.layers). Every combination
-of allocation, seed, calibration size and QDrop probability is one row: calibration and one reconstruction with
-the export's own stage (workflow.quantize_once, the defaults by the lowest bits: iterations, LSQ activation lr,
+of allocation, seed, calibration size, QDrop probability and weight granularity is one row: calibration and one
+reconstruction with the export's own stage (workflow.quantize_once, the defaults by the lowest bits: iterations, LSQ activation lr,
 the logits loss), no restarts, on one torch thread, then the fake-quant accuracy with the integer arithmetic (the
 integer simulator's by construction) on the 5,000 cifar10-test-5000 images and the host export's weight bytes.
 A row with the export's defaults (calibration 1,024, QDrop 0) and a uniform allocation is `flexround-mcu export
